@@ -1,0 +1,1 @@
+"""Backends behind protocols: the MLLM (a LangChain chat model) and the layout-to-image generator."""

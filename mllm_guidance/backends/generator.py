@@ -1,0 +1,118 @@
+"""The generator protocol and the registry that turns a spec string into a generator.
+
+A generator draws an image for a prompt and a layout (normalized corners). Spec strings are
+``name`` or ``name:model-id-or-path``; built-in names are listed in ``BUILTIN``, and other
+packages add their own through the ``mllm_guidance.generators`` entry-point group, whose entries
+point at a class (or factory) called with the options as keywords.
+
+Generators are cached per (spec, options) for the process, so weights load once and are reused
+across rounds and prompts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from mllm_guidance.errors import BackendError
+from mllm_guidance.layout import Layout
+
+ENTRY_POINT_GROUP = "mllm_guidance.generators"
+BUILTIN: dict[str, str] = {
+    "sketch": "mllm_guidance.backends.sketch:SketchGenerator",
+}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything one generation needs. ``layout`` None means render without grounding."""
+
+    prompt: str
+    layout: Layout | None
+    seed: int
+    width: int
+    height: int
+    steps: int | None = None
+    guidance_scale: float | None = None
+    negative_prompt: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Generated:
+    """An image plus what the generator had to change to draw it (for the trace)."""
+
+    image: Any
+    notes: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What the graph needs from a layout-to-image model."""
+
+    name: str
+    default_size: tuple[int, int]
+
+    def generate(self, request: GenerationRequest) -> Any:
+        """Return a PIL image, or a ``Generated`` with notes."""
+        ...
+
+
+def as_generated(result: Any) -> Generated:
+    if isinstance(result, Generated):
+        return result
+    if hasattr(result, "save") and hasattr(result, "size"):
+        return Generated(image=result)
+    raise BackendError(
+        f"the generator returned {type(result).__name__}; it must return a PIL image or Generated"
+    )
+
+
+_cache: dict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = {}
+_cache_lock = threading.Lock()
+
+
+def available_generators() -> list[str]:
+    names = set(BUILTIN) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted(names)
+
+
+def create_generator(spec: str | Generator, **options: Any) -> Generator:
+    """A generator from a spec string (cached for the process) or the object itself."""
+    if not isinstance(spec, str):
+        if isinstance(spec, Generator):
+            return spec
+        raise BackendError(f"{spec!r} is neither a generator spec string nor a generator")
+    name, _, model = spec.strip().partition(":")
+    if model:
+        options = {"model": model, **options}
+    key = (spec, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _load(name, options)
+        return _cache[key]
+
+
+def _load(name: str, options: dict[str, Any]) -> Generator:
+    target = BUILTIN.get(name)
+    factory = None
+    if target is not None:
+        module, _, attr = target.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    else:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == name:
+                factory = ep.load()
+                break
+    if factory is None:
+        raise BackendError(
+            f"unknown generator {name!r}; available: {', '.join(available_generators())}"
+        )
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise BackendError(f"generator {name!r} does not accept these options: {exc}") from exc

@@ -1,0 +1,157 @@
+"""What a run does (``GuidanceConfig``) and what it runs on (``Context``).
+
+The config shapes the graph and is fixed when it is built; the context carries the backends and is
+injected per run through LangGraph's ``Runtime``, never through module globals.
+
+Modes (the thesis's ablations):
+
+=================  ==========================================================================
+``plain``          no layout: one text-to-image generation (the SD / SDXL baseline)
+``place``          place, then render (LMD+ / LayoutGPT-style, thesis Table 5.1)
+``place+correct``  place, self-correct until stable, render (Table 5.2)
+``align``          place (+ self-correct), then align -> render until align returns an empty
+                   layout, without reasoning (Table 5.3); the last image is the output
+``full``           the whole method (Table 6.1): place, self-correct, then reason -> align ->
+                   render until the score is good, keeping the best image
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mllm_guidance.errors import ConfigError
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from mllm_guidance.backends.generator import Generator
+    from mllm_guidance.prompts.templates import TemplateSet
+    from mllm_guidance.store import RunStore
+
+Mode = Literal["plain", "place", "place+correct", "align", "full"]
+MODES: tuple[str, ...] = ("plain", "place", "place+correct", "align", "full")
+SeedPolicy = Literal["same", "increment"]
+#: ``is_good`` callables receive the score (1..5) and the reasoning text.
+IsGood = Callable[[int, str], bool]
+ALL_STEPS = frozenset({"place", "self_correct", "reason", "align"})
+
+
+class GuidanceConfig(BaseModel):
+    """The method's knobs. Defaults follow the thesis: K = 5, good means a score of 5."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    mode: Mode = "full"
+    max_correct_rounds: int = Field(default=5, ge=0, le=50, description="Self-correct calls at most.")
+    max_align_rounds: int = Field(default=5, ge=0, le=50, description="Align calls (K) at most.")
+    is_good: int | IsGood = Field(
+        default=5, description="Score threshold (good when score >= it) or a callable(score, reasoning)."
+    )
+    self_correct: bool | None = Field(
+        default=None, description="Run self-correct before the first render; None: as the mode says."
+    )
+    seed: int | None = Field(default=None, ge=0, lt=2**63, description="None picks one at random (recorded).")
+    seed_policy: SeedPolicy = Field(
+        default="same", description="same: one seed every round, so only the layout changes; increment: seed + round."
+    )
+    width: int | None = Field(default=None, ge=64, le=4096, description="None: the generator's default.")
+    height: int | None = Field(default=None, ge=64, le=4096)
+    steps: int | None = Field(default=None, ge=1, le=1000, description="Denoising steps; None: the generator's default.")
+    guidance_scale: float | None = Field(default=None, ge=0, le=100)
+    negative_prompt: str | None = None
+    generator_options: dict[str, Any] = {}
+    parse_retries: int = Field(default=2, ge=0, le=10, description="Extra calls after an unreadable answer.")
+    structured_steps: frozenset[str] = Field(
+        default=frozenset(), description="Steps answered through the model's structured output instead of text."
+    )
+    templates_dir: str | None = Field(default=None, description="Directory whose files override the built-in prompts.")
+    layout_tolerance: float = Field(default=0.01, ge=0, le=0.5, description="Box equality tolerance for the stop test.")
+    mllm_image_side: int = Field(default=1024, ge=64, le=4096, description="Images sent to the MLLM are downscaled to this side.")
+
+    @field_validator("is_good")
+    @classmethod
+    def _is_good(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value <= 5):
+            raise ValueError("is_good as a threshold must be an integer from 1 to 5")
+        return value
+
+    @field_validator("structured_steps", mode="before")
+    @classmethod
+    def _structured(cls, value: Any) -> Any:
+        if value is True:
+            return ALL_STEPS
+        if value in (False, None):
+            return frozenset()
+        steps = frozenset(value)
+        unknown = steps - ALL_STEPS
+        if unknown:
+            raise ValueError(f"unknown steps {sorted(unknown)}; choose from {sorted(ALL_STEPS)}")
+        return steps
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GuidanceConfig:
+        if self.mode in ("plain", "place") and self.self_correct:
+            raise ValueError(f"mode {self.mode!r} has no self-correct step; use 'place+correct' or 'full'")
+        return self
+
+    # -- what the mode implies ----------------------------------------------------------------
+
+    @property
+    def uses_layout(self) -> bool:
+        return self.mode != "plain"
+
+    @property
+    def corrects(self) -> bool:
+        if self.mode in ("plain", "place"):
+            return False
+        if self.self_correct is not None:
+            return self.self_correct
+        return True
+
+    @property
+    def reasons(self) -> bool:
+        return self.mode == "full"
+
+    @property
+    def aligns(self) -> bool:
+        return self.mode in ("align", "full")
+
+    def good(self, score: int, reasoning: str) -> bool:
+        if callable(self.is_good):
+            return bool(self.is_good(score, reasoning))
+        return score >= self.is_good
+
+    def round_seed(self, base: int, round_index: int) -> int:
+        return base if self.seed_policy == "same" else (base + round_index) % 2**63
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe view for run.json: a callable is_good is named, not serialized."""
+        data = self.model_dump(mode="python")
+        if callable(self.is_good):
+            data["is_good"] = f"callable:{getattr(self.is_good, '__qualname__', repr(self.is_good))}"
+        data["structured_steps"] = sorted(self.structured_steps)
+        return data
+
+
+def make_config(config: GuidanceConfig | dict[str, Any] | None = None, **overrides: Any) -> GuidanceConfig:
+    """A config from a config, a dict or keywords, with errors as ``ConfigError``."""
+    base = dict(config) if isinstance(config, GuidanceConfig) else dict(config or {})
+    try:
+        return GuidanceConfig(**{**base, **overrides})
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+@dataclass
+class Context:
+    """The backends of one run, injected into every node through ``Runtime[Context]``."""
+
+    mllm: BaseChatModel
+    generator: Generator
+    store: RunStore
+    templates: TemplateSet

@@ -1,0 +1,42 @@
+"""One small error hierarchy, so callers can catch everything of ours with one class.
+
+Every message is meant to be read by a user: it says what went wrong and what to do.
+"""
+
+from __future__ import annotations
+
+
+class GuidanceError(Exception):
+    """Base of every error mllm-guidance raises on purpose."""
+
+
+class InputError(GuidanceError, ValueError):
+    """The prompt, a size or another argument cannot be used as given."""
+
+
+class ConfigError(GuidanceError, ValueError):
+    """A configuration value or combination is invalid."""
+
+
+class ParseError(GuidanceError, ValueError):
+    """An MLLM answer could not be turned into the structure a step needs."""
+
+    def __init__(self, message: str, text: str | None = None) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+class LayoutParseError(ParseError):
+    """No valid layout could be read from an answer."""
+
+
+class ScoreParseError(ParseError):
+    """No valid 1..5 score could be read from an answer."""
+
+
+class BackendError(GuidanceError, RuntimeError):
+    """A model backend could not be built, loaded or called."""
+
+
+class ReplayError(BackendError):
+    """A replayed recording ran out or does not match the run asking it."""

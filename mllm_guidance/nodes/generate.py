@@ -1,0 +1,73 @@
+"""Generate: the frozen layout-to-image model renders the current plan, I_k = grounded_t2i(C, O_k).
+
+The image goes to the run directory; state keeps its reference. The seed of round k comes from
+the config's seed policy: by default the same seed every round, so that only the layout changes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from mllm_guidance.backends.generator import GenerationRequest, as_generated
+from mllm_guidance.config import Context, GuidanceConfig
+from mllm_guidance.errors import BackendError, GuidanceError
+from mllm_guidance.state import GuidanceState, Plan, Round
+
+
+class GenerateNode:
+    def __init__(self, config: GuidanceConfig) -> None:
+        self.config = config
+
+    def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
+        ctx, cfg = runtime.context, self.config
+        k = len(state.rounds)
+        plan = state.plan if (state.plan is not None and cfg.uses_layout) else Plan(layout=None, source="none")
+        default_w, default_h = ctx.generator.default_size
+        request = GenerationRequest(
+            prompt=state.prompt,
+            layout=plan.layout,
+            seed=cfg.round_seed(state.seed, k),
+            width=cfg.width or default_w,
+            height=cfg.height or default_h,
+            steps=cfg.steps,
+            guidance_scale=cfg.guidance_scale,
+            negative_prompt=cfg.negative_prompt,
+            options=dict(cfg.generator_options),
+        )
+        runtime.stream_writer({"event": "generating", "step": "generate", "round": k})
+        started = time.perf_counter()
+        try:
+            generated = as_generated(ctx.generator.generate(request))
+        except GuidanceError:
+            raise
+        except Exception as exc:
+            raise BackendError(
+                f"the generator {getattr(ctx.generator, 'name', '?')} failed on round {k}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        seconds = time.perf_counter() - started
+        ref = ctx.store.save_image(generated.image, f"round-{k}.png")
+        new_round = Round(
+            index=k,
+            layout=plan.layout,
+            layout_source=plan.source,
+            layout_reasoning=plan.reasoning,
+            layout_warnings=plan.layout.rule_warnings() if plan.layout is not None else [],
+            seed=request.seed,
+            image=ref,
+            generator_notes=list(generated.notes),
+            seconds=round(seconds, 4),
+        )
+        updates: dict[str, Any] = {
+            "rounds": state.rounds + [new_round],
+            "usage": state.usage.add_generation(seconds),
+        }
+        if not cfg.aligns:
+            updates["stop_reason"] = "rendered"
+        elif cfg.mode == "align" and state.align_rounds >= cfg.max_align_rounds:
+            updates["stop_reason"] = "max_rounds"
+        runtime.stream_writer({"event": "step", "step": "generate", "round": k, "seconds": round(seconds, 3)})
+        return updates

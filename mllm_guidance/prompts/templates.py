@@ -1,0 +1,219 @@
+"""The four step prompts as data: a template file and an example file per step.
+
+A template file ``STEP.txt`` has two parts split by a line ``=== request ===``: the instructions
+(static: the same for every call, with the few-shot examples filled in at ``$examples``) and the
+request (``$prompt``, and ``$objects`` for self-correct). Rendering puts the static part first, as
+a system message, so providers' prompt caching can reuse it across calls.
+
+Examples live in ``STEP.examples.json`` with boxes in the project's one convention (normalized
+``[x1, y1, x2, y2]``). A user directory may hold any of these files; each one found replaces the
+built-in file, and the set's version id changes with the content, so every run records exactly
+which prompts it used.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import string
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mllm_guidance.errors import ConfigError
+from mllm_guidance.layout import Box, Layout
+
+Step = Literal["place", "self_correct", "reason", "align"]
+STEPS: tuple[Step, ...] = ("place", "self_correct", "reason", "align")
+#: Name of the built-in set; bump it whenever the built-in files change meaning.
+BUILTIN_NAME = "builtin-v1"
+_SPLIT = "=== request ==="
+_NEEDS = {
+    "place": {"prompt"},
+    "self_correct": {"prompt", "objects"},
+    "reason": {"prompt"},
+    "align": {"prompt"},
+}
+
+
+class ExampleObject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    box: list[float]
+
+
+class Example(BaseModel):
+    """One few-shot example; which fields a step uses is fixed by ``_render_example``."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str
+    objects: list[ExampleObject] | None = None
+    current: list[ExampleObject] | None = None
+    reasoning: str | None = None
+    score: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class StepTemplate:
+    step: Step
+    instructions: str
+    request: string.Template
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """The four step templates of one run, with the id that names their exact content."""
+
+    steps: dict[str, StepTemplate]
+    version: str
+    source: str
+
+    def messages(
+        self,
+        step: Step,
+        prompt: str,
+        *,
+        objects: Layout | None = None,
+        image_png: bytes | None = None,
+    ) -> list[BaseMessage]:
+        """Chat messages for one call: static instructions, then the request, then the image."""
+        tpl = self.steps[step]
+        values = {"prompt": prompt, "objects": objects.to_lines() if objects else "(none)"}
+        request = tpl.request.safe_substitute(values).strip()
+        content: list[dict[str, Any]] = [{"type": "text", "text": request}]
+        if image_png is not None:
+            content.append(
+                {
+                    "type": "image",
+                    "base64": base64.b64encode(image_png).decode("ascii"),
+                    "mime_type": "image/png",
+                }
+            )
+        return [SystemMessage(content=tpl.instructions), HumanMessage(content=content)]
+
+
+def load_templates(directory: str | Path | None = None) -> TemplateSet:
+    """The built-in set, with any file found in ``directory`` replacing its built-in twin."""
+    user = Path(directory) if directory is not None else None
+    if user is not None and not user.is_dir():
+        raise ConfigError(f"template directory {user} does not exist or is not a directory")
+    builtin = resources.files("mllm_guidance.prompts").joinpath("data")
+    digest = hashlib.sha256()
+    overridden: list[str] = []
+    steps: dict[str, StepTemplate] = {}
+    for step in STEPS:
+        texts = {}
+        for filename in (f"{step}.txt", f"{step}.examples.json"):
+            if user is not None and (user / filename).is_file():
+                texts[filename] = (user / filename).read_text(encoding="utf-8")
+                overridden.append(filename)
+            else:
+                texts[filename] = builtin.joinpath(filename).read_text(encoding="utf-8")
+            digest.update(filename.encode() + b"\0" + texts[filename].encode() + b"\0")
+        examples = _load_examples(step, texts[f"{step}.examples.json"], f"{step}.examples.json")
+        steps[step] = _build_step(step, texts[f"{step}.txt"], examples)
+    name = "custom" if overridden else BUILTIN_NAME
+    source = f"{user} ({', '.join(overridden)})" if overridden else "builtin"
+    return TemplateSet(steps=steps, version=f"{name}+{digest.hexdigest()[:12]}", source=source)
+
+
+def export_templates(directory: str | Path) -> list[Path]:
+    """Copy the built-in files into ``directory`` so a user can edit them (never overwrites)."""
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    builtin = resources.files("mllm_guidance.prompts").joinpath("data")
+    written = []
+    for step in STEPS:
+        for filename in (f"{step}.txt", f"{step}.examples.json"):
+            path = target / filename
+            if path.exists():
+                raise ConfigError(f"{path} already exists; export into an empty directory")
+            path.write_text(builtin.joinpath(filename).read_text(encoding="utf-8"), "utf-8")
+            written.append(path)
+    return written
+
+
+def png_bytes(image: Any, max_side: int | None = None) -> bytes:
+    """PNG bytes of a PIL image, downscaled so that its longest side is at most ``max_side``."""
+    if max_side is not None and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# -- internals --------------------------------------------------------------------------------
+
+
+def _build_step(step: Step, text: str, examples: list[Example]) -> StepTemplate:
+    if _SPLIT not in text:
+        raise ConfigError(f"{step}.txt: the line '{_SPLIT}' that starts the request part is missing")
+    head, _, tail = text.partition(_SPLIT)
+    request = string.Template(tail.strip("\n"))
+    used = {m.group("named") or m.group("braced") for m in request.pattern.finditer(request.template)}
+    used.discard(None)
+    missing = _NEEDS[step] - used
+    unknown = used - _NEEDS[step]
+    if missing or unknown:
+        raise ConfigError(
+            f"{step}.txt: the request part must use {sorted(_NEEDS[step])}"
+            + (f"; missing {sorted(missing)}" if missing else "")
+            + (f"; unknown {sorted(unknown)}" if unknown else "")
+        )
+    rendered = "\n\n".join(_render_example(step, ex) for ex in examples)
+    try:
+        instructions = string.Template(head.strip()).substitute(examples=rendered)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{step}.txt: only $examples may appear in the instructions ({exc})") from exc
+    return StepTemplate(step=step, instructions=instructions, request=request)
+
+
+def _load_examples(step: Step, text: str, filename: str) -> list[Example]:
+    try:
+        raw = json.loads(text)
+        examples = [Example.model_validate(item) for item in raw]
+    except (json.JSONDecodeError, TypeError, ValidationError) as exc:
+        raise ConfigError(f"{filename}: not a list of examples ({exc})") from exc
+    for i, ex in enumerate(examples):
+        need = {"place": ["objects"], "self_correct": ["current", "reasoning", "objects"],
+                "reason": ["reasoning", "score"], "align": ["reasoning", "objects"]}[step]
+        for field in need:
+            if getattr(ex, field) is None:
+                raise ConfigError(f"{filename}: example {i} needs '{field}'")
+        for obj in (ex.objects or []) + (ex.current or []):
+            try:
+                Box.of(obj.box)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{filename}: example {i}, {obj.name!r}: boxes must be normalized "
+                    f"[x1, y1, x2, y2] ({exc})"
+                ) from exc
+    return examples
+
+
+def _objects_text(objects: list[ExampleObject]) -> str:
+    return Layout.from_pairs((o.name, o.box) for o in objects).to_lines()
+
+
+def _render_example(step: Step, ex: Example) -> str:
+    lines = [f"User prompt: {ex.prompt}"]
+    if step == "place":
+        lines += ["Objects:", _objects_text(ex.objects or [])]
+    elif step == "self_correct":
+        lines += ["Current objects:", _objects_text(ex.current or [])]
+        lines += [f"Reasoning: {ex.reasoning}", "Updated objects:", _objects_text(ex.objects or [])]
+    elif step == "reason":
+        lines += [f"Reasoning: {ex.reasoning}", f"Score: {ex.score}"]
+    else:
+        lines += [f"Reasoning: {ex.reasoning}", "Updated objects:"]
+        if ex.objects:
+            lines.append(_objects_text(ex.objects))
+    return "\n".join(lines)

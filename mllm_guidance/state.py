@@ -1,0 +1,156 @@
+"""Everything that flows through the graph, and so everything a checkpoint stores.
+
+State holds references to images (path, hash, size), never their bytes: a checkpoint is written
+after every step, and an image in state would be stored again in each one. Full MLLM requests and
+replies live in the run directory's call log; state keeps only their ids.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+from mllm_guidance.layout import Layout
+
+#: Longest prompt accepted; text-to-image prompts are a sentence or two, not documents.
+MAX_PROMPT_CHARS = 2000
+
+
+def check_prompt(prompt: object) -> str:
+    """The prompt with spacing normalized, or ``ValueError`` saying why it cannot be used."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"the prompt must be text, got {type(prompt).__name__}")
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in prompt).split())
+    if not cleaned:
+        raise ValueError("the prompt is empty; describe the image you want")
+    if len(cleaned) > MAX_PROMPT_CHARS:
+        raise ValueError(
+            f"the prompt has {len(cleaned)} characters; the limit is {MAX_PROMPT_CHARS} "
+            "(describe one image in a sentence or two)"
+        )
+    if not any(ch.isalpha() for ch in cleaned):
+        raise ValueError("the prompt has no words; describe the image you want")
+    return cleaned
+
+
+class ImageRef(BaseModel):
+    """A PNG file in the run directory."""
+
+    path: str = Field(description="Path relative to the run directory.")
+    sha256: str
+    width: int
+    height: int
+    bytes: int
+
+
+class Plan(BaseModel):
+    """The layout the next generation will render, and which step produced it."""
+
+    layout: Layout | None = Field(description="None renders without grounding (plain mode).")
+    source: str = Field(description="place, self_correct, align, or none.")
+    reasoning: str = ""
+
+
+class Correction(BaseModel):
+    """One self-correct round: the layout it was given and what it answered."""
+
+    index: int
+    before: Layout
+    after: Layout | None = Field(description="None when the answer could not be parsed.")
+    reasoning: str = ""
+    changed: bool = False
+    diff: str = ""
+
+
+class Round(BaseModel):
+    """One generated image with the layout behind it and the MLLM's verdict on it."""
+
+    index: int
+    layout: Layout | None
+    layout_source: str
+    layout_reasoning: str = ""
+    layout_warnings: list[str] = []
+    seed: int
+    image: ImageRef
+    generator_notes: list[str] = Field(default=[], description="What the generator changed or dropped.")
+    seconds: float = 0.0
+    reasoning: str | None = None
+    score: int | None = Field(default=None, description="1..5; None when not judged or unreadable.")
+    good: bool | None = None
+
+
+class Failure(BaseModel):
+    """A step whose answer stayed unusable after every retry; the run went on without it."""
+
+    step: str
+    round: int
+    attempts: int
+    error: str
+
+
+class StepUsage(BaseModel):
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+
+class Usage(BaseModel):
+    """Call counts, tokens and time, per MLLM step and for the generator."""
+
+    mllm: dict[str, StepUsage] = {}
+    generator_calls: int = 0
+    generator_seconds: float = 0.0
+
+    @property
+    def mllm_calls(self) -> int:
+        return sum(s.calls for s in self.mllm.values())
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(s.input_tokens for s in self.mllm.values())
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(s.output_tokens for s in self.mllm.values())
+
+    def add_mllm(self, step: str, calls: int, input_tokens: int, output_tokens: int, seconds: float) -> Usage:
+        current = self.mllm.get(step, StepUsage())
+        updated = StepUsage(
+            calls=current.calls + calls,
+            input_tokens=current.input_tokens + input_tokens,
+            output_tokens=current.output_tokens + output_tokens,
+            seconds=current.seconds + seconds,
+        )
+        return self.model_copy(update={"mllm": {**self.mllm, step: updated}})
+
+    def add_generation(self, seconds: float) -> Usage:
+        return self.model_copy(
+            update={
+                "generator_calls": self.generator_calls + 1,
+                "generator_seconds": self.generator_seconds + seconds,
+            }
+        )
+
+
+class GuidanceState(BaseModel):
+    """The graph's state. Nodes return only the fields they change."""
+
+    prompt: str = Field(description="The text the image must show.")
+    seed: int = Field(default=0, description="Base seed; the config's seed policy derives each round's.")
+    plan: Plan | None = Field(default=None, description="The layout the next generation renders.")
+    correct_rounds: int = Field(default=0, description="Self-correct calls made so far.")
+    correct_done: bool = Field(default=False, description="True once the layout stopped changing or the limit was hit.")
+    corrections: list[Correction] = []
+    align_rounds: int = Field(default=0, description="Align calls made so far.")
+    rounds: list[Round] = []
+    best: int | None = Field(default=None, description="Index of the best round so far.")
+    stop_reason: str | None = Field(default=None, description="Set when the loop must end: good, max_rounds, aligned, ...")
+    final_image: ImageRef | None = None
+    failures: list[Failure] = []
+    usage: Usage = Usage()
+    call_ids: list[str] = Field(default=[], description="Ids of the MLLM calls whose answers this run used, in order.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        return check_prompt(value)

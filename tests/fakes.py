@@ -1,0 +1,91 @@
+"""Test doubles: a recording, scripted chat model and counting generators."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import PrivateAttr
+
+from mllm_guidance.backends.generator import GenerationRequest
+from mllm_guidance.backends.replay import STEP_KEY
+from mllm_guidance.backends.sketch import SketchGenerator
+
+
+class RecordingChatModel(BaseChatModel):
+    """Answers each step from its own script and records exactly what every call sent.
+
+    A reply is a string (text answer), a dict (tool-call args, for structured output), an
+    AIMessage, or an exception instance to raise. ``bind_tools`` returns self, so LangChain's
+    ``with_structured_output`` works through tool calls.
+    """
+
+    replies: dict[str, list[Any]]
+    usage: tuple[int, int] = (100, 20)
+    _calls: list[tuple[str, list[BaseMessage]]] = PrivateAttr(default_factory=list)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _bound_tools: list[Any] = PrivateAttr(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "recording-fake"
+
+    @property
+    def calls(self) -> list[tuple[str, list[BaseMessage]]]:
+        return list(self._calls)
+
+    def steps(self) -> list[str]:
+        return [s for s, _ in self._calls]
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> RecordingChatModel:  # type: ignore[override]
+        self._bound_tools.append(tools)
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+        step = (run_manager.metadata or {}).get(STEP_KEY, "?") if run_manager else "?"
+        with self._lock:
+            index = sum(1 for s, _ in self._calls if s == step)
+            self._calls.append((step, list(messages)))
+        script = self.replies.get(step, [])
+        if index >= len(script):
+            raise AssertionError(f"no scripted reply #{index} for step {step!r}")
+        reply = script[index]
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, AIMessage):
+            message = reply
+        elif isinstance(reply, dict):
+            message = AIMessage(content="", tool_calls=[{"name": reply.pop("__tool__", "LayoutAnswer"), "args": reply, "id": f"c{index}"}])
+        else:
+            message = AIMessage(content=str(reply))
+        message.usage_metadata = {"input_tokens": self.usage[0], "output_tokens": self.usage[1], "total_tokens": sum(self.usage)}
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+class CountingGenerator(SketchGenerator):
+    """The sketch generator, counting calls and optionally failing on one of them."""
+
+    name = "counting"
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        super().__init__()
+        self.requests: list[GenerationRequest] = []
+        self.fail_on = fail_on
+
+    def generate(self, request: GenerationRequest) -> Any:
+        self.requests.append(request)
+        if self.fail_on is not None and len(self.requests) == self.fail_on:
+            raise RuntimeError("simulated crash of the generator")
+        return super().generate(request)
+
+
+PLACE = "Objects:\n- a man sitting [0.1, 0.45, 0.45, 0.95]\n- a tree [0.35, 0.05, 0.95, 0.9]\n- a bird [0.6, 0.15, 0.75, 0.3]"
+CORRECTED = "Reasoning: the man must sit under the tree.\nUpdated objects:\n- a man sitting [0.3, 0.55, 0.6, 0.95]\n- a tree [0.2, 0.05, 0.9, 0.9]\n- a bird [0.6, 0.15, 0.75, 0.3]"
+ALIGNED = "Reasoning: the bird must perch in the tree.\nUpdated objects:\n- a man sitting [0.3, 0.55, 0.6, 0.95]\n- a tree [0.2, 0.05, 0.9, 0.9]\n- a bird perched on a branch [0.55, 0.2, 0.7, 0.35]"
+
+
+def score(n: int, why: str = "checked") -> str:
+    return f"Reasoning: {why}.\nScore: {n}"
