@@ -73,10 +73,12 @@ class GuidanceConfig(BaseModel):
     layout_tolerance: float = Field(default=0.01, ge=0, le=0.5, description="Box equality tolerance for the stop test.")
     mllm_image_side: int = Field(default=1024, ge=64, le=4096, description="Images sent to the MLLM are downscaled to this side.")
 
-    @field_validator("is_good")
+    @field_validator("is_good", mode="before")
     @classmethod
     def _is_good(cls, value: Any) -> Any:
-        if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value <= 5):
+        if callable(value):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
             raise ValueError("is_good as a threshold must be an integer from 1 to 5")
         return value
 

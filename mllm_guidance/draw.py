@@ -32,7 +32,9 @@ def draw_layout(image: Any, layout: Layout | None, *, filled: bool = False) -> A
     w, h = base.size
     line = max(2, round(min(w, h) / 160))
     font = _font(max(10, round(min(w, h) / 32)))
-    for i, obj in enumerate(layout.objects if layout else []):
+    objects = list(enumerate(layout.objects if layout else []))
+    # largest first, so that small objects stay visible on top of the ones around them
+    for i, obj in sorted(objects, key=lambda item: -item[1].box.area):
         color = PALETTE[i % len(PALETTE)]
         x1, y1, x2, y2 = obj.box.to_pixels(w, h)
         draw.rectangle(
@@ -45,8 +47,9 @@ def draw_layout(image: Any, layout: Layout | None, *, filled: bool = False) -> A
         tb = draw.textbbox((0, 0), label, font=font)
         tw, th = tb[2] - tb[0], tb[3] - tb[1]
         ty = y1 if y1 + th + 4 <= h else max(0, y2 - th - 4)
-        draw.rectangle([x1, ty, min(w, x1 + tw + 6), ty + th + 4], fill=color + (220,))
-        draw.text((x1 + 3, ty + 2 - tb[1]), label, fill=(255, 255, 255, 255), font=font)
+        tx = max(0, min(x1, w - tw - 6))
+        draw.rectangle([tx, ty, min(w, tx + tw + 6), ty + th + 4], fill=color + (220,))
+        draw.text((tx + 3, ty + 2 - tb[1]), label, fill=(255, 255, 255, 255), font=font)
     return Image.alpha_composite(base, overlay).convert("RGB")
 
 

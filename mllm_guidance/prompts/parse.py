@@ -223,14 +223,27 @@ def _last_line(segment: str) -> str:
 
 
 def _clean_name(name: str) -> str:
-    name = name.strip(_STRIP)
+    name = _strip_edges(name)
     while True:
-        stripped = _BULLET_RE.sub("", name).strip(_STRIP)
+        stripped = _strip_edges(_BULLET_RE.sub("", name))
         if stripped == name:
             break
         name = stripped
     name = re.sub(r"\*\*|__|`", "", name)
     return " ".join(name.split())
+
+
+def _strip_edges(name: str) -> str:
+    """Strip quotes, brackets and punctuation from both ends, keeping a closing bracket that
+    closes one opened inside the name: ``a cat (sleeping)`` stays whole."""
+    name = name.lstrip(_STRIP)
+    while name and name[-1] in _STRIP:
+        closer = name[-1]
+        opener = {")": "(", "]": "["}.get(closer)
+        if opener and name.count(opener) >= name.count(closer):
+            break
+        name = name[:-1]
+    return name
 
 
 def _says_empty(region: str) -> bool:

@@ -1,0 +1,87 @@
+"""Rebuild ``examples/recordings/man-under-tree.json``, the recording the README's quick start
+replays with ``--mllm replay:...``.
+
+The answers below are HAND-WRITTEN in the style of real MLLM answers (one of them in the thesis's
+noisy list format) to show the whole loop offline; they are not output of GPT-4o or any model.
+The script runs the real graph on them with the sketch generator and keeps the run.json.
+
+    python examples/make_recording.py
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from mllm_guidance import guide
+from mllm_guidance.backends.replay import STEP_KEY
+
+PROMPT = "A man is sitting under a tree while a bird is in the tree."
+ANSWERS = {
+    "place": [
+        "Objects: ['a man sitting[0.08, 0.52, 0.38, 0.96]', 'a tree[0.45, 0.04, 0.96, 0.92]', "
+        "'a bird[0.12, 0.08, 0.3, 0.22]']",
+    ],
+    "self_correct": [
+        "Reasoning: The man must sit under the tree, so move him below its crown; the bird must be "
+        "in the tree, so move it inside the crown.\n"
+        "Updated objects:\n- a man sitting [0.42, 0.58, 0.7, 0.96]\n- a tree [0.3, 0.04, 0.96, 0.92]\n"
+        "- a bird [0.62, 0.16, 0.76, 0.3]",
+        "Reasoning: The man sits under the tree and the bird is inside its crown; the layout already "
+        "matches the prompt.\nUpdated objects:\n- a man sitting [0.42, 0.58, 0.7, 0.96]\n"
+        "- a tree [0.3, 0.04, 0.96, 0.92]\n- a bird [0.62, 0.16, 0.76, 0.3]",
+    ],
+    "reason": [
+        "Reasoning: A tree and a man are visible, but the man stands beside the trunk and no bird "
+        "is in the tree.\nScore: 3",
+        "Reasoning: The man sits under the tree; a bird is present but flies beside the crown.\nScore: 4",
+        "Reasoning: The man sits under the tree and a bird perches on a branch.\nScore: 5",
+    ],
+    "align": [
+        "Reasoning: The man should clearly sit at the foot of the trunk and the bird must be inside "
+        "the crown; overlap the man with the trunk and put the bird on a branch.\n"
+        "Updated objects:\n- a man sitting on the ground [0.4, 0.6, 0.68, 0.96]\n"
+        "- a tree [0.3, 0.04, 0.96, 0.92]\n- a small bird [0.58, 0.22, 0.72, 0.34]",
+        "Reasoning: The bird flies beside the crown; it should perch on a branch, so describe it "
+        "perching and move its box into the crown.\n"
+        "Updated objects:\n- a man sitting on the ground [0.4, 0.6, 0.68, 0.96]\n"
+        "- a tree [0.3, 0.04, 0.96, 0.92]\n- a small bird perched on a branch [0.55, 0.26, 0.69, 0.38]",
+    ],
+}
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Answers each step from ANSWERS in order."""
+
+    answers: dict[str, list[str]]
+    used: dict[str, int] = {}
+
+    @property
+    def _llm_type(self) -> str:
+        return "hand-written"
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+        step = run_manager.metadata[STEP_KEY]
+        i = self.used.get(step, 0)
+        self.used[step] = i + 1
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.answers[step][i]))])
+
+
+def main() -> None:
+    target = Path(__file__).parent / "recordings" / "man-under-tree.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        result = guide(PROMPT, mllm=ScriptedChatModel(answers=ANSWERS), generator="sketch",
+                       config={"seed": 0}, run_dir=Path(tmp) / "run", checkpoint=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(result.run_dir) / "run.json", target)
+    print(f"wrote {target} (best round {result.best_round}, score {result.score})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The ``mllm-guidance`` command line.
+
+    mllm-guidance generate PROMPT [--mllm SPEC] [--generator SPEC] [-k N] [--mode M] [--out DIR]
+    mllm-guidance generate --resume DIR
+    mllm-guidance plan PROMPT [--mllm SPEC]          the layout only (with a sketch preview)
+    mllm-guidance templates show [STEP] | export DIR
+
+Errors print one line that says what to do; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from mllm_guidance import __version__
+from mllm_guidance.config import MODES
+from mllm_guidance.errors import GuidanceError, InputError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except GuidanceError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        run_dir = getattr(args, "_run_dir", None)
+        hint = f"; continue with: mllm-guidance generate --resume {run_dir}" if run_dir else ""
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return 130
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from mllm_guidance.api import default_run_dir, guide, resume
+
+    progress = Progress(sys.stderr, quiet=args.quiet)
+    if args.resume:
+        if args.prompt:
+            raise InputError("give either a prompt or --resume DIR, not both")
+        args._run_dir = args.resume
+        progress.say(f"resuming {args.resume}")
+        result = resume(args.resume, mllm=args.mllm, generator=args.generator, on_event=progress)
+    else:
+        if not args.prompt:
+            raise InputError('give a prompt, e.g. mllm-guidance generate "a cat on a sofa"')
+        mllm = _mllm_for(args, progress)
+        run_dir = Path(args.out) if args.out else default_run_dir(args.prompt)
+        args._run_dir = run_dir
+        result = guide(
+            args.prompt, mllm=mllm, generator=args.generator or "sketch", config=_config(args),
+            run_dir=run_dir, checkpoint=not args.no_checkpoint, on_event=progress,
+        )
+    progress.done()
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    u = result.usage
+    per_step = ", ".join(f"{v.calls} {k.replace('_', '-')}" for k, v in u.mllm.items())
+    score = f"score {result.score}/5" if result.score is not None else "not judged"
+    print(f"best: round {result.best_round}, {score} (stop: {result.stop_reason})")
+    print(f"image:  {result.image_path}")
+    print(f"report: {Path(result.run_dir) / 'report.html'}")
+    print(
+        f"calls:  {u.mllm_calls} MLLM ({per_step or 'none'}), {u.generator_calls} generator; "
+        f"tokens {u.input_tokens} in / {u.output_tokens} out; {result.seconds:.1f}s"
+    )
+    if result.failures:
+        print(f"note:   {len(result.failures)} unreadable answer(s) were skipped; see run.json")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from mllm_guidance.api import default_run_dir, guide
+
+    progress = Progress(sys.stderr, quiet=args.quiet)
+    mode = "place+correct" if args.correct_rounds > 0 else "place"
+    config = {"mode": mode, "max_correct_rounds": args.correct_rounds, "seed": 0}
+    config.update(_shared_config(args))
+    run_dir = Path(args.out) if args.out else default_run_dir(args.prompt)
+    result = guide(
+        args.prompt, mllm=_mllm_for(args, progress), generator="sketch", config=config,
+        run_dir=run_dir, checkpoint=False, on_event=progress,
+    )
+    progress.done()
+    layout = result.layout
+    if args.json:
+        print(layout.model_dump_json(indent=2) if layout else "null")
+        return 0
+    print(layout.to_lines() if layout and not layout.is_empty else "(no layout)")
+    for warning in layout.rule_warnings() if layout else []:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"preview: {result.image_path}", file=sys.stderr)
+    return 0
+
+
+def _templates(args: argparse.Namespace) -> int:
+    from mllm_guidance.prompts.templates import STEPS, export_templates, load_templates
+
+    if args.action == "export":
+        if not args.target:
+            raise InputError("give the directory to export into: mllm-guidance templates export DIR")
+        for path in export_templates(args.target):
+            print(path)
+        return 0
+    templates = load_templates(args.templates)
+    steps = [args.target] if args.target else list(STEPS)
+    for step in steps:
+        if step not in STEPS:
+            raise InputError(f"unknown step {step!r}; choose from {', '.join(STEPS)}")
+        tpl = templates.steps[step]
+        print(f"===== {step} ({templates.version}) =====\n{tpl.instructions}\n--- request ---\n{tpl.request.template}\n")
+    return 0
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _mllm_for(args: argparse.Namespace, progress: Progress) -> str | None:
+    if args.mllm:
+        return args.mllm
+    if getattr(args, "mode", None) == "plain":
+        return None
+    from mllm_guidance.backends.mllm import default_mllm_spec
+
+    spec, why = default_mllm_spec()
+    progress.say(f"MLLM: {spec} ({why}; choose another with --mllm)")
+    return spec
+
+
+def _shared_config(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.structured:
+        out["structured_steps"] = True
+    if args.templates:
+        out["templates_dir"] = args.templates
+    return out
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "mode": args.mode,
+        "max_align_rounds": args.max_rounds,
+        "max_correct_rounds": args.correct_rounds if args.correct_rounds is not None else args.max_rounds,
+        "is_good": args.good,
+        "seed": args.seed,
+        "seed_policy": args.seed_policy,
+        "parse_retries": args.parse_retries,
+    }
+    if args.size:
+        cfg["width"], cfg["height"] = _size(args.size)
+    for key in ("steps", "guidance_scale", "negative_prompt"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    cfg.update(_shared_config(args))
+    return cfg
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except (ValueError, IndexError):
+        raise InputError(f"--size {text!r}: give WIDTHxHEIGHT, e.g. 1024x1024, or one number") from None
+    if len(parts) > 2 or not (64 <= w <= 4096 and 64 <= h <= 4096):
+        raise InputError(f"--size {text!r}: width and height must be between 64 and 4096")
+    return w, h
+
+
+class Progress:
+    """Live progress on stderr: one line per finished step, a status line while waiting."""
+
+    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
+        self.stream, self.quiet = stream, quiet
+        self.live = stream.isatty()
+        self._status = False
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self._clear()
+            print(text, file=self.stream, flush=True)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        kind, step, k = event.get("event"), str(event.get("step", "")).replace("_", "-"), event.get("round")
+        if kind == "generating":
+            self._show(f"round {k} · generating ...")
+        elif kind == "mllm_call":
+            if not event.get("ok"):
+                self.say(f"{step:<13}round {k} · unreadable answer (attempt {event.get('attempt')}): {event.get('error')}")
+            else:
+                self._show(f"round {k} · {step} answered")
+        elif kind == "step":
+            detail = {
+                "place": lambda: f"{event.get('objects')} objects",
+                "self-correct": lambda: "changed" if event.get("changed") else "unchanged: layout settled",
+                "generate": lambda: f"image in {event.get('seconds')}s",
+                "reason": lambda: f"score {event.get('score') if event.get('score') is not None else '?'}/5" + (" · good" if event.get("good") else ""),
+                "align": lambda: f"new layout, {event.get('objects')} objects" if not event.get("stop") else f"stop: {event.get('stop')}",
+            }.get(step, lambda: "")()
+            self.say(f"{step:<13}round {k} · {detail}")
+        elif kind == "done":
+            self.say(f"{'finish':<13}best round {k} · stop: {event.get('stop')}")
+
+    def _show(self, text: str) -> None:
+        if self.live:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self._status = True
+
+    def _clear(self) -> None:
+        if self._status:
+            self.stream.write("\r\033[K")
+            self._status = False
+
+    def done(self) -> None:
+        self._clear()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mllm-guidance", description="MLLM Guidance for text-to-image generation.")
+    parser.add_argument("--version", action="version", version=f"mllm-guidance {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--mllm", help="planner/judge: openai:gpt-4o, google_genai:gemini-2.5-flash, replay:RUN.json, ... (default: from API keys in the environment)")
+        p.add_argument("--structured", action="store_true", help="ask for structured (JSON-schema / tool-call) answers instead of text")
+        p.add_argument("--templates", metavar="DIR", help="directory whose files override the built-in prompts")
+        p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<time>-<prompt>)")
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    g = sub.add_parser("generate", help="run MLLM Guidance on a prompt")
+    g.add_argument("prompt", nargs="?", help="what the image must show")
+    common(g)
+    g.add_argument("--generator", help="layout-to-image model (default: sketch, a layout preview)")
+    g.add_argument("-k", "--max-rounds", type=int, default=5, help="align rounds K (default 5)")
+    g.add_argument("--correct-rounds", type=int, help="self-correct rounds at most (default: K)")
+    g.add_argument("--good", type=int, default=5, help="score (1-5) that counts as good (default 5)")
+    g.add_argument("--mode", choices=MODES, default="full", help="method or ablation (default full)")
+    g.add_argument("--seed", type=int, help="base seed (default: random, recorded)")
+    g.add_argument("--seed-policy", choices=["same", "increment"], default="same", help="same seed every round (default) or seed + round")
+    g.add_argument("--size", help="WIDTHxHEIGHT (default: the generator's)")
+    g.add_argument("--steps", type=int, help="denoising steps (default: the generator's)")
+    g.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
+    g.add_argument("--negative-prompt", help="negative prompt for the generator")
+    g.add_argument("--parse-retries", type=int, default=2, help="extra calls after an unreadable answer (default 2)")
+    g.add_argument("--no-checkpoint", action="store_true", help="do not write checkpoints (no --resume)")
+    g.add_argument("--resume", metavar="DIR", help="continue an interrupted run")
+    g.set_defaults(func=_generate)
+
+    p = sub.add_parser("plan", help="the layout only: place and self-correct, with a sketch preview")
+    p.add_argument("prompt")
+    common(p)
+    p.add_argument("--correct-rounds", type=int, default=5, help="self-correct rounds (0: place only)")
+    p.set_defaults(func=_plan)
+
+    t = sub.add_parser("templates", help="show or export the prompt templates")
+    t.add_argument("action", choices=["show", "export"])
+    t.add_argument("target", nargs="?", help="show: a step name; export: a directory")
+    t.add_argument("--templates", metavar="DIR", help="show this directory's set instead of the built-in one")
+    t.add_argument("--debug", action="store_true")
+    t.set_defaults(func=_templates)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

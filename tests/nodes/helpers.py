@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from PIL import Image
+
+from mllm_guidance.layout import Layout
+from mllm_guidance.state import GuidanceState, Plan, Round
+
+LAYOUT = Layout.from_pairs([("a man sitting", [0.1, 0.45, 0.45, 0.95]), ("a tree", [0.35, 0.05, 0.95, 0.9])])
+
+
+def state_with_round(ctx, prompt, layout=LAYOUT, score=None, rounds=1, **extra) -> GuidanceState:
+    """A state whose last round has an image on disk, as after a generate step."""
+    made = []
+    for k in range(rounds):
+        ref = ctx.store.save_image(Image.new("RGB", (64, 48), (k * 40, 100, 100)), f"round-{k}.png")
+        made.append(Round(index=k, layout=layout, layout_source="place", seed=0, image=ref, score=score if k < rounds - 1 else None))
+    return GuidanceState(prompt=prompt, plan=Plan(layout=layout, source="place"), rounds=made, **extra)

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+from PIL import Image
+
+from mllm_guidance.errors import InputError
+from mllm_guidance.redact import redact, redact_text
+from mllm_guidance.store import RunStore
+
+
+def test_images_are_saved_by_reference(tmp_path):
+    store = RunStore(tmp_path)
+    ref = store.save_image(Image.new("RGB", (32, 16), (10, 20, 30)), "round-0.png")
+    assert ref.path == "round-0.png" and (ref.width, ref.height) == (32, 16) and ref.bytes > 0 and len(ref.sha256) == 64
+    again = store.load_image(ref)
+    assert again.size == (32, 16) and again.getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_changed_or_missing_images_are_refused(tmp_path):
+    store = RunStore(tmp_path)
+    ref = store.save_image(Image.new("RGB", (8, 8)), "a.png")
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "a.png")
+    with pytest.raises(InputError, match="changed"):
+        store.load_image(ref)
+    (tmp_path / "a.png").unlink()
+    with pytest.raises(InputError, match="missing"):
+        store.load_image(ref)
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
+    store = RunStore(tmp_path)
+    store.write_json("x.json", {"a": 1})
+    store.write_json("x.json", {"a": 2})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_call_log_survives_a_torn_line(tmp_path):
+    store = RunStore(tmp_path)
+    first = store.record_call({"step": "place", "reply": "ok"})
+    with open(tmp_path / "calls.jsonl", "a") as f:
+        f.write('{"step": "reason", "rep')  # a crash mid-write
+    assert [c["id"] for c in store.calls()] == [first]
+
+
+def test_planted_keys_never_reach_disk(tmp_path, monkeypatch):
+    key = "sk-test-PLANTED0123456789abcdefXYZ"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-plantedvalue-42")
+    store = RunStore(tmp_path)
+    store.record_call({"step": "place", "reply": f"error: bad key {key}", "request": [{"content": "tok-plantedvalue-42"}]})
+    store.write_json("run.json", {"note": f"Authorization: Bearer {key}", key: "as a key too"})
+    for path in tmp_path.iterdir():
+        text = path.read_text()
+        assert key not in text and "tok-plantedvalue-42" not in text
+    assert "***" in (tmp_path / "run.json").read_text()
+
+
+def test_key_shapes_are_masked_without_the_environment():
+    assert redact_text("key AIza" + "x" * 35 + " end", secrets=[]) == "key *** end"
+    assert redact({"a": ["sk-" + "a" * 30]}, secrets=[]) == {"a": ["***"]}
