@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from mllm_guidance.backends.generator import Generator, create_generator
 from mllm_guidance.backends.mllm import describe_mllm, resolve_mllm
+from mllm_guidance.backends.replay import ReplayChatModel
 from mllm_guidance.checkpoint import async_sqlite_saver, sqlite_saver
 from mllm_guidance.config import Context, GuidanceConfig, make_config
 from mllm_guidance.errors import InputError
@@ -221,6 +222,8 @@ class _Run:
         try:
             graph = build_graph(self.config, checkpointer=saver)
             run_config = self._run_config()
+            if payload is None:
+                self._before_resume(graph.get_state(run_config).values)
             values: Any = None
             for mode, chunk in graph.stream(payload, run_config, context=self.ctx, stream_mode=["custom", "values"]):
                 if mode == "custom" and on_event is not None:
@@ -241,6 +244,8 @@ class _Run:
         try:
             graph = build_graph(self.config, checkpointer=saver)
             run_config = self._run_config()
+            if payload is None:
+                self._before_resume((await graph.aget_state(run_config)).values)
             async for mode, chunk in graph.astream(payload, run_config, context=self.ctx, stream_mode=["custom", "values"]):
                 if mode == "custom" and on_event is not None:
                     on_event(chunk)
@@ -252,6 +257,14 @@ class _Run:
             if saver is not None:
                 await saver.conn.close()
         return self._result(values, time.perf_counter() - started)
+
+    def _before_resume(self, values: Any) -> None:
+        """A replayed MLLM continues after the answers the checkpointed steps already used."""
+        if not values:
+            raise InputError(f"the checkpoint in {self.ctx.store.root} is empty; start the run again")
+        if isinstance(self.ctx.mllm, ReplayChatModel):
+            committed = set(values.get("call_ids") or [])
+            self.ctx.mllm.skip_used([c for c in self.ctx.store.calls() if c.get("id") in committed])
 
     def _result(self, values: Any, seconds: float) -> GuidanceResult:
         state = values if isinstance(values, GuidanceState) else GuidanceState.model_validate(values)

@@ -56,13 +56,15 @@ def _generate(args: argparse.Namespace) -> int:
         progress.say(f"resuming {args.resume}")
         result = resume(args.resume, mllm=args.mllm, generator=args.generator, on_event=progress)
     else:
-        if not args.prompt:
+        if not args.prompt or not args.prompt.strip():
             raise InputError('give a prompt, e.g. mllm-guidance generate "a cat on a sofa"')
+        _check_prompt(args.prompt)
+        config = _config(args)
         mllm = _mllm_for(args, progress)
         run_dir = Path(args.out) if args.out else default_run_dir(args.prompt)
         args._run_dir = run_dir
         result = guide(
-            args.prompt, mllm=mllm, generator=args.generator or "sketch", config=_config(args),
+            args.prompt, mllm=mllm, generator=args.generator or "sketch", config=config,
             run_dir=run_dir, checkpoint=not args.no_checkpoint, on_event=progress,
         )
     progress.done()
@@ -88,6 +90,7 @@ def _plan(args: argparse.Namespace) -> int:
     from mllm_guidance.api import default_run_dir, guide
 
     progress = Progress(sys.stderr, quiet=args.quiet)
+    _check_prompt(args.prompt)
     mode = "place+correct" if args.correct_rounds > 0 else "place"
     config = {"mode": mode, "max_correct_rounds": args.correct_rounds, "seed": 0}
     config.update(_shared_config(args))
@@ -128,6 +131,15 @@ def _templates(args: argparse.Namespace) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _check_prompt(prompt: str) -> None:
+    from mllm_guidance.state import check_prompt
+
+    try:
+        check_prompt(prompt)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _mllm_for(args: argparse.Namespace, progress: Progress) -> str | None:

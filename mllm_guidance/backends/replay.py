@@ -57,6 +57,13 @@ class ReplayChatModel(BaseChatModel):
             answers.setdefault(str(call.get("step")), []).append(call)
         return cls(path=data["_path"], prompt=str(data["prompt"]), answers=answers)
 
+    def skip_used(self, used_calls: list[dict[str, Any]]) -> None:
+        """Start after the answers a resumed run already consumed (its committed calls)."""
+        with self._lock:
+            for call in used_calls:
+                step = str(call.get("step"))
+                self._used[step] = self._used.get(step, 0) + 1
+
     @property
     def _llm_type(self) -> str:
         return "replay"
