@@ -33,6 +33,15 @@ CALLS_FILE = "calls.jsonl"
 META_FILE = "meta.json"
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoints.sqlite"
+#: zlib level for PNG files: level 1 encodes a 1024x1024 image about 5x faster than the default 6
+#: (60 ms instead of 290 ms on noise) for files at most a few percent larger on photographs.
+PNG_COMPRESS_LEVEL = 1
+
+
+def png_bytes(image: Any) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
 
 
 class RunStore:
@@ -50,9 +59,7 @@ class RunStore:
 
     def save_image(self, image: Any, name: str) -> ImageRef:
         """Write a PIL image as PNG and return its reference."""
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        data = buf.getvalue()
+        data = png_bytes(image)
         self.write_bytes(name, data)
         return ImageRef(
             path=name,
@@ -62,10 +69,13 @@ class RunStore:
             bytes=len(data),
         )
 
-    def load_image(self, ref: ImageRef) -> Any:
-        """The PIL image behind a reference; refuses a file that is missing or was changed."""
-        from PIL import Image
+    def copy_image(self, ref: ImageRef, name: str) -> ImageRef:
+        """The same image under another name, without decoding it."""
+        self.write_bytes(name, self.image_bytes(ref))
+        return ref.model_copy(update={"path": name})
 
+    def image_bytes(self, ref: ImageRef) -> bytes:
+        """The PNG bytes behind a reference; refuses a file that is missing or was changed."""
         path = self.path(ref.path)
         try:
             data = path.read_bytes()
@@ -73,9 +83,25 @@ class RunStore:
             raise InputError(f"image {path} is missing from the run directory") from None
         if hashlib.sha256(data).hexdigest() != ref.sha256:
             raise InputError(f"image {path} was changed after the run wrote it (hash differs)")
-        image = Image.open(io.BytesIO(data))
+        return data
+
+    def load_image(self, ref: ImageRef) -> Any:
+        """The PIL image behind a reference (checked as ``image_bytes`` checks it)."""
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(self.image_bytes(ref)))
         image.load()
         return image
+
+    def image_for_model(self, ref: ImageRef, max_side: int) -> bytes:
+        """PNG bytes to send to the MLLM: the stored file itself when it is small enough,
+        else a copy downscaled so that its longest side is ``max_side``."""
+        if max(ref.width, ref.height) <= max_side:
+            return self.image_bytes(ref)
+        image = self.load_image(ref)
+        scale = max_side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        return png_bytes(image.resize(size))
 
     # -- files --------------------------------------------------------------------------------
 

@@ -59,3 +59,14 @@ def test_planted_keys_never_reach_disk(tmp_path, monkeypatch):
 def test_key_shapes_are_masked_without_the_environment():
     assert redact_text("key AIza" + "x" * 35 + " end", secrets=[]) == "key *** end"
     assert redact({"a": ["sk-" + "a" * 30]}, secrets=[]) == {"a": ["***"]}
+
+
+def test_images_for_the_model_and_copies(tmp_path):
+    store = RunStore(tmp_path)
+    small = store.save_image(Image.new("RGB", (64, 32)), "s.png")
+    assert store.image_for_model(small, 64) == (tmp_path / "s.png").read_bytes()  # sent as stored
+    big = store.save_image(Image.new("RGB", (200, 100)), "b.png")
+    import io
+    assert Image.open(io.BytesIO(store.image_for_model(big, 50))).size == (50, 25)
+    final = store.copy_image(big, "final.png")
+    assert final.path == "final.png" and final.sha256 == big.sha256 and store.load_image(final).size == (200, 100)

@@ -17,7 +17,6 @@ from mllm_guidance.errors import LayoutParseError
 from mllm_guidance.nodes.ask import ask
 from mllm_guidance.nodes.readers import layout_readers
 from mllm_guidance.prompts.schemas import LayoutAnswer
-from mllm_guidance.prompts.templates import png_bytes
 from mllm_guidance.state import Failure, GuidanceState, Plan
 
 
@@ -28,11 +27,10 @@ class AlignNode:
     def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx, cfg = runtime.context, self.config
         current = state.rounds[-1]
-        image = ctx.store.load_image(current.image)
-        read_text, read_structured = layout_readers(allow_empty=True, image_size=image.size)
+        read_text, read_structured = layout_readers(allow_empty=True, image_size=(current.image.width, current.image.height))
         answer = ask(
             ctx, cfg, step="align", round_index=current.index,
-            messages=ctx.templates.messages("align", state.prompt, image_png=png_bytes(image, cfg.mllm_image_side)),
+            messages=ctx.templates.messages("align", state.prompt, image_png=ctx.store.image_for_model(current.image, cfg.mllm_image_side)),
             read_text=read_text, read_structured=read_structured,
             schema=LayoutAnswer, error_type=LayoutParseError, image=current.image, emit=runtime.stream_writer,
         )

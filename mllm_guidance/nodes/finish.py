@@ -20,7 +20,7 @@ class FinishNode:
         # Scored runs keep the tracked best; unscored modes output their last image.
         best = state.best if state.best is not None else len(state.rounds) - 1
         chosen = state.rounds[best].image
-        final = store.save_image(store.load_image(chosen), "final.png")
+        final = store.copy_image(chosen, "final.png")
         updates = {"best": best, "final_image": final, "stop_reason": state.stop_reason or "done"}
         write_run_files(store, state.model_copy(update=updates), self.config, runtime.context.templates)
         runtime.stream_writer({

@@ -17,7 +17,6 @@ from mllm_guidance.errors import ScoreParseError
 from mllm_guidance.nodes.ask import ask
 from mllm_guidance.nodes.readers import score_readers
 from mllm_guidance.prompts.schemas import ScoreAnswer
-from mllm_guidance.prompts.templates import png_bytes
 from mllm_guidance.state import Failure, GuidanceState
 
 
@@ -32,11 +31,10 @@ class ReasonNode:
     def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx, cfg = runtime.context, self.config
         current = state.rounds[-1]
-        image = ctx.store.load_image(current.image)
         read_text, read_structured = score_readers()
         answer = ask(
             ctx, cfg, step="reason", round_index=current.index,
-            messages=ctx.templates.messages("reason", state.prompt, image_png=png_bytes(image, cfg.mllm_image_side)),
+            messages=ctx.templates.messages("reason", state.prompt, image_png=ctx.store.image_for_model(current.image, cfg.mllm_image_side)),
             read_text=read_text, read_structured=read_structured,
             schema=ScoreAnswer, error_type=ScoreParseError, image=current.image, emit=runtime.stream_writer,
         )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import string
 from dataclasses import dataclass
@@ -138,16 +137,6 @@ def export_templates(directory: str | Path) -> list[Path]:
             path.write_text(builtin.joinpath(filename).read_text(encoding="utf-8"), "utf-8")
             written.append(path)
     return written
-
-
-def png_bytes(image: Any, max_side: int | None = None) -> bytes:
-    """PNG bytes of a PIL image, downscaled so that its longest side is at most ``max_side``."""
-    if max_side is not None and max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 # -- internals --------------------------------------------------------------------------------

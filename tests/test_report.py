@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from mllm_guidance import guide, resume
+from mllm_guidance.errors import BackendError
+from tests.fakes import ALIGNED, PLACE, CountingGenerator, RecordingChatModel, score
+
+
+def test_run_json_keeps_used_and_abandoned_calls_apart(tmp_path):
+    replies = {"place": [PLACE], "self_correct": [PLACE], "reason": [score(3), score(5)], "align": [ALIGNED]}
+    model = RecordingChatModel(replies=replies)
+    # the generator crashes on round 1, after align; resuming reruns only generate
+    with pytest.raises(BackendError):
+        guide("A man under a tree.", mllm=model, generator=CountingGenerator(fail_on=2), run_dir=tmp_path / "r")
+    resume(tmp_path / "r", mllm=model, generator=CountingGenerator())
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert [c["step"] for c in run["calls"]] == ["place", "self_correct", "reason", "align", "reason"]
+    assert run["abandoned_calls"] == []
+    assert run["usage"]["mllm_calls"] == 5 and run["usage"]["generator_calls"] == 2
+    assert run["versions"]["python"] and run["config"]["max_align_rounds"] == 5
+    text = (tmp_path / "r" / "run.json").read_text()
+    assert "base64" not in text and "iVBORw0KGgo" not in text  # no PNG bytes anywhere
+
+
+def test_calls_of_a_crashed_step_are_marked_abandoned(tmp_path):
+    crash = RuntimeError("connection reset")
+    model = RecordingChatModel(replies={"place": [PLACE], "self_correct": ["garbage", crash]})
+    with pytest.raises(BackendError, match="connection reset"):
+        guide("A man under a tree.", mllm=model, generator=CountingGenerator(), run_dir=tmp_path / "r")
+    model.replies["self_correct"] += [PLACE]
+    model.replies["reason"] = [score(5)]
+    # the resumed self-correct asks again: its earlier unreadable answer is kept as abandoned
+    result = resume(tmp_path / "r", mllm=model, generator=CountingGenerator())
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert result.score == 5
+    assert [c["reply"] for c in run["abandoned_calls"]] == ["garbage"]
+
+
+def test_html_escapes_model_text(tmp_path):
+    evil = "Reasoning: <script>alert(1)</script>\nScore: 5"
+    guide("A cat <b>bold</b> on a mat.", mllm=RecordingChatModel(replies={"place": [PLACE], "self_correct": [PLACE], "reason": [evil]}),
+          generator="sketch", run_dir=tmp_path / "r")
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;" in html and "&lt;b&gt;bold" in html
