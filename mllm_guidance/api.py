@@ -160,7 +160,7 @@ class _Run:
             "config": cfg.describe(),
             "models": {
                 "mllm": describe_mllm(ctx.mllm) if ctx.mllm is not None else None,
-                "mllm_spec": mllm if isinstance(mllm, str) else None,
+                "mllm_spec": _portable_spec(mllm),
                 "generator": getattr(ctx.generator, "name", type(ctx.generator).__name__),
                 "generator_spec": generator if isinstance(generator, str) else (None if generator else DEFAULT_GENERATOR),
             },
@@ -176,7 +176,10 @@ class _Run:
     def reopen(cls, run_dir: Any, mllm: Any, generator: Any, is_good: Any) -> _Run:
         store = RunStore(run_dir)
         if not store.path(CHECKPOINT_FILE).exists():
-            raise InputError(f"{store.root} has no checkpoint to resume (was it run with checkpointing?)")
+            raise InputError(
+                f"{store.root} has no checkpoint to resume (a run made with --no-checkpoint, or not a "
+                "run directory); start the run again in a new directory"
+            )
         meta = store.read_json(META_FILE)
         settings = dict(meta["config"])
         if str(settings.get("is_good", "")).startswith("callable:"):
@@ -285,6 +288,15 @@ class _Run:
             template_version=self.ctx.templates.version,
             thread_id=self.meta["thread_id"],
         )
+
+
+def _portable_spec(mllm: Any) -> str | None:
+    """The spec to record for resuming; a replay path is made absolute so any directory works."""
+    if not isinstance(mllm, str):
+        return None
+    if mllm.startswith("replay:"):
+        return "replay:" + str(Path(mllm.removeprefix("replay:")).resolve())
+    return mllm
 
 
 def _context(cfg: GuidanceConfig, mllm: Any, generator: Any, store: RunStore, templates: Any) -> Context:
