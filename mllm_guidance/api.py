@@ -21,7 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
 
 from mllm_guidance.backends.generator import Generator, create_generator
-from mllm_guidance.backends.mllm import describe_mllm, resolve_mllm
+from mllm_guidance.backends.mllm import describe_mllm, model_name, resolve_mllm
 from mllm_guidance.backends.replay import ReplayChatModel
 from mllm_guidance.checkpoint import async_sqlite_saver, sqlite_saver
 from mllm_guidance.config import Context, GuidanceConfig, make_config
@@ -76,9 +76,15 @@ def guide(
     thread_id: str | None = None,
     checkpoint: bool = True,
     on_event: EventHandler | None = None,
+    mllm_options: dict[str, Any] | None = None,
 ) -> GuidanceResult:
-    """Run MLLM Guidance on one prompt and return the best image with the whole trace."""
-    run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id)
+    """Run MLLM Guidance on one prompt and return the best image with the whole trace.
+
+    ``mllm_options`` go to the resolver when ``mllm`` is a spec string: ``base_url`` (an
+    OpenAI-compatible or Ollama server), ``timeout`` (seconds per call), ``device`` and ``dtype``
+    (in-process models). They are recorded, so ``resume`` rebuilds the same model.
+    """
+    run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id, mllm_options)
     return run.invoke(run.input(), checkpoint, on_event)
 
 
@@ -92,9 +98,10 @@ async def aguide(
     thread_id: str | None = None,
     checkpoint: bool = True,
     on_event: EventHandler | None = None,
+    mllm_options: dict[str, Any] | None = None,
 ) -> GuidanceResult:
     """``guide`` for asyncio applications."""
-    run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id)
+    run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id, mllm_options)
     return await run.ainvoke(run.input(), checkpoint, on_event)
 
 
@@ -140,7 +147,8 @@ class _Run:
         self.config, self.ctx, self.meta = config, ctx, meta
 
     @classmethod
-    def new(cls, prompt: str, mllm: Any, generator: Any, config: Any, run_dir: Any, thread_id: str | None) -> _Run:
+    def new(cls, prompt: str, mllm: Any, generator: Any, config: Any, run_dir: Any, thread_id: str | None,
+            mllm_options: dict[str, Any] | None = None) -> _Run:
         try:
             prompt = check_prompt(prompt)
         except ValueError as exc:
@@ -153,14 +161,17 @@ class _Run:
                 "another output directory"
             )
         templates = load_templates(cfg.templates_dir)
-        ctx = _context(cfg, mllm, generator, store, templates)
+        mllm_options = dict(mllm_options or {})
+        ctx = _context(cfg, mllm, generator, store, templates, mllm_options)
         meta = {
             "prompt": prompt,
             "seed": cfg.seed if cfg.seed is not None else random.randrange(2**31),
             "config": cfg.describe(),
             "models": {
                 "mllm": describe_mllm(ctx.mllm) if ctx.mllm is not None else None,
+                "mllm_name": model_name(ctx.mllm) if ctx.mllm is not None else None,
                 "mllm_spec": _portable_spec(mllm),
+                "mllm_options": mllm_options,
                 "generator": getattr(ctx.generator, "name", type(ctx.generator).__name__),
                 "generator_spec": generator if isinstance(generator, str) else (None if generator else DEFAULT_GENERATOR),
             },
@@ -198,7 +209,8 @@ class _Run:
             generator = models.get("generator_spec")
             if generator is None:
                 raise InputError("this run was given a generator object; pass generator= to resume it")
-        ctx = _context(cfg, mllm, generator, store, load_templates(cfg.templates_dir))
+        options = (models.get("mllm_options") or {}) if isinstance(mllm, str) else {}
+        ctx = _context(cfg, mllm, generator, store, load_templates(cfg.templates_dir), options)
         return cls(cfg, ctx, meta)
 
     def input(self) -> dict[str, Any]:
@@ -299,7 +311,14 @@ def _portable_spec(mllm: Any) -> str | None:
     return mllm
 
 
-def _context(cfg: GuidanceConfig, mllm: Any, generator: Any, store: RunStore, templates: Any) -> Context:
-    model = None if cfg.mode == "plain" and mllm is None else resolve_mllm(mllm)
+_MLLM_OPTIONS = {"base_url", "timeout", "device", "dtype"}
+
+
+def _context(cfg: GuidanceConfig, mllm: Any, generator: Any, store: RunStore, templates: Any,
+             mllm_options: dict[str, Any]) -> Context:
+    unknown = set(mllm_options) - _MLLM_OPTIONS
+    if unknown:
+        raise InputError(f"unknown mllm_options {sorted(unknown)}; use {sorted(_MLLM_OPTIONS)}")
+    model = None if cfg.mode == "plain" and mllm is None else resolve_mllm(mllm, **mllm_options)
     gen = create_generator(generator if generator is not None else DEFAULT_GENERATOR)
     return Context(mllm=model, generator=gen, store=store, templates=templates)  # type: ignore[arg-type]

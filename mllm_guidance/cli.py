@@ -66,6 +66,7 @@ def _generate(args: argparse.Namespace) -> int:
         result = guide(
             args.prompt, mllm=mllm, generator=args.generator or "sketch", config=config,
             run_dir=run_dir, checkpoint=not args.no_checkpoint, on_event=progress,
+            mllm_options=_mllm_options(args),
         )
     progress.done()
     if args.json:
@@ -97,7 +98,7 @@ def _plan(args: argparse.Namespace) -> int:
     run_dir = Path(args.out) if args.out else default_run_dir(args.prompt)
     result = guide(
         args.prompt, mllm=_mllm_for(args, progress), generator="sketch", config=config,
-        run_dir=run_dir, checkpoint=False, on_event=progress,
+        run_dir=run_dir, checkpoint=False, on_event=progress, mllm_options=_mllm_options(args),
     )
     progress.done()
     layout = result.layout
@@ -154,8 +155,20 @@ def _mllm_for(args: argparse.Namespace, progress: Progress) -> str | None:
     return spec
 
 
+def _mllm_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"timeout": args.mllm_timeout}
+    for key in ("base_url", "device", "dtype"):
+        if getattr(args, f"mllm_{key}") is not None:
+            options[key] = getattr(args, f"mllm_{key}")
+    return options
+
+
 def _shared_config(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    from mllm_guidance.backends.prices import load_prices
+
+    out: dict[str, Any] = {"mllm_retries": args.mllm_retries}
+    if args.prices:
+        out["prices"] = load_prices(args.prices)
     if args.structured:
         out["structured_steps"] = True
     if args.templates:
@@ -217,6 +230,8 @@ class Progress:
                 self.say(f"{step:<13}round {k} · unreadable answer (attempt {event.get('attempt')}): {event.get('error')}")
             else:
                 self._show(f"round {k} · {step} answered")
+        elif kind == "mllm_retry":
+            self.say(f"{step:<13}round {k} · {event.get('kind')}, retrying (try {event.get('try')})")
         elif kind == "step":
             detail = {
                 "place": lambda: f"{event.get('objects')} objects",
@@ -251,6 +266,12 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--mllm", help="planner/judge: openai:gpt-4o, google_genai:gemini-2.5-flash, replay:RUN.json, ... (default: from API keys in the environment)")
+        p.add_argument("--mllm-base-url", metavar="URL", help="server of an OpenAI-compatible (vLLM, llama.cpp, LM Studio) or Ollama MLLM")
+        p.add_argument("--mllm-timeout", type=float, default=120.0, metavar="S", help="seconds per MLLM call (default 120)")
+        p.add_argument("--mllm-retries", type=int, default=4, metavar="N", help="extra tries on rate limits, 5xx, timeouts, dropped connections (default 4)")
+        p.add_argument("--mllm-device", help="device of an in-process (transformers:) MLLM: cuda, mps, cpu (default: auto)")
+        p.add_argument("--mllm-dtype", help="dtype of an in-process MLLM: bfloat16, float16, float32 (default: auto)")
+        p.add_argument("--prices", metavar="FILE", help='JSON price table, {"model": [USD per 1M input, per 1M output]}')
         p.add_argument("--structured", action="store_true", help="ask for structured (JSON-schema / tool-call) answers instead of text")
         p.add_argument("--templates", metavar="DIR", help="directory whose files override the built-in prompts")
         p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<time>-<prompt>)")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mllm_guidance.backends.retry import RetryPolicy
 from mllm_guidance.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -72,6 +73,12 @@ class GuidanceConfig(BaseModel):
     templates_dir: str | None = Field(default=None, description="Directory whose files override the built-in prompts.")
     layout_tolerance: float = Field(default=0.01, ge=0, le=0.5, description="Box equality tolerance for the stop test.")
     mllm_image_side: int = Field(default=1024, ge=64, le=4096, description="Images sent to the MLLM are downscaled to this side.")
+    mllm_retries: int = Field(default=4, ge=0, le=20, description="Extra tries after a rate limit, server error, timeout or dropped connection.")
+    retry_base_delay: float = Field(default=1.0, ge=0, le=60, description="First backoff in seconds; doubles per try, with jitter.")
+    retry_max_delay: float = Field(default=30.0, ge=0, le=600, description="Longest single backoff in seconds.")
+    prices: dict[str, tuple[float, float]] = Field(
+        default={}, description="USD per 1M (input, output) tokens by model name, over the built-in table."
+    )
 
     @field_validator("is_good", mode="before")
     @classmethod
@@ -127,6 +134,9 @@ class GuidanceConfig(BaseModel):
         if callable(self.is_good):
             return bool(self.is_good(score, reasoning))
         return score >= self.is_good
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(retries=self.mllm_retries, base_delay=self.retry_base_delay, max_delay=self.retry_max_delay)
 
     def round_seed(self, base: int, round_index: int) -> int:
         return base if self.seed_policy == "same" else (base + round_index) % 2**63

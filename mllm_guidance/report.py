@@ -12,6 +12,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
+from mllm_guidance.backends.prices import cost_usd, price_for
 from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.draw import draw_layout
 from mllm_guidance.layout import Layout
@@ -40,6 +41,11 @@ def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, te
     used = [by_id[i] for i in state.call_ids if i in by_id]
     used_ids = set(state.call_ids)
     usage = state.usage
+    price = price_for(meta.get("models", {}).get("mllm_name"), config.prices)
+    by_step = {
+        k: {**v.model_dump(), "estimated_cost_usd": cost_usd(v.input_tokens, v.output_tokens, price)}
+        for k, v in usage.mllm.items()
+    }
     return {
         "format": FORMAT,
         "prompt": state.prompt,
@@ -65,7 +71,9 @@ def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, te
             "output_tokens": usage.output_tokens,
             "mllm_seconds": round(sum(s.seconds for s in usage.mllm.values()), 4),
             "generator_seconds": round(usage.generator_seconds, 4),
-            "by_step": {k: v.model_dump() for k, v in usage.mllm.items()},
+            "by_step": by_step,
+            "price_usd_per_1m_tokens": list(price) if price else None,
+            "estimated_cost_usd": cost_usd(usage.input_tokens, usage.output_tokens, price),
         },
         "calls": used,
         "abandoned_calls": [c for c in all_calls if c.get("id") not in used_ids],
@@ -115,6 +123,10 @@ def _score(score: Any) -> str:
     if score is None:
         return '<span class="score sn">–</span>'
     return f'<span class="score s{int(score)}">{int(score)}</span>'
+
+
+def _cost(value: Any) -> str:
+    return "unknown (no price for this model)" if value is None else f"${value:.4f}"
 
 
 def _layout_table(layout: dict[str, Any] | None) -> str:
@@ -168,7 +180,8 @@ def render_html(record: dict[str, Any]) -> str:
 <div><p>Best: round {_e(best)} {_score(best_score)}</p>
 <table><tr><td>MLLM calls</td><td>{u['mllm_calls']}</td></tr><tr><td>generator calls</td><td>{u['generator_calls']}</td></tr>
 <tr><td>tokens in / out</td><td>{u['input_tokens']} / {u['output_tokens']}</td></tr>
-<tr><td>MLLM seconds</td><td>{u['mllm_seconds']:.2f}</td></tr><tr><td>generator seconds</td><td>{u['generator_seconds']:.2f}</td></tr></table>
+<tr><td>MLLM seconds</td><td>{u['mllm_seconds']:.2f}</td></tr><tr><td>generator seconds</td><td>{u['generator_seconds']:.2f}</td></tr>
+<tr><td>estimated MLLM cost</td><td>{_cost(u.get('estimated_cost_usd'))}</td></tr></table>
 {f'<h2>Unreadable answers</h2><ul>{failures}</ul>' if failures else ''}</div></div>
 <h2>Rounds</h2><div class="rounds">{''.join(cards)}</div>
 {f'<h2>Self-correction</h2><table><tr><th>#</th><th>change</th><th>reasoning</th></tr>{corrections}</table>' if corrections else ''}

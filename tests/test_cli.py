@@ -58,7 +58,7 @@ def test_replay_that_runs_out(tmp_path, capsys):
     (["generate", "!!!", "--mllm", "replay:x.json"], "no words"),
     (["generate", "a" * 3000, "--mllm", "replay:x.json"], "limit is 2000"),
     (["generate", "a cat", "--mllm", "replay:/nowhere/run.json"], "no recording at"),
-    (["generate", "a cat", "--mllm", "gpt-4o"], "provider:model"),
+    (["generate", "a cat", "--mllm", "llama-3"], "provider:model"),
     (["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", "nope"], "unknown generator 'nope'"),
     (["generate", "a cat", "--size", "12x12", "--mllm", "replay:x"], "between 64 and 4096"),
     (["generate", "a cat", "--good", "9", "--mode", "plain"], "is_good"),
@@ -72,8 +72,11 @@ def test_bad_input_gets_one_actionable_line(argv, message, capsys, tmp_path, mon
 
 
 def test_no_key_tells_the_user_what_to_do(tmp_path, capsys, monkeypatch):
+    from mllm_guidance.backends import mllm
+
     for var in ("OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(mllm, "_accelerator", lambda: (None, 0.0))  # no torch: nothing local to fall back to
     monkeypatch.chdir(tmp_path)
     assert main(["generate", "a cat on a sofa"]) == 2
     err = capsys.readouterr().err

@@ -1,15 +1,27 @@
-"""Turning ``--mllm`` into a LangChain chat model.
+"""Turning ``--mllm`` into a LangChain chat model: one string picks the planner/judge.
 
-Specs: ``replay:PATH`` (a recorded run), or ``provider:model`` handed to LangChain's
-``init_chat_model`` (``openai:gpt-4o``, ``google_genai:gemini-2.5-flash``,
-``ollama:gemma3:27b``, ...). A chat model object is used as it is. With no spec, the default is
-chosen from the environment: OPENAI_API_KEY -> GPT-4o (the thesis's MLLM), GOOGLE_API_KEY or
-GEMINI_API_KEY -> Gemini 2.5 Flash.
+=====================================  ========================================================
+spec                                   model
+=====================================  ========================================================
+``openai:gpt-4o``                      OpenAI (any model name); OPENAI_API_KEY
+``openai:MODEL`` + ``base_url``        any OpenAI-compatible server: vLLM, llama.cpp, LM Studio
+``google_genai:gemini-2.5-flash``      Gemini through google-genai; GOOGLE_API_KEY or GEMINI_API_KEY
+``gemini-2.5-flash`` / ``gpt-4o``      bare names: Gemini always through google-genai (never
+                                       Vertex), gpt-* / o* through OpenAI
+``ollama:gemma3:27b``                  a local Ollama server (OLLAMA_HOST or ``base_url``)
+``transformers:google/gemma-3-4b-it``  in process on transformers (hub id or local path)
+``replay:RUN.json``                    answers from a recorded run
+``PROVIDER:MODEL``                     anything else LangChain's ``init_chat_model`` knows
+=====================================  ========================================================
+
+A chat model object is used as it is. Every model built here has a per-call timeout and no
+client-level retries: the graph retries transient failures itself (``backends.retry``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,58 +30,165 @@ from langchain_core.language_models import BaseChatModel
 from mllm_guidance.errors import BackendError
 from mllm_guidance.redact import redact_text
 
-_EXTRAS = {"openai": "openai", "google_genai": "gemini", "ollama": "ollama"}
-_PACKAGES = {"openai": "langchain-openai", "google_genai": "langchain-google-genai", "ollama": "langchain-ollama"}
+DEFAULT_TIMEOUT = 120.0
+_PACKAGES = {"openai": ("langchain-openai", "openai"), "google_genai": ("langchain-google-genai", "gemini"),
+             "ollama": ("langchain-ollama", "ollama"), "transformers": ("transformers", "local")}
+_KEY_ENV = {"ChatOpenAI": "OPENAI_API_KEY", "ChatGoogleGenerativeAI": "GOOGLE_API_KEY (or GEMINI_API_KEY)"}
 
 
-def default_mllm_spec(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """The spec to use when none is given, and why it was chosen."""
+def default_mllm_spec(environ: Mapping[str, str] | None = None, memory_gib: float | None = None) -> tuple[str, str]:
+    """The spec to use when none is given, and why it was chosen.
+
+    OPENAI_API_KEY -> GPT-4o (the thesis's MLLM); else GOOGLE_API_KEY or GEMINI_API_KEY -> Gemini
+    2.5 Flash; else the in-process Gemma-3 that fits the device: 27B with at least 64 GiB of GPU
+    memory (about 55 GB of bf16 weights; the thesis's open model), 12B with 32 GiB, else 4B (the
+    smallest Gemma-3 with vision; slow on a CPU).
+    """
     env = os.environ if environ is None else environ
     if env.get("OPENAI_API_KEY"):
         return "openai:gpt-4o", "OPENAI_API_KEY is set"
     if env.get("GOOGLE_API_KEY") or env.get("GEMINI_API_KEY"):
         return "google_genai:gemini-2.5-flash", "GOOGLE_API_KEY or GEMINI_API_KEY is set"
-    raise BackendError(
-        "no MLLM given and no API key found: set OPENAI_API_KEY (GPT-4o) or GOOGLE_API_KEY "
-        "(Gemini), or pass --mllm (e.g. --mllm replay:examples/recordings/man-under-tree.json "
-        "to replay a recorded run offline)"
+    if memory_gib is None:
+        device, memory_gib = _accelerator()
+    else:
+        device = "cuda"
+    if device is None:
+        raise BackendError(
+            "no MLLM given and no API key found: set OPENAI_API_KEY (GPT-4o) or GOOGLE_API_KEY "
+            "(Gemini), install 'mllm-guidance[local]' to run Gemma-3 in process, or pass --mllm "
+            "(e.g. --mllm replay:examples/recordings/man-under-tree.json to replay a recorded run)"
+        )
+    size = "27b" if memory_gib >= 64 else "12b" if memory_gib >= 32 else "4b"
+    return (
+        f"transformers:google/gemma-3-{size}-it",
+        f"no API key found; Gemma-3 {size.upper()} fits this {device} ({memory_gib:.0f} GiB)",
     )
 
 
-def resolve_mllm(spec: str | BaseChatModel | None) -> BaseChatModel:
+def resolve_mllm(
+    spec: str | BaseChatModel | None,
+    *,
+    base_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    device: str | None = None,
+    dtype: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BaseChatModel:
     """A chat model from a spec string, the environment's default, or the model itself."""
     if isinstance(spec, BaseChatModel):
         return spec
+    env = os.environ if environ is None else environ
     if spec is None:
-        spec, _ = default_mllm_spec()
+        spec, _ = default_mllm_spec(env)
     if not isinstance(spec, str) or not spec.strip():
         raise BackendError(f"--mllm must be a spec like 'openai:gpt-4o', got {spec!r}")
-    spec = spec.strip()
-    if spec.startswith("replay:"):
+    provider, model = split_spec(spec.strip())
+    if provider == "replay":
         from mllm_guidance.backends.replay import ReplayChatModel
 
-        return ReplayChatModel.from_path(spec.removeprefix("replay:"))
-    provider, sep, model = spec.partition(":")
-    if not sep or not model:
-        raise BackendError(
-            f"MLLM spec {spec!r} needs a provider: write it as provider:model, e.g. openai:gpt-4o"
-        )
+        return ReplayChatModel.from_path(model)
     try:
+        if provider == "openai":
+            return _openai(model, base_url, timeout, env)
+        if provider == "google_genai":
+            return _gemini(model, base_url, timeout, env)
+        if provider == "ollama":
+            from langchain_ollama import ChatOllama
+
+            host = base_url or env.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+            return ChatOllama(model=model, base_url=host, client_kwargs={"timeout": timeout})
+        if provider == "transformers":
+            from mllm_guidance.backends.local_vlm import LocalVLMChatModel
+
+            return LocalVLMChatModel.load(model, device=device, dtype=dtype)
         from langchain.chat_models import init_chat_model
 
-        return init_chat_model(model, model_provider=provider)
+        extra = {"base_url": base_url} if base_url else {}
+        return init_chat_model(model, model_provider=provider, timeout=timeout, max_retries=0, **extra)
     except ImportError as exc:
-        package = _PACKAGES.get(provider, f"the LangChain package for {provider!r}")
-        extra = _EXTRAS.get(provider)
-        hint = f"pip install 'mllm-guidance[{extra}]'" if extra else f"pip install {package}"
+        package, extra_name = _PACKAGES.get(provider, (f"the LangChain package for {provider!r}", None))
+        hint = f"pip install 'mllm-guidance[{extra_name}]'" if extra_name else f"pip install {package}"
         raise BackendError(f"the {provider!r} MLLM needs {package}: {hint} ({exc})") from None
+    except BackendError:
+        raise
     except Exception as exc:  # provider constructors raise many types; the message is what matters
         raise BackendError(f"could not create the MLLM {spec!r}: {redact_text(str(exc))}") from None
 
 
+def split_spec(spec: str) -> tuple[str, str]:
+    """``provider:model`` -> (provider, model); bare Gemini and OpenAI names get their provider."""
+    provider, sep, model = spec.partition(":")
+    if sep and model and re.fullmatch(r"[a-z_][a-z0-9_-]*", provider):
+        return provider, model
+    if re.match(r"(?i)gemini-", spec):
+        return "google_genai", spec  # never let LangChain route a bare gemini-* to Vertex AI
+    if re.match(r"(?i)(gpt-|o[1-9](-|$)|chatgpt-)", spec):
+        return "openai", spec
+    raise BackendError(
+        f"MLLM spec {spec!r} needs a provider: write it as provider:model, e.g. openai:gpt-4o, "
+        "google_genai:gemini-2.5-flash, ollama:gemma3:27b, transformers:google/gemma-3-4b-it"
+    )
+
+
+def key_env_for(model: BaseChatModel) -> str | None:
+    """The environment variable that holds this model's key, for error messages."""
+    return _KEY_ENV.get(type(model).__name__)
+
+
 def describe_mllm(model: BaseChatModel) -> str:
     """A short, key-free name for run.json: class and model name."""
-    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
     if model.__class__.__name__ == "ReplayChatModel":
         name = getattr(model, "path", None)
     return f"{model.__class__.__name__}({name})" if name else model.__class__.__name__
+
+
+def model_name(model: BaseChatModel) -> str | None:
+    """The provider's model name (``gpt-4o``), used to look up prices."""
+    name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
+    return str(name).removeprefix("models/") if name else None
+
+
+# -- providers --------------------------------------------------------------------------------
+
+
+def _openai(model: str, base_url: str | None, timeout: float, env: Mapping[str, str]) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    key = env.get("OPENAI_API_KEY")
+    if not key and not base_url:
+        raise BackendError(
+            f"openai:{model} needs an API key: export OPENAI_API_KEY=... (or give --mllm-base-url "
+            "for a local OpenAI-compatible server such as vLLM, llama.cpp or LM Studio)"
+        )
+    return ChatOpenAI(
+        model=model,
+        api_key=key or "not-needed",  # local OpenAI-compatible servers accept any key
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=0,
+    )
+
+
+def _gemini(model: str, base_url: str | None, timeout: float, env: Mapping[str, str]) -> BaseChatModel:
+    from langchain_google_genai import ChatGoogleGenerativeAI
+
+    key = env.get("GOOGLE_API_KEY") or env.get("GEMINI_API_KEY")
+    if not key:
+        raise BackendError(f"google_genai:{model} needs an API key: export GOOGLE_API_KEY=... (or GEMINI_API_KEY)")
+    extra: dict[str, Any] = {"base_url": base_url} if base_url else {}
+    return ChatGoogleGenerativeAI(model=model, google_api_key=key, timeout=timeout, max_retries=0, **extra)
+
+
+def _accelerator() -> tuple[str | None, float]:
+    """("cuda", GiB) / ("mps", GiB) / ("cpu", GiB) when torch is installed, else (None, 0)."""
+    try:
+        import torch
+    except ImportError:
+        return None, 0.0
+    if torch.cuda.is_available():
+        return "cuda", torch.cuda.get_device_properties(0).total_memory / 2**30
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps", 16.0
+    return "cpu", 0.0

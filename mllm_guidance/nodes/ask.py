@@ -16,11 +16,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from mllm_guidance.backends.mllm import key_env_for
 from mllm_guidance.backends.replay import STEP_KEY
+from mllm_guidance.backends.retry import describe_target, explain
 from mllm_guidance.config import Context, GuidanceConfig
 from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, ParseError
 from mllm_guidance.prompts.parse import extract_reasoning
-from mllm_guidance.redact import redact_text
 from mllm_guidance.state import GuidanceState, ImageRef
 
 
@@ -72,25 +73,28 @@ def ask(
                 "(drop it from structured_steps / --structured)"
             ) from None
     history = list(messages)
+    policy = config.retry_policy()
     answer = Answer(value=None, reasoning="", error=None, attempts=0)
     for attempt in range(config.parse_retries + 1):
         answer.attempts = attempt + 1
         started = time.perf_counter()
+        run_config = {
+            "metadata": {STEP_KEY: step, "mllm_guidance_round": round_index},
+            "tags": [f"mllm_guidance:{step}"],
+            "run_name": f"mllm_guidance.{step}",
+        }
+
+        def on_retry(tries: int, kind: str, exc: BaseException) -> None:
+            if emit:
+                emit({"event": "mllm_retry", "step": step, "round": round_index, "try": tries, "kind": kind})
+
         try:
-            out = model.invoke(
-                history,
-                config={
-                    "metadata": {STEP_KEY: step, "mllm_guidance_round": round_index},
-                    "tags": [f"mllm_guidance:{step}"],
-                    "run_name": f"mllm_guidance.{step}",
-                },
-            )
+            out = policy.call(lambda: model.invoke(history, config=run_config), on_retry)
         except GuidanceError:
             raise
         except Exception as exc:
             raise BackendError(
-                f"the MLLM call for {step} (round {round_index}) failed: "
-                f"{type(exc).__name__}: {redact_text(str(exc))}"
+                f"{step} (round {round_index}): {explain(exc, describe_target(ctx.mllm), key_env_for(ctx.mllm))}"
             ) from exc
         seconds = time.perf_counter() - started
         raw: AIMessage = out["raw"] if structured else out

@@ -1,10 +1,8 @@
 import pytest
 
 from mllm_guidance.backends.generator import GenerationRequest, Generated, available_generators, create_generator
-from mllm_guidance.backends.mllm import default_mllm_spec, describe_mllm, resolve_mllm
 from mllm_guidance.errors import BackendError
 from mllm_guidance.layout import Layout
-from tests.fakes import RecordingChatModel
 
 
 def test_sketch_is_cached_and_draws_the_layout():
@@ -27,22 +25,3 @@ def test_objects_pass_through_and_bad_specs_fail_clearly():
         create_generator("sketch", weird=1)
     with pytest.raises(BackendError, match="neither"):
         create_generator(42)  # type: ignore[arg-type]
-
-
-def test_default_mllm_from_the_environment():
-    assert default_mllm_spec({"OPENAI_API_KEY": "x", "GOOGLE_API_KEY": "y"})[0] == "openai:gpt-4o"
-    assert default_mllm_spec({"GEMINI_API_KEY": "y"})[0] == "google_genai:gemini-2.5-flash"
-    with pytest.raises(BackendError, match="OPENAI_API_KEY"):
-        default_mllm_spec({})
-
-
-def test_resolve_mllm():
-    model = RecordingChatModel(replies={})
-    assert resolve_mllm(model) is model
-    assert describe_mllm(model) == "RecordingChatModel"
-    with pytest.raises(BackendError, match="provider:model"):
-        resolve_mllm("gpt-4o")
-    with pytest.raises(BackendError):
-        resolve_mllm("nosuchprovider:model")
-    with pytest.raises(BackendError, match="spec"):
-        resolve_mllm("  ")
