@@ -89,3 +89,12 @@ PLANNER_ANSWERS = {
     "reason": "Reasoning: the man sits under the tree and the bird is in it.\nScore: 5",
     "align": "Reasoning: matches.\nUpdated objects:\n",
 }
+
+
+def step_in(body: dict[str, Any]) -> str:
+    """Which step a request of any provider's shape is for."""
+    text = json.dumps(body)
+    for prefix, step in (("You plan", "place"), ("You adjust", "self_correct"), ("You evaluate", "reason"), ("You align", "align")):
+        if prefix in text:
+            return step
+    return "?"
