@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,10 @@ from mllm_guidance.config import Context
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.store import RunStore
 from tests.fakes import CountingGenerator, RecordingChatModel
+
+# Tests never reach a model hub: a mistake shows up as an error, not a download attempt.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 PROMPT = "A man is sitting under a tree while a bird is in the tree."
 
