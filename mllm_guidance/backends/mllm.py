@@ -89,23 +89,14 @@ def resolve_mllm(
 
         return ReplayChatModel.from_path(model)
     try:
-        if provider == "openai":
-            return _openai(model, base_url, timeout, env)
-        if provider == "google_genai":
-            return _gemini(model, base_url, timeout, env)
-        if provider == "ollama":
-            from langchain_ollama import ChatOllama
-
-            host = base_url or env.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
-            return ChatOllama(model=model, base_url=host, client_kwargs={"timeout": timeout})
         if provider == "transformers":
             from mllm_guidance.backends.local_vlm import LocalVLMChatModel
 
             return LocalVLMChatModel.load(model, device=device, dtype=dtype)
         from langchain.chat_models import init_chat_model
 
-        extra = {"base_url": base_url} if base_url else {}
-        return init_chat_model(model, model_provider=provider, timeout=timeout, max_retries=0, **extra)
+        kwargs = _provider_kwargs(provider, model, base_url, timeout, env)
+        return init_chat_model(model, model_provider=provider, **kwargs)
     except ImportError as exc:
         package, extra_name = _PACKAGES.get(provider, (f"the LangChain package for {provider!r}", None))
         hint = f"pip install 'mllm-guidance[{extra_name}]'" if extra_name else f"pip install {package}"
@@ -153,32 +144,27 @@ def model_name(model: BaseChatModel) -> str | None:
 # -- providers --------------------------------------------------------------------------------
 
 
-def _openai(model: str, base_url: str | None, timeout: float, env: Mapping[str, str]) -> BaseChatModel:
-    from langchain_openai import ChatOpenAI
-
-    key = env.get("OPENAI_API_KEY")
-    if not key and not base_url:
-        raise BackendError(
-            f"openai:{model} needs an API key: export OPENAI_API_KEY=... (or give --mllm-base-url "
-            "for a local OpenAI-compatible server such as vLLM, llama.cpp or LM Studio)"
-        )
-    return ChatOpenAI(
-        model=model,
-        api_key=key or "not-needed",  # local OpenAI-compatible servers accept any key
-        base_url=base_url,
-        timeout=timeout,
-        max_retries=0,
-    )
-
-
-def _gemini(model: str, base_url: str | None, timeout: float, env: Mapping[str, str]) -> BaseChatModel:
-    from langchain_google_genai import ChatGoogleGenerativeAI
-
-    key = env.get("GOOGLE_API_KEY") or env.get("GEMINI_API_KEY")
-    if not key:
-        raise BackendError(f"google_genai:{model} needs an API key: export GOOGLE_API_KEY=... (or GEMINI_API_KEY)")
-    extra: dict[str, Any] = {"base_url": base_url} if base_url else {}
-    return ChatGoogleGenerativeAI(model=model, google_api_key=key, timeout=timeout, max_retries=0, **extra)
+def _provider_kwargs(provider: str, model: str, base_url: str | None, timeout: float, env: Mapping[str, str]) -> dict[str, Any]:
+    """What ``init_chat_model`` needs per provider: key, server, timeout, and no client retries."""
+    if provider == "openai":
+        key = env.get("OPENAI_API_KEY")
+        if not key and not base_url:
+            raise BackendError(
+                f"openai:{model} needs an API key: export OPENAI_API_KEY=... (or give --mllm-base-url "
+                "for a local OpenAI-compatible server such as vLLM, llama.cpp or LM Studio)"
+            )
+        # local OpenAI-compatible servers accept any key
+        return {"api_key": key or "not-needed", "base_url": base_url, "timeout": timeout, "max_retries": 0}
+    if provider == "google_genai":
+        key = env.get("GOOGLE_API_KEY") or env.get("GEMINI_API_KEY")
+        if not key:
+            raise BackendError(f"google_genai:{model} needs an API key: export GOOGLE_API_KEY=... (or GEMINI_API_KEY)")
+        extra = {"base_url": base_url} if base_url else {}
+        return {"google_api_key": key, "timeout": timeout, "max_retries": 0, **extra}
+    if provider == "ollama":
+        host = base_url or env.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+        return {"base_url": host, "client_kwargs": {"timeout": timeout}}
+    return {"timeout": timeout, "max_retries": 0, **({"base_url": base_url} if base_url else {})}
 
 
 def _accelerator() -> tuple[str | None, float]:
