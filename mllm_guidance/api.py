@@ -77,14 +77,18 @@ def guide(
     checkpoint: bool = True,
     on_event: EventHandler | None = None,
     mllm_options: dict[str, Any] | None = None,
+    generator_options: dict[str, Any] | None = None,
 ) -> GuidanceResult:
     """Run MLLM Guidance on one prompt and return the best image with the whole trace.
 
     ``mllm_options`` go to the resolver when ``mllm`` is a spec string: ``base_url`` (an
     OpenAI-compatible or Ollama server), ``timeout`` (seconds per call), ``device`` and ``dtype``
-    (in-process models). They are recorded, so ``resume`` rebuilds the same model.
+    (in-process models). ``generator_options`` go to the generator when ``generator`` is a spec
+    string: ``model`` (hub id or local path), ``device``, ``dtype``, ``cpu_offload``,
+    ``attention_slicing`` and the backend's own (``beta``, ``steps``, ...). Both are recorded, so
+    ``resume`` rebuilds the same backends.
     """
-    run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id, mllm_options)
+    run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id, mllm_options, generator_options)
     return run.invoke(run.input(), checkpoint, on_event)
 
 
@@ -99,9 +103,10 @@ async def aguide(
     checkpoint: bool = True,
     on_event: EventHandler | None = None,
     mllm_options: dict[str, Any] | None = None,
+    generator_options: dict[str, Any] | None = None,
 ) -> GuidanceResult:
     """``guide`` for asyncio applications."""
-    run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id, mllm_options)
+    run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id, mllm_options, generator_options)
     return await run.ainvoke(run.input(), checkpoint, on_event)
 
 
@@ -148,7 +153,7 @@ class _Run:
 
     @classmethod
     def new(cls, prompt: str, mllm: Any, generator: Any, config: Any, run_dir: Any, thread_id: str | None,
-            mllm_options: dict[str, Any] | None = None) -> _Run:
+            mllm_options: dict[str, Any] | None = None, generator_options: dict[str, Any] | None = None) -> _Run:
         try:
             prompt = check_prompt(prompt)
         except ValueError as exc:
@@ -162,7 +167,8 @@ class _Run:
             )
         templates = load_templates(cfg.templates_dir)
         mllm_options = dict(mllm_options or {})
-        ctx = _context(cfg, mllm, generator, store, templates, mllm_options)
+        generator_options = dict(generator_options or {})
+        ctx = _context(cfg, mllm, generator, store, templates, mllm_options, generator_options)
         meta = {
             "prompt": prompt,
             "seed": cfg.seed if cfg.seed is not None else random.randrange(2**31),
@@ -174,6 +180,7 @@ class _Run:
                 "mllm_options": mllm_options,
                 "generator": getattr(ctx.generator, "name", type(ctx.generator).__name__),
                 "generator_spec": generator if isinstance(generator, str) else (None if generator else DEFAULT_GENERATOR),
+                "generator_options": generator_options,
             },
             "thread_id": thread_id or uuid.uuid4().hex,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -210,7 +217,8 @@ class _Run:
             if generator is None:
                 raise InputError("this run was given a generator object; pass generator= to resume it")
         options = (models.get("mllm_options") or {}) if isinstance(mllm, str) else {}
-        ctx = _context(cfg, mllm, generator, store, load_templates(cfg.templates_dir), options)
+        gen_options = (models.get("generator_options") or {}) if isinstance(generator, str) else {}
+        ctx = _context(cfg, mllm, generator, store, load_templates(cfg.templates_dir), options, gen_options)
         return cls(cfg, ctx, meta)
 
     def input(self) -> dict[str, Any]:
@@ -315,10 +323,10 @@ _MLLM_OPTIONS = {"base_url", "timeout", "device", "dtype"}
 
 
 def _context(cfg: GuidanceConfig, mllm: Any, generator: Any, store: RunStore, templates: Any,
-             mllm_options: dict[str, Any]) -> Context:
+             mllm_options: dict[str, Any], generator_options: dict[str, Any]) -> Context:
     unknown = set(mllm_options) - _MLLM_OPTIONS
     if unknown:
         raise InputError(f"unknown mllm_options {sorted(unknown)}; use {sorted(_MLLM_OPTIONS)}")
     model = None if cfg.mode == "plain" and mllm is None else resolve_mllm(mllm, **mllm_options)
-    gen = create_generator(generator if generator is not None else DEFAULT_GENERATOR)
+    gen = create_generator(generator if generator is not None else DEFAULT_GENERATOR, **generator_options)
     return Context(mllm=model, generator=gen, store=store, templates=templates)  # type: ignore[arg-type]

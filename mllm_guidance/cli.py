@@ -66,7 +66,7 @@ def _generate(args: argparse.Namespace) -> int:
         result = guide(
             args.prompt, mllm=mllm, generator=args.generator or "sketch", config=config,
             run_dir=run_dir, checkpoint=not args.no_checkpoint, on_event=progress,
-            mllm_options=_mllm_options(args),
+            mllm_options=_mllm_options(args), generator_options=_generator_options(args),
         )
     progress.done()
     if args.json:
@@ -160,6 +160,21 @@ def _mllm_options(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("base_url", "device", "dtype"):
         if getattr(args, f"mllm_{key}") is not None:
             options[key] = getattr(args, f"mllm_{key}")
+    return options
+
+
+def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.model_path:
+        options["model"] = args.model_path
+    if args.generator_device:
+        options["device"] = args.generator_device
+    if args.generator_dtype:
+        options["dtype"] = args.generator_dtype
+    if args.cpu_offload:
+        options["cpu_offload"] = True
+    if args.attention_slicing:
+        options["attention_slicing"] = True
     return options
 
 
@@ -282,7 +297,12 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="run MLLM Guidance on a prompt")
     g.add_argument("prompt", nargs="?", help="what the image must show")
     common(g)
-    g.add_argument("--generator", help="layout-to-image model (default: sketch, a layout preview)")
+    g.add_argument("--generator", help="layout-to-image model: gligen, gligen-xl, text2image:MODEL, instancediffusion, rich-context, sketch (default: sketch, a layout preview)")
+    g.add_argument("--model-path", metavar="ID_OR_DIR", help="the generator's weights: a hub id or a local directory")
+    g.add_argument("--generator-device", help="cuda, mps or cpu (default: auto)")
+    g.add_argument("--generator-dtype", help="float16, bfloat16 or float32 (default: auto)")
+    g.add_argument("--cpu-offload", action="store_true", help="offload idle components to the CPU (small GPUs)")
+    g.add_argument("--attention-slicing", action="store_true", help="compute attention in slices (less memory, slower)")
     g.add_argument("-k", "--max-rounds", type=int, default=5, help="align rounds K (default 5)")
     g.add_argument("--correct-rounds", type=int, help="self-correct rounds at most (default: K)")
     g.add_argument("--good", type=int, default=5, help="score (1-5) that counts as good (default 5)")

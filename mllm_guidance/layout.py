@@ -162,7 +162,7 @@ class LayoutObject(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(min_length=1, max_length=500)
+    name: str = Field(min_length=1, max_length=2000)
     box: Box
 
     @field_validator("name")

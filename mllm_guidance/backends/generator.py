@@ -24,6 +24,9 @@ from mllm_guidance.layout import Layout
 ENTRY_POINT_GROUP = "mllm_guidance.generators"
 BUILTIN: dict[str, str] = {
     "sketch": "mllm_guidance.backends.sketch:SketchGenerator",
+    "gligen": "mllm_guidance.backends.gligen:GligenGenerator",
+    "gligen-xl": "mllm_guidance.backends.gligen_xl:GligenXLGenerator",
+    "text2image": "mllm_guidance.backends.text2image:Text2ImageGenerator",
 }
 
 

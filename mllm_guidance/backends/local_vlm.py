@@ -23,34 +23,12 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
+from mllm_guidance.backends.torch_device import pick_device
 from mllm_guidance.errors import BackendError
 from mllm_guidance.redact import redact_text
 
 _loaded: dict[tuple[str, str, str], tuple[Any, Any, threading.Lock]] = {}
 _load_lock = threading.Lock()
-
-
-def pick_device(device: str | None = None, dtype: str | None = None) -> tuple[str, str]:
-    """(device, dtype name) for this machine, honouring explicit choices."""
-    import torch
-
-    if device is None:
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    if dtype is None:
-        if device.startswith("cuda"):
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        elif device == "mps":
-            dtype = "float16"
-        else:
-            dtype = "float32"
-    if not isinstance(getattr(torch, dtype, None), torch.dtype):
-        raise BackendError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16")
-    return device, dtype
 
 
 def load_vlm(model_id: str, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any, threading.Lock, str, str]:

@@ -12,7 +12,8 @@ from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mllm_guidance import guide  # noqa: E402
-from mllm_guidance.backends.local_vlm import LocalVLMChatModel, pick_device, to_chat_turn  # noqa: E402
+from mllm_guidance.backends.local_vlm import LocalVLMChatModel, to_chat_turn
+from mllm_guidance.backends.torch_device import pick_device  # noqa: E402
 from mllm_guidance.backends.mllm import resolve_mllm  # noqa: E402
 from mllm_guidance.errors import BackendError  # noqa: E402
 from tests.backends.tiny_vlm import build_tiny_gemma3, build_tiny_llava  # noqa: E402

@@ -1,0 +1,66 @@
+"""What every diffusers-based generator shares: loading once with clear errors, device placement,
+memory options, seeded generation, and keeping deprecation chatter out of the user's face."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mllm_guidance.backends.torch_device import pick_device, torch_dtype
+from mllm_guidance.errors import BackendError
+from mllm_guidance.redact import redact_text
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence diffusers/transformers deprecation warnings and progress chatter while loading."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    levels = (dlog.get_verbosity(), tlog.get_verbosity())
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        dlog.set_verbosity(levels[0])
+        tlog.set_verbosity(levels[1])
+        dlog.enable_progress_bar()
+        tlog.enable_progress_bar()
+
+
+def load_pipeline(what: str, model: str, load: Callable[[Any], Any], *, device: str | None, dtype: str | None,
+                  cpu_offload: bool = False, attention_slicing: bool = False) -> tuple[Any, str, str]:
+    """Load a pipeline with ``load(torch_dtype)``, then place it; errors say what to do."""
+    try:
+        import diffusers  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise BackendError(f"the {what} generator needs torch and diffusers: pip install 'mllm-guidance[local]' ({exc})") from None
+    device, dtype = pick_device(device, dtype)
+    try:
+        with quiet():
+            pipe = load(torch_dtype(dtype))
+    except (OSError, ValueError, KeyError) as exc:
+        raise BackendError(
+            f"cannot load the {what} model {model!r}: {redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}. "
+            "Without network, give a local directory (--model-path); gated repositories need HF_TOKEN"
+        ) from None
+    if cpu_offload and device.startswith("cuda"):
+        pipe.enable_model_cpu_offload()
+    else:
+        pipe.to(device)
+    if attention_slicing:
+        pipe.enable_attention_slicing()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, device, dtype
+
+
+def first_image(output: Any) -> Any:
+    return output.images[0]

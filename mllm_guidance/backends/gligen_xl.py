@@ -1,0 +1,171 @@
+"""``gligen-xl``: GLIGEN on SDXL (the thesis's generator), with this project's own pipeline.
+
+Checkpoint: ``jiuntian/gligen-xl-1024`` (IGLIGEN-XL by Jiun Tian Hoe et al., trained 500k steps at
+512 and 100k at 1024 on SA-1B; 1024 x 1024; their examples use scheduled-sampling beta 0.4 and 50
+steps). Native box format: normalized corners. Default size 1024 x 1024, 50 steps, guidance 5.0,
+beta 0.4. Memory (SDXL at 1024 x 1024 in fp16): about 10 GB of GPU memory without offload.
+
+How the checkpoint is laid out, and how it is loaded here (no ``trust_remote_code``): the
+repository is a diffusers pipeline folder whose ``unet/`` is an SDXL ``UNet2DConditionModel`` saved
+with ``attention_type="gated"``, so that its ``position_net`` (``GLIGENTextBoundingboxProjection``,
+positive_len = out_dim = 2048) and every transformer block's gated ``fuser`` carry the trained
+adapter weights; ``vae/``, ``text_encoder/`` (CLIP-L), ``text_encoder_2/`` (OpenCLIP bigG with
+projection), ``tokenizer/``, ``tokenizer_2/`` and ``scheduler/`` are SDXL's. ``load_gligen_xl``
+reads each of those subfolders with its class and assembles ``StableDiffusionXLGLIGENPipeline``.
+A phrase is embedded as CLIP-L's pooled output (768) concatenated with bigG's projected text
+embedding (1280): 2048, SDXL's cross-attention width, as the authors trained it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet
+from mllm_guidance.backends.generator import GenerationRequest, Generated
+from mllm_guidance.backends.grounding import GLIGEN_MAX_OBJECTS, fit_size, grounding_inputs
+from mllm_guidance.backends.torch_device import seeded_generator
+from mllm_guidance.errors import BackendError
+
+DEFAULT_MODEL = "jiuntian/gligen-xl-1024"
+
+
+def _pipeline_class() -> Any:
+    """Defined on first use, so importing this module does not import diffusers."""
+    global StableDiffusionXLGLIGENPipeline
+    if "StableDiffusionXLGLIGENPipeline" in globals():
+        return StableDiffusionXLGLIGENPipeline
+
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+    from transformers import CLIPTextModel
+
+    class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
+        """SDXL with GLIGEN box grounding: ``gligen_phrases`` / ``gligen_boxes`` (normalized corners)
+        ground the first ``gligen_scheduled_sampling_beta`` of the denoising steps."""
+
+        @torch.no_grad()
+        def encode_phrases(self, phrases: list[str], device: Any) -> Any:
+            parts = []
+            for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
+                ids = tokenizer(phrases, padding="max_length", max_length=tokenizer.model_max_length,
+                                truncation=True, return_tensors="pt").input_ids.to(device)
+                out = encoder(ids)
+                parts.append(out.pooler_output if isinstance(encoder, CLIPTextModel) else out.text_embeds)
+            return torch.cat(parts, dim=-1)
+
+        def set_fusers(self, enabled: bool) -> None:
+            for module in self.unet.modules():
+                if type(module).__name__ == "GatedSelfAttentionDense":
+                    module.enabled = enabled
+
+        @torch.no_grad()
+        def __call__(self, prompt: Any = None, *, gligen_phrases: list[str] | None = None,
+                     gligen_boxes: list[list[float]] | None = None, gligen_scheduled_sampling_beta: float = 0.4,
+                     num_inference_steps: int = 50, guidance_scale: float = 5.0, num_images_per_prompt: int = 1,
+                     **kwargs: Any) -> Any:
+            phrases, boxes = list(gligen_phrases or []), list(gligen_boxes or [])
+            if len(phrases) != len(boxes):
+                raise ValueError(f"{len(phrases)} phrases for {len(boxes)} boxes: give one phrase per box")
+            common = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                          num_images_per_prompt=num_images_per_prompt, **kwargs)
+            if not phrases:
+                return super().__call__(prompt, **common)
+            phrases, boxes = phrases[:GLIGEN_MAX_OBJECTS], boxes[:GLIGEN_MAX_OBJECTS]
+            device = self._execution_device
+            dtype = self.unet.dtype
+            width = self.unet.config.cross_attention_dim
+            n = len(phrases)
+            embeds = torch.zeros(GLIGEN_MAX_OBJECTS, width, device=device, dtype=dtype)
+            embeds[:n] = self.encode_phrases(phrases, device).to(dtype)
+            box_t = torch.zeros(GLIGEN_MAX_OBJECTS, 4, device=device, dtype=dtype)
+            box_t[:n] = torch.tensor(boxes, device=device, dtype=dtype)
+            masks = torch.zeros(GLIGEN_MAX_OBJECTS, device=device, dtype=dtype)
+            masks[:n] = 1
+            batch = (1 if isinstance(prompt, str) or prompt is None else len(prompt)) * num_images_per_prompt
+            embeds, box_t, masks = (t.unsqueeze(0).expand(batch, *t.shape).clone() for t in (embeds, box_t, masks))
+            if guidance_scale > 1.0:  # the unconditional half (first, as SDXL stacks it) is not grounded
+                embeds, box_t = torch.cat([embeds] * 2), torch.cat([box_t] * 2)
+                masks = torch.cat([torch.zeros_like(masks), masks])
+            grounded = int(gligen_scheduled_sampling_beta * num_inference_steps)
+
+            def after_step(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+                if step + 1 == grounded:
+                    self.set_fusers(False)
+                return tensors
+
+            attention_kwargs = dict(kwargs.pop("cross_attention_kwargs", None) or {})
+            attention_kwargs["gligen"] = {"boxes": box_t, "positive_embeddings": embeds, "masks": masks}
+            common.pop("cross_attention_kwargs", None)
+            self.set_fusers(grounded > 0)
+            try:
+                return super().__call__(prompt, cross_attention_kwargs=attention_kwargs, callback_on_step_end=after_step, **common)
+            finally:
+                self.set_fusers(True)
+
+    globals()["StableDiffusionXLGLIGENPipeline"] = StableDiffusionXLGLIGENPipeline
+    return StableDiffusionXLGLIGENPipeline
+
+
+def load_gligen_xl(path: str, torch_dtype: Any = None) -> Any:
+    """Assemble the pipeline from a checkpoint folder's subfolders (local path or hub id)."""
+    import diffusers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    kw = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **kw)
+    if unet.config.get("attention_type") != "gated" or getattr(unet, "position_net", None) is None:
+        raise ValueError(f"{path}/unet is not a GLIGEN UNet (attention_type must be 'gated')")
+    scheduler_config = _read_json(path, "scheduler/scheduler_config.json")
+    scheduler_cls = getattr(diffusers, scheduler_config.get("_class_name", "EulerDiscreteScheduler"))
+    return _pipeline_class()(
+        vae=AutoencoderKL.from_pretrained(path, subfolder="vae", **kw),
+        text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **kw),
+        text_encoder_2=CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2", **kw),
+        tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2"),
+        unet=unet,
+        scheduler=scheduler_cls.from_pretrained(path, subfolder="scheduler"),
+    )
+
+
+def _read_json(path: str, name: str) -> dict[str, Any]:
+    local = Path(path) / name
+    if local.exists():
+        return json.loads(local.read_text())
+    from huggingface_hub import hf_hub_download
+
+    return json.loads(Path(hf_hub_download(path, name)).read_text())
+
+
+class GligenXLGenerator:
+    name = "gligen-xl"
+    default_size = (1024, 1024)
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
+                 cpu_offload: bool = False, attention_slicing: bool = False, beta: float = 0.4,
+                 steps: int = 50, guidance_scale: float = 5.0) -> None:
+        self.model, self.beta, self.steps, self.guidance_scale = model, beta, steps, guidance_scale
+        self.pipe, self.device, self.dtype = load_pipeline(
+            "gligen-xl", model, lambda td: load_gligen_xl(model, td), device=device, dtype=dtype,
+            cpu_offload=cpu_offload, attention_slicing=attention_slicing,
+        )
+
+    def generate(self, request: GenerationRequest) -> Generated:
+        width, height, notes = fit_size(request.width, request.height)
+        phrases, boxes, more = grounding_inputs(request.layout, [self.pipe.tokenizer, self.pipe.tokenizer_2])
+        notes += more
+        try:
+            with quiet():
+                image = first_image(self.pipe(
+                    request.prompt, negative_prompt=request.negative_prompt, height=height, width=width,
+                    num_inference_steps=request.steps or self.steps,
+                    guidance_scale=request.guidance_scale if request.guidance_scale is not None else self.guidance_scale,
+                    generator=seeded_generator(request.seed), gligen_phrases=phrases, gligen_boxes=boxes,
+                    gligen_scheduled_sampling_beta=float(request.options.get("beta", self.beta)),
+                ))
+        except ValueError as exc:
+            raise BackendError(f"gligen-xl could not render: {exc}") from exc
+        return Generated(image=image, notes=notes)

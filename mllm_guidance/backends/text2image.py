@@ -1,0 +1,58 @@
+"""``text2image:<model id>``: the no-layout baseline, any text-to-image model diffusers' auto
+pipeline knows (SDXL ``stabilityai/stable-diffusion-xl-base-1.0``, SD 3.5
+``stabilityai/stable-diffusion-3.5-large``, FLUX ``black-forest-labs/FLUX.1-dev``, ...).
+
+It ignores the layout and says so in the round's notes: use it for the thesis's plain baselines
+(``--mode plain``) or to see what the bare model does. Default size: the model's own (its UNet or
+transformer sample size times the VAE scale), else 1024 x 1024; steps and guidance: the pipeline's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet
+from mllm_guidance.backends.generator import GenerationRequest, Generated
+from mllm_guidance.backends.grounding import fit_size
+from mllm_guidance.backends.torch_device import seeded_generator
+from mllm_guidance.errors import BackendError
+
+
+class Text2ImageGenerator:
+    name = "text2image"
+
+    def __init__(self, model: str | None = None, *, device: str | None = None, dtype: str | None = None,
+                 cpu_offload: bool = False, attention_slicing: bool = False) -> None:
+        if not model:
+            raise BackendError("text2image needs a model: --generator text2image:stabilityai/stable-diffusion-xl-base-1.0")
+
+        def load(torch_dtype: Any) -> Any:
+            from diffusers import AutoPipelineForText2Image
+
+            return AutoPipelineForText2Image.from_pretrained(model, torch_dtype=torch_dtype)
+
+        self.model = model
+        self.pipe, self.device, self.dtype = load_pipeline(
+            "text2image", model, load, device=device, dtype=dtype, cpu_offload=cpu_offload, attention_slicing=attention_slicing
+        )
+        denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+        sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
+        scale = getattr(self.pipe, "vae_scale_factor", 8)
+        side = sample * scale if isinstance(sample, int) else 1024
+        self.default_size = (side, side)
+
+    def generate(self, request: GenerationRequest) -> Generated:
+        width, height, notes = fit_size(request.width, request.height, 16)
+        if request.layout is not None and not request.layout.is_empty:
+            notes.append("text2image ignores the layout")
+        kwargs: dict[str, Any] = {"prompt": request.prompt, "height": height, "width": width,
+                                  "generator": seeded_generator(request.seed)}
+        if request.negative_prompt is not None:
+            kwargs["negative_prompt"] = request.negative_prompt
+        if request.steps is not None:
+            kwargs["num_inference_steps"] = request.steps
+        if request.guidance_scale is not None:
+            kwargs["guidance_scale"] = request.guidance_scale
+        with quiet():
+            image = first_image(self.pipe(**kwargs))
+        return Generated(image=image, notes=notes)
