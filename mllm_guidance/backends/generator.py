@@ -27,6 +27,8 @@ BUILTIN: dict[str, str] = {
     "gligen": "mllm_guidance.backends.gligen:GligenGenerator",
     "gligen-xl": "mllm_guidance.backends.gligen_xl:GligenXLGenerator",
     "text2image": "mllm_guidance.backends.text2image:Text2ImageGenerator",
+    "instancediffusion": "mllm_guidance.backends.instancediffusion:InstanceDiffusionGenerator",
+    "rich-context": "mllm_guidance.backends.rich_context:RichContextGenerator",
 }
 
 
