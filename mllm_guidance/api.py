@@ -20,7 +20,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
 
-from mllm_guidance.backends.generator import Generator, create_generator
+from mllm_guidance.backends.generator import Generator, create_generator, default_generator_spec
 from mllm_guidance.backends.mllm import describe_mllm, model_name, resolve_mllm
 from mllm_guidance.backends.replay import ReplayChatModel
 from mllm_guidance.checkpoint import async_sqlite_saver, sqlite_saver
@@ -34,7 +34,6 @@ from mllm_guidance.state import Correction, Failure, GuidanceState, ImageRef, Ro
 from mllm_guidance.store import CHECKPOINT_FILE, META_FILE, RunStore
 
 EventHandler = Callable[[dict[str, Any]], None]
-DEFAULT_GENERATOR = "sketch"
 
 
 class GuidanceResult(BaseModel):
@@ -168,6 +167,8 @@ class _Run:
         templates = load_templates(cfg.templates_dir)
         mllm_options = dict(mllm_options or {})
         generator_options = dict(generator_options or {})
+        if generator is None:
+            generator, _ = default_generator_spec()
         ctx = _context(cfg, mllm, generator, store, templates, mllm_options, generator_options)
         meta = {
             "prompt": prompt,
@@ -179,7 +180,7 @@ class _Run:
                 "mllm_spec": _portable_spec(mllm),
                 "mllm_options": mllm_options,
                 "generator": getattr(ctx.generator, "name", type(ctx.generator).__name__),
-                "generator_spec": generator if isinstance(generator, str) else (None if generator else DEFAULT_GENERATOR),
+                "generator_spec": generator if isinstance(generator, str) else None,
                 "generator_options": generator_options,
             },
             "thread_id": thread_id or uuid.uuid4().hex,
@@ -328,5 +329,5 @@ def _context(cfg: GuidanceConfig, mllm: Any, generator: Any, store: RunStore, te
     if unknown:
         raise InputError(f"unknown mllm_options {sorted(unknown)}; use {sorted(_MLLM_OPTIONS)}")
     model = None if cfg.mode == "plain" and mllm is None else resolve_mllm(mllm, **mllm_options)
-    gen = create_generator(generator if generator is not None else DEFAULT_GENERATOR, **generator_options)
+    gen = create_generator(generator, **generator_options)
     return Context(mllm=model, generator=gen, store=store, templates=templates)  # type: ignore[arg-type]

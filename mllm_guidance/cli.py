@@ -63,8 +63,9 @@ def _generate(args: argparse.Namespace) -> int:
         mllm = _mllm_for(args, progress)
         run_dir = Path(args.out) if args.out else default_run_dir(args.prompt)
         args._run_dir = run_dir
+        generator = args.generator or _default_generator(progress)
         result = guide(
-            args.prompt, mllm=mllm, generator=args.generator or "sketch", config=config,
+            args.prompt, mllm=mllm, generator=generator, config=config,
             run_dir=run_dir, checkpoint=not args.no_checkpoint, on_event=progress,
             mllm_options=_mllm_options(args), generator_options=_generator_options(args),
         )
@@ -141,6 +142,14 @@ def _check_prompt(prompt: str) -> None:
         check_prompt(prompt)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+def _default_generator(progress: Progress) -> str:
+    from mllm_guidance.backends.generator import default_generator_spec
+
+    spec, why = default_generator_spec()
+    progress.say(f"generator: {spec} ({why})")
+    return spec
 
 
 def _mllm_for(args: argparse.Namespace, progress: Progress) -> str | None:
@@ -297,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="run MLLM Guidance on a prompt")
     g.add_argument("prompt", nargs="?", help="what the image must show")
     common(g)
-    g.add_argument("--generator", help="layout-to-image model: gligen, gligen-xl, text2image:MODEL, instancediffusion, rich-context, sketch (default: sketch, a layout preview)")
+    g.add_argument("--generator", help="layout-to-image model: gligen-xl, gligen, text2image:MODEL, instancediffusion, rich-context, sketch (default: gligen-xl with a CUDA GPU, else sketch, a layout preview)")
     g.add_argument("--model-path", metavar="ID_OR_DIR", help="the generator's weights: a hub id or a local directory")
     g.add_argument("--generator-device", help="cuda, mps or cpu (default: auto)")
     g.add_argument("--generator-dtype", help="float16, bfloat16 or float32 (default: auto)")

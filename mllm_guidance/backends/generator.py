@@ -81,6 +81,18 @@ _cache: dict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = {}
 _cache_lock = threading.Lock()
 
 
+def default_generator_spec() -> tuple[str, str]:
+    """The generator to use when none is given, and why: the thesis's GLIGEN-XL where a CUDA GPU
+    can run it, else the sketch preview (SDXL on a CPU takes many minutes per image)."""
+    try:
+        import torch
+    except ImportError:
+        return "sketch", "torch is not installed (pip install 'mllm-guidance[local]' for diffusion generators)"
+    if torch.cuda.is_available():
+        return "gligen-xl", "a CUDA GPU is available"
+    return "sketch", "no CUDA GPU: drawing the layout; choose --generator gligen or gligen-xl to render on this machine anyway"
+
+
 def available_generators() -> list[str]:
     names = set(BUILTIN) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return sorted(names)
