@@ -4,8 +4,9 @@ Models: ``masterful/gligen-1-4-generation-text-box`` (default, SD 1.4, the GLIGE
 and ``longlian/igligen-sd2.1-v1.0`` (IGLIGEN on SD 2.1); a local directory with the same layout
 works too. Native box format: normalized corners ``[x1, y1, x2, y2]``, the project's own. Default
 size 512 x 512, 50 steps, guidance 7.5, scheduled-sampling beta 0.3 (the fraction of steps with
-grounding on). Published figures (theirs): GLIGEN adds about 10% to SD 1.4's inference time; SD 1.4
-at 512 x 512 in fp16 needs about 4 GB of GPU memory.
+grounding on). The GLIGEN authors publish no inference memory or speed figures for this
+checkpoint; as a rough guide, SD 1.x at 512 x 512 in fp16 fits in about 4 GB of GPU memory
+(``benchmarks/gpu_smoke.py`` measures the pipeline code on a GPU).
 
 What the pipeline does not handle, handled here: an empty layout (the pipeline raises on empty
 lists) renders without grounding on the same components; more than 30 objects (the pipeline

@@ -2,8 +2,10 @@
 
 Checkpoint: ``jiuntian/gligen-xl-1024`` (IGLIGEN-XL by Jiun Tian Hoe et al., trained 500k steps at
 512 and 100k at 1024 on SA-1B; 1024 x 1024; their examples use scheduled-sampling beta 0.4 and 50
-steps). Native box format: normalized corners. Default size 1024 x 1024, 50 steps, guidance 5.0,
-beta 0.4. Memory (SDXL at 1024 x 1024 in fp16): about 10 GB of GPU memory without offload.
+steps; published training cost: 8 A100s for about 9 days). Native box format: normalized corners.
+Default size 1024 x 1024, 50 steps, guidance 5.0, beta 0.4. The authors publish no inference memory
+figures; as a rough guide, SDXL at 1024 x 1024 in fp16 needs about 10 GB of GPU memory without
+offload (``--cpu-offload`` for smaller GPUs).
 
 How the checkpoint is laid out, and how it is loaded here (no ``trust_remote_code``): the
 repository is a diffusers pipeline folder whose ``unet/`` is an SDXL ``UNet2DConditionModel`` saved

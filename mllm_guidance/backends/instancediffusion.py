@@ -10,8 +10,8 @@ Native input: a JSON document ``{"caption", "width", "height", "annos": [{"bbox"
 in pixels, "mask": [], "category_name": "", "caption": per-instance description}]}`` on a 512 x 512
 canvas; ``instancediffusion_input`` builds it exactly, and the conversion to the normalized corners
 their ``run`` consumes is theirs (``rescale_box``). Defaults as in their ``inference.py``: 50 PLMS
-steps, guidance 7.5, alpha 0.75 (share of steps with grounding), MIS 0.36, no SDXL refiner.
-Published figures (theirs): SD 1.5 base at 512 x 512; about 16 GB of GPU memory with MIS.
+steps, guidance 7.5, alpha 0.75 (share of steps with grounding), MIS 0.36, no SDXL refiner. Base
+model SD 1.5 at 512 x 512; their code runs on CUDA (it samples under CUDA autocast).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ repository's ``inference_on_dataset`` module in this process, builds the pipelin
 
 Native input: ``boxes`` as a numpy array of pixel corners ``[x1, y1, x2, y2]`` on a 512 x 512
 canvas and one rich description per box in ``labels``. Defaults as in their notebook: 50 steps,
-guidance 5.0, scheduled-sampling beta 1, their negative prompts. SDXL-based (about 10 GB of GPU
-memory in fp16 at 512 x 512).
+guidance 5.0, scheduled-sampling beta 1, their negative prompts. SDXL-based; their code runs on
+CUDA in fp16.
 """
 
 from __future__ import annotations

@@ -74,20 +74,20 @@ def ask(
             ) from None
     history = list(messages)
     policy = config.retry_policy()
+    run_config = {
+        "metadata": {STEP_KEY: step, "mllm_guidance_round": round_index},
+        "tags": [f"mllm_guidance:{step}"],
+        "run_name": f"mllm_guidance.{step}",
+    }
+
+    def on_retry(tries: int, kind: str, exc: BaseException) -> None:
+        if emit:
+            emit({"event": "mllm_retry", "step": step, "round": round_index, "try": tries, "kind": kind})
+
     answer = Answer(value=None, reasoning="", error=None, attempts=0)
     for attempt in range(config.parse_retries + 1):
         answer.attempts = attempt + 1
         started = time.perf_counter()
-        run_config = {
-            "metadata": {STEP_KEY: step, "mllm_guidance_round": round_index},
-            "tags": [f"mllm_guidance:{step}"],
-            "run_name": f"mllm_guidance.{step}",
-        }
-
-        def on_retry(tries: int, kind: str, exc: BaseException) -> None:
-            if emit:
-                emit({"event": "mllm_retry", "step": step, "round": round_index, "try": tries, "kind": kind})
-
         try:
             out = policy.call(lambda: model.invoke(history, config=run_config), on_retry)
         except GuidanceError:
