@@ -36,6 +36,7 @@ _EXPORTS = {
     "GenerationRequest": "mllm_guidance.backends.generator",
     "create_generator": "mllm_guidance.backends.generator",
     "resolve_mllm": "mllm_guidance.backends.mllm",
+    "as_tool": "mllm_guidance.tool",
     "GuidanceError": "mllm_guidance.errors",
     "InputError": "mllm_guidance.errors",
     "ConfigError": "mllm_guidance.errors",

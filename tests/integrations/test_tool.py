@@ -1,0 +1,56 @@
+"""The LangChain tool inside a real LangChain agent driven by a fake tool-calling model."""
+
+import asyncio
+from pathlib import Path
+
+from langchain.agents import create_agent
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, ToolMessage
+
+from mllm_guidance import as_tool
+from tests.fakes import PLACE, RecordingChatModel, score
+
+PROMPT = "A man is sitting under a tree while a bird is in the tree."
+
+
+class ToolCallingFake(GenericFakeChatModel):
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+def planner():
+    return RecordingChatModel(replies={"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]})
+
+
+def test_schema_and_output(tmp_path):
+    tool = as_tool(mllm=planner(), generator="sketch", runs_dir=tmp_path)
+    assert tool.name == "generate_image" and tool.response_format == "content_and_artifact"
+    assert set(tool.args) == {"prompt", "max_rounds", "seed", "mode"}
+    message = tool.invoke({"type": "tool_call", "id": "c1", "name": "generate_image", "args": {"prompt": PROMPT, "seed": 4}})
+    assert isinstance(message, ToolMessage)
+    text, image = message.content
+    assert "scored 5/5" in text["text"] and image["type"] == "image" and image["base64"].startswith("iVBOR")
+    art = message.artifact
+    assert art["score"] == 5 and art["rounds"] == 1 and art["layout"][0]["name"] == "a man sitting"
+    assert Path(art["image_path"]).exists() and Path(art["image_path"]).is_relative_to(tmp_path.resolve())
+
+
+def test_inside_an_agent(tmp_path):
+    calls = iter([
+        AIMessage(content="", tool_calls=[{"name": "generate_image", "args": {"prompt": PROMPT, "max_rounds": 2}, "id": "call-1"}]),
+        AIMessage(content="Here is your picture."),
+    ])
+    agent = create_agent(ToolCallingFake(messages=calls), [as_tool(mllm=planner(), generator="sketch", runs_dir=tmp_path)])
+    out = agent.invoke({"messages": [("user", "Draw a man under a tree with a bird in it")]})
+    tool_messages = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert len(tool_messages) == 1 and tool_messages[0].artifact["score"] == 5
+    assert tool_messages[0].content[1]["mime_type"] == "image/png"
+    assert out["messages"][-1].content == "Here is your picture."
+
+
+def test_async_and_errors_reach_the_agent_as_text(tmp_path):
+    tool = as_tool(mllm=planner(), generator="sketch", runs_dir=tmp_path)
+    message = asyncio.run(tool.ainvoke({"type": "tool_call", "id": "c2", "name": "generate_image", "args": {"prompt": PROMPT}}))
+    assert message.artifact["score"] == 5
+    bad = tool.invoke({"type": "tool_call", "id": "c3", "name": "generate_image", "args": {"prompt": "!!!"}})
+    assert "no words" in str(bad.content)
