@@ -113,6 +113,19 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    try:
+        from mllm_guidance.mcp_server import create_server
+    except ImportError as exc:
+        raise InputError(f"the MCP server needs the mcp package: pip install 'mllm-guidance[mcp]' ({exc})") from None
+    server = create_server(
+        mllm=args.mllm, generator=args.generator, config=_shared_config(args), runs_dir=args.runs_dir,
+        mllm_options=_mllm_options(args), generator_options=_generator_options(args), host=args.host, port=args.port,
+    )
+    server.run(transport="streamable-http" if args.http else "stdio")
+    return 0
+
+
 def _templates(args: argparse.Namespace) -> int:
     from mllm_guidance.prompts.templates import STEPS, export_templates, load_templates
 
@@ -303,15 +316,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    def generator_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--generator", help="layout-to-image model: gligen-xl, gligen, text2image:MODEL, instancediffusion, rich-context, sketch (default: gligen-xl with a CUDA GPU, else sketch, a layout preview)")
+        p.add_argument("--model-path", metavar="ID_OR_DIR", help="the generator's weights: a hub id or a local directory")
+        p.add_argument("--generator-device", help="cuda, mps or cpu (default: auto)")
+        p.add_argument("--generator-dtype", help="float16, bfloat16 or float32 (default: auto)")
+        p.add_argument("--cpu-offload", action="store_true", help="offload idle components to the CPU (small GPUs)")
+        p.add_argument("--attention-slicing", action="store_true", help="compute attention in slices (less memory, slower)")
+
     g = sub.add_parser("generate", help="run MLLM Guidance on a prompt")
     g.add_argument("prompt", nargs="?", help="what the image must show")
     common(g)
-    g.add_argument("--generator", help="layout-to-image model: gligen-xl, gligen, text2image:MODEL, instancediffusion, rich-context, sketch (default: gligen-xl with a CUDA GPU, else sketch, a layout preview)")
-    g.add_argument("--model-path", metavar="ID_OR_DIR", help="the generator's weights: a hub id or a local directory")
-    g.add_argument("--generator-device", help="cuda, mps or cpu (default: auto)")
-    g.add_argument("--generator-dtype", help="float16, bfloat16 or float32 (default: auto)")
-    g.add_argument("--cpu-offload", action="store_true", help="offload idle components to the CPU (small GPUs)")
-    g.add_argument("--attention-slicing", action="store_true", help="compute attention in slices (less memory, slower)")
+    generator_flags(g)
     g.add_argument("-k", "--max-rounds", type=int, default=5, help="align rounds K (default 5)")
     g.add_argument("--correct-rounds", type=int, help="self-correct rounds at most (default: K)")
     g.add_argument("--good", type=int, default=5, help="score (1-5) that counts as good (default 5)")
@@ -332,6 +348,15 @@ def _parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--correct-rounds", type=int, default=5, help="self-correct rounds (0: place only)")
     p.set_defaults(func=_plan)
+
+    m = sub.add_parser("mcp", help="serve generate_image and plan_layout over MCP (stdio, or --http)")
+    common(m)
+    generator_flags(m)
+    m.add_argument("--runs-dir", default="runs", help="where each call's run directory goes (default runs)")
+    m.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
+    m.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
+    m.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    m.set_defaults(func=_mcp)
 
     t = sub.add_parser("templates", help="show or export the prompt templates")
     t.add_argument("action", choices=["show", "export"])
