@@ -32,6 +32,7 @@ from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.report import package_versions
 from mllm_guidance.state import Correction, Failure, GuidanceState, ImageRef, Round, Usage, check_prompt
 from mllm_guidance.store import CHECKPOINT_FILE, META_FILE, RunStore
+from mllm_guidance.tracing import tracing_callbacks
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -77,6 +78,7 @@ def guide(
     on_event: EventHandler | None = None,
     mllm_options: dict[str, Any] | None = None,
     generator_options: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> GuidanceResult:
     """Run MLLM Guidance on one prompt and return the best image with the whole trace.
 
@@ -88,6 +90,7 @@ def guide(
     ``resume`` rebuilds the same backends.
     """
     run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id, mllm_options, generator_options)
+    run.callbacks = list(callbacks or [])
     return run.invoke(run.input(), checkpoint, on_event)
 
 
@@ -103,9 +106,11 @@ async def aguide(
     on_event: EventHandler | None = None,
     mllm_options: dict[str, Any] | None = None,
     generator_options: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> GuidanceResult:
     """``guide`` for asyncio applications."""
     run = _Run.new(prompt, mllm, generator, config, run_dir, thread_id, mllm_options, generator_options)
+    run.callbacks = list(callbacks or [])
     return await run.ainvoke(run.input(), checkpoint, on_event)
 
 
@@ -149,6 +154,7 @@ class _Run:
 
     def __init__(self, config: GuidanceConfig, ctx: Context, meta: dict[str, Any]) -> None:
         self.config, self.ctx, self.meta = config, ctx, meta
+        self.callbacks: list[Any] = []
 
     @classmethod
     def new(cls, prompt: str, mllm: Any, generator: Any, config: Any, run_dir: Any, thread_id: str | None,
@@ -230,8 +236,10 @@ class _Run:
         return {
             "configurable": {"thread_id": self.meta["thread_id"]},
             "recursion_limit": 4 * (cfg.max_correct_rounds + cfg.max_align_rounds) + 20,
+            "callbacks": self.callbacks + tracing_callbacks(),
             "tags": ["mllm-guidance", f"mode:{cfg.mode}"],
             "metadata": {
+                "thread_id": self.meta["thread_id"],
                 "mllm_guidance_mode": cfg.mode,
                 "mllm_guidance_k": cfg.max_align_rounds,
                 "mllm_guidance_templates": self.ctx.templates.version,

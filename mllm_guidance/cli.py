@@ -4,6 +4,8 @@
     mllm-guidance generate --resume DIR
     mllm-guidance plan PROMPT [--mllm SPEC]          the layout only (with a sketch preview)
     mllm-guidance templates show [STEP] | export DIR
+    mllm-guidance trace show RUN_DIR                 the rounds as a table
+    mllm-guidance mcp [--http]                       an MCP server (generate_image, plan_layout)
 
 Errors print one line that says what to do; ``--debug`` adds the traceback.
 """
@@ -123,6 +125,13 @@ def _mcp(args: argparse.Namespace) -> int:
         mllm_options=_mllm_options(args), generator_options=_generator_options(args), host=args.host, port=args.port,
     )
     server.run(transport="streamable-http" if args.http else "stdio")
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from mllm_guidance.tracing import show
+
+    print(show(args.run_dir))
     return 0
 
 
@@ -357,6 +366,12 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
     m.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     m.set_defaults(func=_mcp)
+
+    tr = sub.add_parser("trace", help="show a run's rounds as a table")
+    tr.add_argument("action", choices=["show"])
+    tr.add_argument("run_dir", help="a run directory (with run.json)")
+    tr.add_argument("--debug", action="store_true")
+    tr.set_defaults(func=_trace)
 
     t = sub.add_parser("templates", help="show or export the prompt templates")
     t.add_argument("action", choices=["show", "export"])

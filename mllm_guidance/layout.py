@@ -305,7 +305,8 @@ class Layout(BaseModel):
         return len(pairs) == len(self.objects)
 
     def diff(self, new: Layout, tolerance: float = DEFAULT_TOLERANCE) -> LayoutDiff:
-        """Objects added, removed, moved (same description, other box) and redescribed."""
+        """Objects added, removed, moved (same description, other box) and redescribed (another
+        description where the box stayed or still overlaps the old one by IoU >= 0.5)."""
         old_objs, new_objs = list(self.objects), list(new.objects)
         same = _match(
             old_objs,
@@ -318,7 +319,10 @@ class Layout(BaseModel):
         moved = [(old_left[i], new_left[j]) for i, j in moved_idx.items()]
         old_left2 = [o for i, o in enumerate(old_left) if i not in moved_idx]
         new_left2 = [o for j, o in enumerate(new_left) if j not in moved_idx.values()]
-        ren_idx = _match(old_left2, new_left2, lambda a, b: a.box.distance(b.box) <= tolerance)
+        # a new description on (nearly) the same place: redescribed, even if the box moved a bit
+        ren_idx = _match(
+            old_left2, new_left2, lambda a, b: a.box.distance(b.box) <= tolerance or a.box.iou(b.box) >= 0.5
+        )
         renamed = [(old_left2[i], new_left2[j]) for i, j in ren_idx.items()]
         return LayoutDiff(
             added=[o for j, o in enumerate(new_left2) if j not in ren_idx.values()],

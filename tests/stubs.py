@@ -24,9 +24,27 @@ class StubServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer({})
+
+            def do_PATCH(self) -> None:  # noqa: N802
+                self.do_POST()
+
+            def _answer(self, payload: Any, status: int = 200) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length) or b"{}"
+                try:
+                    body = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    body = {"_raw": raw.decode("latin-1")}
                 stub.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 wait = stub.delay(len(stub.requests))
                 if wait:
