@@ -167,3 +167,14 @@ class Context:
     generator: Generator
     store: RunStore
     templates: TemplateSet
+
+
+def resolve_context(runtime: Any) -> Context:
+    """The run's backends. A ``Context`` is used as given; any other context object (the
+    LangGraph server's string settings) builds one through its ``to_context()``."""
+    ctx = runtime.context
+    if isinstance(ctx, Context):
+        return ctx
+    if hasattr(ctx, "to_context"):
+        return ctx.to_context()
+    raise ConfigError("run the graph with context=Context(mllm=..., generator=..., store=..., templates=...)")

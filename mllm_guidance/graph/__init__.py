@@ -29,10 +29,12 @@ from mllm_guidance.nodes import AlignNode, FinishNode, GenerateNode, PlaceNode, 
 from mllm_guidance.state import GuidanceState
 
 
-def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkpointer: Any = None) -> Any:
-    """Compile the graph for ``config``; run it with ``context=Context(...)``."""
+def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkpointer: Any = None,
+                context_schema: type = Context) -> Any:
+    """Compile the graph for ``config``; run it with ``context=Context(...)`` (or, for a
+    ``context_schema`` of string settings such as the LangGraph server's, with those)."""
     cfg = make_config(config)
-    graph = StateGraph(GuidanceState, context_schema=Context)
+    graph = StateGraph(GuidanceState, context_schema=context_schema)
     graph.add_node("place", PlaceNode(cfg))
     graph.add_node("self_correct", SelfCorrectNode(cfg))
     graph.add_node("generate", GenerateNode(cfg))

@@ -12,7 +12,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mllm_guidance.config import Context, GuidanceConfig
+from mllm_guidance.config import Context, GuidanceConfig, resolve_context
 from mllm_guidance.errors import LayoutParseError
 from mllm_guidance.nodes.ask import ask
 from mllm_guidance.nodes.readers import layout_readers
@@ -25,7 +25,7 @@ class AlignNode:
         self.config = config
 
     def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx, cfg = runtime.context, self.config
+        ctx, cfg = resolve_context(runtime), self.config
         current = state.rounds[-1]
         read_text, read_structured = layout_readers(allow_empty=True, image_size=(current.image.width, current.image.height))
         answer = ask(

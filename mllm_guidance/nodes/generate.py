@@ -12,7 +12,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from mllm_guidance.backends.generator import GenerationRequest, as_generated
-from mllm_guidance.config import Context, GuidanceConfig
+from mllm_guidance.config import Context, GuidanceConfig, resolve_context
 from mllm_guidance.errors import BackendError, GuidanceError
 from mllm_guidance.state import GuidanceState, Plan, Round
 
@@ -22,7 +22,7 @@ class GenerateNode:
         self.config = config
 
     def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx, cfg = runtime.context, self.config
+        ctx, cfg = resolve_context(runtime), self.config
         k = len(state.rounds)
         plan = state.plan if (state.plan is not None and cfg.uses_layout) else Plan(layout=None, source="none")
         default_w, default_h = ctx.generator.default_size

@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mllm_guidance.config import Context, GuidanceConfig
+from mllm_guidance.config import Context, GuidanceConfig, resolve_context
 from mllm_guidance.errors import LayoutParseError
 from mllm_guidance.layout import Layout
 from mllm_guidance.nodes.ask import ask
@@ -20,7 +20,7 @@ class PlaceNode:
         self.config = config
 
     def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx = runtime.context
+        ctx = resolve_context(runtime)
         read_text, read_structured = layout_readers(allow_empty=False)
         answer = ask(
             ctx, self.config, step="place", round_index=0,

@@ -12,7 +12,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mllm_guidance.config import Context, GuidanceConfig
+from mllm_guidance.config import Context, GuidanceConfig, resolve_context
 from mllm_guidance.errors import ScoreParseError
 from mllm_guidance.nodes.ask import ask
 from mllm_guidance.nodes.readers import score_readers
@@ -29,7 +29,7 @@ class ReasonNode:
         self.config = config
 
     def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx, cfg = runtime.context, self.config
+        ctx, cfg = resolve_context(runtime), self.config
         current = state.rounds[-1]
         read_text, read_structured = score_readers()
         answer = ask(

@@ -10,7 +10,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mllm_guidance.config import Context, GuidanceConfig
+from mllm_guidance.config import Context, GuidanceConfig, resolve_context
 from mllm_guidance.errors import LayoutParseError
 from mllm_guidance.nodes.ask import ask
 from mllm_guidance.nodes.readers import layout_readers
@@ -23,7 +23,7 @@ class SelfCorrectNode:
         self.config = config
 
     def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx = runtime.context
+        ctx = resolve_context(runtime)
         assert state.plan is not None and state.plan.layout is not None, "self_correct runs after place"
         before = state.plan.layout
         index = state.correct_rounds
