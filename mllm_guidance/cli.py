@@ -5,6 +5,7 @@
     mllm-guidance plan PROMPT [--mllm SPEC]          the layout only (with a sketch preview)
     mllm-guidance templates show [STEP] | export DIR
     mllm-guidance trace show RUN_DIR                 the rounds as a table
+    mllm-guidance bench --dataset rls300 --method full --out results/NAME   a benchmark
     mllm-guidance mcp [--http]                       an MCP server (generate_image, plan_layout)
 
 Errors print one line that says what to do; ``--debug`` adds the traceback.
@@ -125,6 +126,62 @@ def _mcp(args: argparse.Namespace) -> int:
         mllm_options=_mllm_options(args), generator_options=_generator_options(args), host=args.host, port=args.port,
     )
     server.run(transport="streamable-http" if args.http else "stdio")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from mllm_guidance.eval import tables
+    from mllm_guidance.eval.datasets import list_datasets
+
+    action = getattr(args, "bench_action", None)
+    if action == "datasets":
+        for name, count, about in list_datasets():
+            print(f"{name:<12} {count:>4}  {about}")
+        return 0
+    if action == "compare":
+        print(tables.markdown(tables.compare(args.dirs)))
+        return 0
+    if action == "correlate":
+        from mllm_guidance.eval.runner import RESULTS, read_results
+
+        rows = tables.correlate(read_results(Path(args.dir) / RESULTS), args.human)
+        print(tables.markdown(rows))
+        return 0
+    return _bench_run(args)
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from mllm_guidance.eval import tables
+    from mllm_guidance.eval.runner import BenchSpec, rewrite_results, run_bench
+    from mllm_guidance.eval.scorers import build_scorers, score_records
+
+    if not args.dataset or not args.out:
+        raise InputError("give --dataset and --out (or: bench datasets | compare DIR... | correlate --human CSV DIR)")
+    try:
+        index, count = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {args.shard!r}: give i/n, e.g. 0/4") from None
+    out = Path(args.out)
+    spec = BenchSpec(
+        dataset=args.dataset, out=out, method=args.method, images_per_prompt=args.images_per_prompt, seed=args.seed,
+        mllm=args.mllm if args.mllm or args.method == "plain" else _mllm_for(args, Progress(sys.stderr)),
+        generator=args.generator or "sketch", config={"max_align_rounds": args.max_rounds, **_shared_config(args)},
+        mllm_options=_mllm_options(args), generator_options=_generator_options(args), shard=(index, count),
+        concurrency=args.concurrency, limit=args.limit,
+    )
+    records = asyncio.run(run_bench(spec, quiet=args.quiet))
+    scorers = [s.strip() for s in (args.scorer or "").split(",") if s.strip()]
+    if scorers:
+        built = build_scorers(scorers, judge_mllm=args.judge or spec.mllm, clip_model=args.clip_model, mllm_options=_mllm_options(args))
+        records = score_records(out, records, built)
+        rewrite_results(out, records)
+    row = tables.write_summary(out, records)
+    print(tables.markdown([row]))
+    failed = [r for r in records if r.get("status") != "ok"]
+    if failed:
+        print(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", file=sys.stderr)
     return 0
 
 
@@ -366,6 +423,29 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
     m.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     m.set_defaults(func=_mcp)
+
+    b = sub.add_parser("bench", help="run a benchmark (or: bench datasets | compare DIR... | correlate --human CSV DIR)")
+    common(b)
+    generator_flags(b)
+    b.add_argument("--dataset", help="rls300, spatial, 3d-spatial, non-spatial, complex, or a file (.txt/.jsonl/.csv)")
+    b.add_argument("--method", choices=MODES, default="full", help="the graph mode to evaluate (default full)")
+    b.add_argument("--images-per-prompt", type=int, default=1)
+    b.add_argument("--seed", type=int, default=0, help="image j of a prompt uses seed + j (default 0)")
+    b.add_argument("-k", "--max-rounds", type=int, default=5)
+    b.add_argument("--scorer", help="comma-separated: mllm, clipscore")
+    b.add_argument("--judge", help="the MLLM of the mllm scorer (default: the guide's)")
+    b.add_argument("--clip-model", help="CLIP for clipscore (default openai/clip-vit-large-patch14)")
+    b.add_argument("--shard", default="0/1", help="i/n: this machine's share of the items (default 0/1)")
+    b.add_argument("--concurrency", type=int, default=8, help="prompts in flight at once (default 8)")
+    b.add_argument("--limit", type=int, help="only the first N prompts")
+    b.set_defaults(func=_bench)
+    bsub = b.add_subparsers(dest="bench_action")
+    bsub.add_parser("datasets", help="list the built-in datasets with counts")
+    bc = bsub.add_parser("compare", help="put several runs side by side")
+    bc.add_argument("dirs", nargs="+")
+    br = bsub.add_parser("correlate", help="Kendall tau and Spearman rho of every metric against human ratings")
+    br.add_argument("--human", required=True, help="CSV with a 'rating' column and a 'key' or 'image' column")
+    br.add_argument("dir")
 
     tr = sub.add_parser("trace", help="show a run's rounds as a table")
     tr.add_argument("action", choices=["show"])

@@ -89,3 +89,54 @@ ALIGNED = "Reasoning: the bird must perch in the tree.\nUpdated objects:\n- a ma
 
 def score(n: int, why: str = "checked") -> str:
     return f"Reasoning: {why}.\nScore: {n}"
+
+
+class StepChatModel(BaseChatModel):
+    """Answers every prompt by step (layout, then score 5), after an optional delay; raises for
+    prompts containing ``fail_word``. Thread-safe and endless: for benchmark runs."""
+
+    delay: float = 0.0
+    fail_word: str | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return "step-fake"
+
+    def _answer(self, messages: list[BaseMessage], run_manager: Any) -> ChatResult:
+        from tests.stubs import PLANNER_ANSWERS
+
+        step = (run_manager.metadata or {}).get(STEP_KEY, "reason") if run_manager else "reason"
+        text = " ".join(str(m.content) for m in messages)
+        if self.fail_word and self.fail_word in text:
+            raise RuntimeError(f"the planner refuses prompts with {self.fail_word!r}")
+        message = AIMessage(content=PLANNER_ANSWERS[step])
+        message.usage_metadata = {"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+        import time
+
+        time.sleep(self.delay)
+        return self._answer(messages, run_manager)
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        return self._answer(messages, run_manager)
+
+
+class SlowGenerator(SketchGenerator):
+    """The sketch generator holding the device for ``seconds`` per image."""
+
+    name = "slow-sketch"
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def generate(self, request: GenerationRequest) -> Any:
+        import time
+
+        time.sleep(self.seconds)
+        return super().generate(request)

@@ -1,0 +1,79 @@
+"""Benchmark prompt sets: RLS-300 and T2I-CompBench's validation splits ship with the package;
+users add their own as a text file (one prompt a line), JSONL or CSV with a ``prompt`` column.
+
+T2I-CompBench's prompt lists are MIT-licensed (``data/t2i-compbench/LICENSE.txt``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from mllm_guidance.errors import InputError
+
+BUILTIN = {
+    "rls300": ("rls300.txt", "RLS-300: 300 real-life scenes, 3-4 objects and 1-2 relations each (thesis Appendix B)"),
+    "spatial": ("t2i-compbench/spatial_val.txt", "T2I-CompBench spatial (validation)"),
+    "3d-spatial": ("t2i-compbench/3d_spatial_val.txt", "T2I-CompBench 3d-spatial (validation)"),
+    "non-spatial": ("t2i-compbench/non_spatial_val.txt", "T2I-CompBench non-spatial (validation)"),
+    "complex": ("t2i-compbench/complex_val.txt", "T2I-CompBench complex (validation)"),
+}
+ALIASES = {"3d_spatial": "3d-spatial", "non_spatial": "non-spatial", "rls-300": "rls300"}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+
+
+def load_dataset(name_or_path: str) -> tuple[str, list[Prompt]]:
+    """(dataset name, prompts) for a built-in name or a file path."""
+    name = ALIASES.get(name_or_path, name_or_path)
+    if name in BUILTIN:
+        text = resources.files("mllm_guidance.eval").joinpath("data", BUILTIN[name][0]).read_text(encoding="utf-8")
+        return name, _numbered(name, text.splitlines())
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise InputError(f"unknown dataset {name_or_path!r}: use one of {', '.join(BUILTIN)} or a file "
+                         "(.txt one prompt a line, .jsonl or .csv with a 'prompt' field)")
+    return path.stem, _from_file(path)
+
+
+def list_datasets() -> list[tuple[str, int, str]]:
+    return [(name, len(load_dataset(name)[1]), about) for name, (_, about) in BUILTIN.items()]
+
+
+def _numbered(name: str, lines: list[str]) -> list[Prompt]:
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise InputError(f"dataset {name!r} has no prompts")
+    width = len(str(len(prompts)))
+    return [Prompt(id=f"{name}-{i:0{width}d}", text=p) for i, p in enumerate(prompts)]
+
+
+def _from_file(path: Path) -> list[Prompt]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{n}: not JSON ({exc})") from None
+            if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+                raise InputError(f"{path}:{n}: each line needs a 'prompt' string")
+            rows.append(item)
+        return [Prompt(id=str(r.get("id", f"{path.stem}-{i}")), text=r["prompt"].strip()) for i, r in enumerate(rows)]
+    if path.suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            raise InputError(f"{path}: a CSV dataset needs a 'prompt' column")
+        rows = [r for r in reader if (r.get("prompt") or "").strip()]
+        return [Prompt(id=str(r.get("id") or f"{path.stem}-{i}"), text=r["prompt"].strip()) for i, r in enumerate(rows)]
+    return _numbered(path.stem, text.splitlines())

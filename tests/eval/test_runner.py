@@ -1,0 +1,109 @@
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mllm_guidance.eval.datasets import list_datasets, load_dataset
+from mllm_guidance.eval.runner import RESULTS, BenchSpec, plan_items, read_results, run_bench
+from mllm_guidance.eval.tables import summarize, write_summary
+from tests.fakes import SlowGenerator, StepChatModel
+
+HERE = Path(__file__).parent
+
+
+def dataset(tmp_path, n=12, word=None):
+    lines = [f"A cat number {i} sits next to a dog." for i in range(n)]
+    if word:
+        lines[3] = f"A {word} cat sits next to a dog."
+    path = tmp_path / "mini.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def spec(tmp_path, out, **kw):
+    base = dict(out=tmp_path / out, mllm=StepChatModel(), generator=SlowGenerator(), config={"self_correct": False}, concurrency=4)
+    if "dataset" not in kw:
+        kw["dataset"] = dataset(tmp_path)
+    return BenchSpec(**{**base, **kw})
+
+
+def test_datasets_ship_with_counts_and_user_files(tmp_path):
+    assert {name: n for name, n, _ in list_datasets()} == {"rls300": 300, "spatial": 300, "3d-spatial": 300, "non-spatial": 300, "complex": 300}
+    name, prompts = load_dataset("3d_spatial")
+    assert name == "3d-spatial" and prompts[0].id == "3d-spatial-000"
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a cat", "id": "x1"}\n\n{"prompt": "a dog"}\n')
+    (tmp_path / "p.csv").write_text("id,prompt\na,a red ball\nb,\n")
+    assert [p.text for p in load_dataset(str(tmp_path / "p.jsonl"))[1]] == ["a cat", "a dog"]
+    assert [(p.id, p.text) for p in load_dataset(str(tmp_path / "p.csv"))[1]] == [("a", "a red ball")]
+    from mllm_guidance.errors import InputError
+    import pytest
+
+    with pytest.raises(InputError, match="unknown dataset"):
+        load_dataset("coco")
+
+
+def test_records_pin_what_produced_them_and_a_rerun_skips_done_items(tmp_path):
+    s = spec(tmp_path, "run", images_per_prompt=2)
+    records = asyncio.run(run_bench(s, quiet=True))
+    assert len(records) == 24 and all(r["status"] == "ok" for r in records)
+    r = records[0]
+    assert (r["method"], r["dataset"], r["seed"] in (0, 1)) == ("full", "mini", True)
+    assert r["template_set"].startswith("builtin-v1+") and r["package_version"] and r["models"]["generator"] == "slow-sketch"
+    assert r["final_score"] == 5 and r["round_scores"] == [5] and r["mllm_calls"] == 2 and (tmp_path / "run" / r["image"]).exists()
+    assert {x["seed"] for x in records if x["prompt_id"] == "mini-00"} == {0, 1}
+    gen = SlowGenerator()
+    asyncio.run(run_bench(spec(tmp_path, "run", images_per_prompt=2, generator=gen), quiet=True))
+    assert len((tmp_path / "run" / RESULTS).read_text().splitlines()) == 24  # nothing was redone
+
+
+def test_a_failing_prompt_is_recorded_and_the_others_go_on(tmp_path):
+    s = spec(tmp_path, "run", dataset=dataset(tmp_path, word="forbidden"), mllm=StepChatModel(fail_word="forbidden"))
+    records = asyncio.run(run_bench(s, quiet=True))
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 1 and "refuses prompts with 'forbidden'" in failed[0]["error"]
+    assert sum(r["status"] == "ok" for r in records) == 11
+    assert summarize(records)["failed"] == 1
+
+
+def test_shards_union_to_the_full_run(tmp_path):
+    full = {item.key for item in plan_items(spec(tmp_path, "full", images_per_prompt=2))[1]}
+    keys = []
+    for i in range(3):
+        records = asyncio.run(run_bench(spec(tmp_path, f"shard{i}", images_per_prompt=2, shard=(i, 3)), quiet=True))
+        keys += [r["key"] for r in records]
+    assert sorted(keys) == sorted(full) and len(keys) == len(set(keys)) == 24
+
+
+def test_resume_after_sigkill_ends_with_every_item_exactly_once(tmp_path):
+    data, out = dataset(tmp_path), tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, str(HERE / "bench_child.py"), data, str(out)])
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        lines = (out / RESULTS).read_text().splitlines() if (out / RESULTS).exists() else []
+        if len(lines) >= 4:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    before = len(read_results(out / RESULTS))
+    assert 4 <= before < 24, before  # killed mid-run
+    asyncio.run(run_bench(BenchSpec(dataset=data, out=out, mllm=StepChatModel(), generator=SlowGenerator(),
+                                    images_per_prompt=2, config={"self_correct": False}), quiet=True))
+    ok_lines = [json.loads(l) for l in (out / RESULTS).read_text().splitlines() if '"status": "ok"' in l]
+    keys = [r["key"] for r in ok_lines]
+    assert len(keys) == len(set(keys)) == 24
+    assert all((out / r["image"]).exists() for r in ok_lines)
+
+
+def test_summary_files(tmp_path):
+    records = asyncio.run(run_bench(spec(tmp_path, "run"), quiet=True))
+    for r in records:
+        r["metrics"] = {"mllm": 0.8, "clipscore_cos": 0.3, "clipscore": 0.75}
+    row = write_summary(tmp_path / "run", records)
+    assert row["MLLM judge (mean score/5)"] == 0.8 and row["CLIPScore (2.5·max(cos,0), Hessel et al.)"] == 0.75
+    assert row["MLLM calls/img"] == 2 and row["images"] == 12
+    md = (tmp_path / "run" / "summary.md").read_text()
+    assert "| MLLM judge (mean score/5) |" in md.splitlines()[0].replace("| method | dataset | images | failed | guide score (mean score/5) ", "| ")
