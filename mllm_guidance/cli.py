@@ -174,7 +174,8 @@ def _bench_run(args: argparse.Namespace) -> int:
     records = asyncio.run(run_bench(spec, quiet=args.quiet))
     scorers = [s.strip() for s in (args.scorer or "").split(",") if s.strip()]
     if scorers:
-        built = build_scorers(scorers, judge_mllm=args.judge or spec.mllm, clip_model=args.clip_model, mllm_options=_mllm_options(args))
+        built = build_scorers(scorers, judge_mllm=args.judge or spec.mllm, clip_model=args.clip_model,
+                              blip_model=args.blip_model, mllm_options=_mllm_options(args))
         records = score_records(out, records, built)
         rewrite_results(out, records)
     row = tables.write_summary(out, records)
@@ -432,7 +433,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--images-per-prompt", type=int, default=1)
     b.add_argument("--seed", type=int, default=0, help="image j of a prompt uses seed + j (default 0)")
     b.add_argument("-k", "--max-rounds", type=int, default=5)
-    b.add_argument("--scorer", help="comma-separated: mllm, clipscore")
+    b.add_argument("--scorer", help="comma-separated: mllm, clipscore, blip-vqa, blip-clip")
+    b.add_argument("--blip-model", help="BLIP for blip-vqa / blip-clip (defaults: Salesforce/blip-vqa-base, Salesforce/blip-image-captioning-large)")
     b.add_argument("--judge", help="the MLLM of the mllm scorer (default: the guide's)")
     b.add_argument("--clip-model", help="CLIP for clipscore (default openai/clip-vit-large-patch14)")
     b.add_argument("--shard", default="0/1", help="i/n: this machine's share of the items (default 0/1)")

@@ -5,6 +5,7 @@
 - ``clipscore``: CLIP image-text cosine with transformers' CLIP (default
   ``openai/clip-vit-large-patch14``), as raw cosine (``clipscore_cos``, T2I-CompBench's form) and
   as Hessel et al.'s 2.5 * max(cos, 0) (``clipscore``).
+- ``blip-vqa`` and ``blip-clip``: in ``eval.blip``.
 """
 
 from __future__ import annotations
@@ -131,17 +132,24 @@ def embed_texts(clip: Any, processor: Any, texts: Sequence[str], device: str) ->
     return torch.nn.functional.normalize(features.float(), dim=-1)
 
 
-SCORERS = {"mllm": MllmJudge, "clipscore": ClipScorer}
+SCORERS = ("mllm", "clipscore", "blip-vqa", "blip-clip")
 
 
 def build_scorers(names: Sequence[str], *, judge_mllm: Any = None, clip_model: str | None = None,
-                  mllm_options: dict[str, Any] | None = None) -> list[Any]:
-    scorers = []
+                  blip_model: str | None = None, mllm_options: dict[str, Any] | None = None) -> list[Any]:
+    from mllm_guidance.eval.blip import BlipClipScorer, BlipVqaScorer
+
+    clip = {"clip_model": clip_model} if clip_model else {}
+    scorers: list[Any] = []
     for name in names:
         if name == "mllm":
             scorers.append(MllmJudge(judge_mllm, mllm_options=mllm_options))
         elif name == "clipscore":
             scorers.append(ClipScorer(clip_model) if clip_model else ClipScorer())
+        elif name == "blip-vqa":
+            scorers.append(BlipVqaScorer(blip_model) if blip_model else BlipVqaScorer())
+        elif name == "blip-clip":
+            scorers.append(BlipClipScorer(blip_model, **clip) if blip_model else BlipClipScorer(**clip))
         else:
             raise InputError(f"unknown scorer {name!r}; available: {', '.join(SCORERS)}")
     return scorers
@@ -153,7 +161,7 @@ def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any
 
     from PIL import Image
 
-    keys = {"mllm": ["mllm"], "clipscore": ["clipscore", "clipscore_cos"]}
+    keys = {"mllm": ["mllm"], "clipscore": ["clipscore", "clipscore_cos"], "blip-vqa": ["blip_vqa"], "blip-clip": ["blip_clip"]}
     for scorer in scorers:
         todo = [r for r in records if r.get("status") == "ok" and not set(keys.get(scorer.name, [scorer.name])) <= set(r.get("metrics") or {})]
         for start in range(0, len(todo), batch):

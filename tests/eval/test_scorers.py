@@ -71,3 +71,64 @@ def test_score_records_is_idempotent(tiny_clip, tmp_path):
     assert set(first) == {"clipscore", "clipscore_cos"} and records[0]["metrics"] == first and "metrics" not in records[1]
     with pytest.raises(Exception, match="unknown scorer"):
         build_scorers(["fid"])
+
+
+@pytest.fixture(scope="module")
+def tiny_blip(tmp_path_factory):
+    """Tiny random BLIP VQA and captioning models sharing one processor (BERT word-piece vocabulary)."""
+    import torch
+    from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering,
+                              BlipImageProcessorPil, BlipProcessor)
+
+    root = tmp_path_factory.mktemp("tiny-blip")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "yes", "no", "?", "red", "hat", "cat", "dog", "a", "the",
+             "brown", "coat", "rack", "green", "field", "blue", "sky", "sea", "over", "white", "snow", "black", "night"]
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, bos_token="[DEC]")
+    processor = BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(words), hidden_size=32, encoder_hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                         num_attention_heads=2, bos_token_id=words.index("[DEC]"), sep_token_id=words.index("[SEP]"), pad_token_id=0,
+                         max_position_embeddings=64),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
+    )
+    paths = {}
+    for name, cls in (("vqa", BlipForQuestionAnswering), ("caption", BlipForConditionalGeneration)):
+        torch.manual_seed(0)
+        cls(config).save_pretrained(root / name)
+        processor.save_pretrained(root / name)
+        paths[name] = str(root / name)
+    return paths
+
+
+def test_noun_phrases():
+    from mllm_guidance.eval.blip import noun_phrases
+
+    assert noun_phrases("The red hat was on top of the brown coat rack.") == ["red hat", "brown coat rack"]
+    assert noun_phrases("A woman is holding a tray of cookies and offering them to guests.") == ["woman", "tray", "cookies", "guests"]
+    assert noun_phrases("on the left of") == ["on the left of"]
+
+
+def test_blip_vqa_probabilities_in_range_and_batching_is_exact(tiny_blip):
+    from mllm_guidance.eval.blip import BlipVqaScorer, noun_phrases
+
+    one = BlipVqaScorer(tiny_blip["vqa"], batch_size=1)
+    many = BlipVqaScorer(tiny_blip["vqa"], batch_size=5)
+    a, b = one.score(items()), many.score(items())
+    for x, y in zip(a, b):
+        assert 0 < x["blip_vqa"] <= 1 and x["blip_vqa"] == pytest.approx(y["blip_vqa"], rel=1e-4)
+    # the product over phrases: the score of a two-phrase prompt is the product of its phrases' P(yes)
+    item = ScoreItem("a red hat and a brown coat rack", items()[0].image)
+    assert noun_phrases(item.prompt) == ["red hat", "brown coat rack"]
+    p = one.p_yes([item.image, item.image], ["red hat?", "brown coat rack?"])
+    assert one.score([item])[0]["blip_vqa"] == pytest.approx(p[0] * p[1], rel=1e-4)
+
+
+def test_blip_clip_caption_similarity(tiny_blip, tiny_clip):
+    from mllm_guidance.eval.blip import BlipClipScorer
+
+    one = BlipClipScorer(tiny_blip["caption"], clip_model=tiny_clip, batch_size=1, max_new_tokens=5)
+    many = BlipClipScorer(tiny_blip["caption"], clip_model=tiny_clip, batch_size=4, max_new_tokens=5)
+    a, b = one.score(items()), many.score(items())
+    assert all(-1 <= x["blip_clip"] <= 1 and math.isfinite(x["blip_clip"]) for x in a)
+    assert [round(x["blip_clip"], 4) for x in a] == [round(y["blip_clip"], 4) for y in b]
+    assert all(isinstance(c, str) for c in one.captions([items()[0].image]))
