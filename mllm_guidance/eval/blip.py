@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mllm_guidance.errors import BackendError
-from mllm_guidance.eval.scorers import ScoreItem, embed_texts, load_clip
+from mllm_guidance.eval.scorers import ScoreItem, embed_texts, load_clip, load_scoring_model
 
 # Words that end a noun phrase: verbs, relations and conjunctions that join objects in prompts.
 _BREAKS = (
@@ -58,7 +58,7 @@ class BlipVqaScorer:
     name = "blip-vqa"
 
     def __init__(self, model: str = "Salesforce/blip-vqa-base", *, device: str | None = None, batch_size: int = 16) -> None:
-        self.model, self.processor, self.device = _load(model, device, "BlipForQuestionAnswering")
+        self.model, self.processor, self.device = load_scoring_model("BLIP", model, device, "BlipForQuestionAnswering", "BlipProcessor")
         tok = self.processor.tokenizer
         self.yes, self.no = tok.convert_tokens_to_ids("yes"), tok.convert_tokens_to_ids("no")
         if self.yes == tok.unk_token_id or self.no == tok.unk_token_id:
@@ -100,7 +100,7 @@ class BlipClipScorer:
 
     def __init__(self, model: str = "Salesforce/blip-image-captioning-large", *, clip_model: str = "openai/clip-vit-large-patch14",
                  device: str | None = None, batch_size: int = 16, max_new_tokens: int = 30) -> None:
-        self.model, self.processor, self.device = _load(model, device, "BlipForConditionalGeneration")
+        self.model, self.processor, self.device = load_scoring_model("BLIP", model, device, "BlipForConditionalGeneration", "BlipProcessor")
         self.clip, self.clip_processor, _ = load_clip(clip_model, device)
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
 
@@ -121,21 +121,3 @@ class BlipClipScorer:
             b = embed_texts(self.clip, self.clip_processor, [i.prompt for i in batch], self.device)
             out += [{"blip_clip": cos} for cos in (a * b).sum(-1).tolist()]
         return out
-
-
-def _load(model: str, device: str | None, cls_name: str) -> tuple[Any, Any, str]:
-    try:
-        import transformers
-    except ImportError as exc:
-        raise BackendError(f"BLIP scoring needs torch and transformers: pip install 'mllm-guidance[eval]' ({exc})") from None
-    from mllm_guidance.backends.diffusers_base import quiet
-    from mllm_guidance.backends.torch_device import pick_device
-
-    device, _ = pick_device(device, "float32")
-    try:
-        with quiet():
-            net = getattr(transformers, cls_name).from_pretrained(model).to(device).eval()
-            processor = transformers.BlipProcessor.from_pretrained(model)
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"cannot load BLIP {model!r}: {str(exc).splitlines()[0]}; give a local directory without network") from None
-    return net, processor, device

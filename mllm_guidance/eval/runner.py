@@ -7,6 +7,10 @@ image is written atomically to ``images/``, then its record is appended to ``res
 rerun skips every item with an ``ok`` record, so a killed run loses at most the items in flight.
 ``shard=(i, n)`` takes every n-th item starting at i of the full, ordered item list, so shards run
 on several machines union to the full run.
+
+LangGraph runs the graph's (synchronous) nodes in the event loop's default thread pool, so
+``run_bench`` sizes that pool to ``concurrency + 4`` threads: enough for every prompt in flight to
+wait on its MLLM call at once.
 """
 
 from __future__ import annotations

@@ -93,23 +93,28 @@ class ClipScorer:
         return out
 
 
-def load_clip(model: str, device: str | None) -> tuple[Any, Any, str]:
+def load_scoring_model(what: str, model: str, device: str | None, model_class: str, processor_class: str) -> tuple[Any, Any, str]:
+    """(model, processor, device) of a transformers scoring model, loaded once, in fp32, in eval mode."""
     try:
         import torch  # noqa: F401
-        from transformers import CLIPModel, CLIPProcessor
+        import transformers
     except ImportError as exc:
-        raise BackendError(f"CLIP scoring needs torch and transformers: pip install 'mllm-guidance[eval]' ({exc})") from None
+        raise BackendError(f"{what} scoring needs torch and transformers: pip install 'mllm-guidance[eval]' ({exc})") from None
     from mllm_guidance.backends.diffusers_base import quiet
     from mllm_guidance.backends.torch_device import pick_device
 
     device, _ = pick_device(device, "float32")
     try:
         with quiet():
-            clip = CLIPModel.from_pretrained(model).to(device).eval()
-            processor = CLIPProcessor.from_pretrained(model)
+            net = getattr(transformers, model_class).from_pretrained(model).to(device).eval()
+            processor = getattr(transformers, processor_class).from_pretrained(model)
     except (OSError, ValueError) as exc:
-        raise BackendError(f"cannot load CLIP {model!r}: {str(exc).splitlines()[0]}; give a local directory without network") from None
-    return clip, processor, device
+        raise BackendError(f"cannot load {what} {model!r}: {str(exc).splitlines()[0]}; give a local directory without network") from None
+    return net, processor, device
+
+
+def load_clip(model: str, device: str | None) -> tuple[Any, Any, str]:
+    return load_scoring_model("CLIP", model, device, "CLIPModel", "CLIPProcessor")
 
 
 def embed_images(clip: Any, processor: Any, images: Sequence[Any], device: str) -> Any:
