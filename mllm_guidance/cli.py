@@ -14,7 +14,6 @@ Errors print one line that says what to do; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from pathlib import Path

@@ -1,7 +1,6 @@
 """The command line as a new user meets it: the README's quick start, errors, resume."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -122,7 +122,7 @@ def test_instancediffusion_calls_their_code_in_process(instance_repo, tmp_path):
     out = gen.generate(GenerationRequest(prompt="a cat and a dog", layout=LAYOUT, seed=7, width=1024, height=1024, negative_prompt="blurry"))
     import inference
 
-    (load, *_), run = inference.CALLS[0], inference.CALLS[-1]
+    run = inference.CALLS[-1]
     assert inference.CALLS[0][1] == str(instance_repo / "pretrained" / "instancediffusion_sd15.pth")
     assert inference.CALLS[0][3] == str(instance_repo)  # their relative paths resolve in the clone
     _, meta, noise, guidance, negative, mis, cwd = run
