@@ -192,7 +192,7 @@ class _Run:
             "thread_id": thread_id or uuid.uuid4().hex,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "template_set": templates.version,
-            "versions": package_versions(),
+            "versions": dict(package_versions()),
         }
         store.write_json(META_FILE, meta)
         return cls(cfg, ctx, meta)

@@ -6,6 +6,7 @@ side by side, offline: images are referenced by relative path, styles are inline
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import platform
@@ -23,6 +24,7 @@ from mllm_guidance.store import META_FILE, RUN_FILE, RunStore
 FORMAT = "mllm-guidance.run/1"
 
 
+@functools.lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("mllm-guidance", "langgraph", "langchain-core", "pydantic"):
@@ -56,7 +58,7 @@ def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, te
         "thread_id": meta.get("thread_id"),
         "created": meta.get("created"),
         "template_set": {"version": templates.version, "source": templates.source},
-        "versions": package_versions(),
+        "versions": dict(package_versions()),
         "stop_reason": state.stop_reason,
         "best_round": state.best,
         "final_image": state.final_image.model_dump() if state.final_image else None,

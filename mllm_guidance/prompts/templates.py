@@ -14,6 +14,7 @@ which prompts it used.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import string
@@ -99,10 +100,20 @@ class TemplateSet:
 
 
 def load_templates(directory: str | Path | None = None) -> TemplateSet:
-    """The built-in set, with any file found in ``directory`` replacing its built-in twin."""
+    """The built-in set, with any file found in ``directory`` replacing its built-in twin.
+
+    Sets are cached per process; a user directory's entry is keyed on its files' modification
+    times, so an edited template is picked up by the next run."""
     user = Path(directory) if directory is not None else None
     if user is not None and not user.is_dir():
         raise ConfigError(f"template directory {user} does not exist or is not a directory")
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in user.iterdir() if p.is_file())) if user else ()
+    return _load_templates(str(user) if user else None, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_templates(directory: str | None, stamp: tuple[tuple[str, int], ...]) -> TemplateSet:
+    user = Path(directory) if directory is not None else None
     builtin = resources.files("mllm_guidance.prompts").joinpath("data")
     digest = hashlib.sha256()
     overridden: list[str] = []
