@@ -31,12 +31,20 @@ class StubServer:
                 self.do_POST()
 
             def _answer(self, payload: Any, status: int = 200) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                """JSON, or NDJSON for a list of lines; a client that gave up (timeout tests) is fine."""
+                if isinstance(payload, list):
+                    data = b"".join(json.dumps(line).encode() + b"\n" for line in payload)
+                    ctype = "application/x-ndjson"
+                else:
+                    data, ctype = json.dumps(payload).encode(), "application/json"
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", ctype)
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("content-length", 0))
@@ -50,19 +58,7 @@ class StubServer:
                 if wait:
                     time.sleep(wait)
                 status, payload = stub.respond(self.path, body)
-                if isinstance(payload, list):
-                    data = b"".join(json.dumps(line).encode() + b"\n" for line in payload)
-                    ctype = "application/x-ndjson"
-                else:
-                    data, ctype = json.dumps(payload).encode(), "application/json"
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", ctype)
-                    self.send_header("content-length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
+                self._answer(payload, status)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
