@@ -30,7 +30,11 @@ def test_gemini_sends_the_image_inline_and_never_goes_to_vertex(tmp_path, monkey
     with StubServer(gemini) as stub:
         result = guide(PROMPT, mllm="gemini-2.5-flash", generator="sketch", run_dir=tmp_path / "g",
                        mllm_options={"base_url": stub.url})
-    assert {p for p, _, _ in stub.requests} == {"/v1beta/models/gemini-2.5-flash:generateContent"}
+    # behaviour, not the SDK's URL layout: every call reached this server for this model, with the
+    # API key (Vertex AI would address a project and location and authenticate otherwise)
+    assert len(stub.requests) == result.usage.mllm_calls == 3
+    assert all("gemini-2.5-flash" in p and "/projects/" not in p for p, _, _ in stub.requests)
+    assert all(h.get("x-goog-api-key") == "AIza-test-key-not-real" for _, h, _ in stub.requests)
     reason = next(b for _, _, b in stub.requests if step_in(b) == "reason")
     parts = reason["contents"][-1]["parts"]
     assert any(p.get("inlineData", {}).get("mime_type") == "image/png" and p["inlineData"]["data"].startswith("iVBOR") for p in parts)
