@@ -51,7 +51,7 @@ def timed(prompts: int, concurrency: int) -> float:
                          generator=DeviceHolder(), config={"self_correct": False},
                          concurrency=concurrency)
         started = time.perf_counter()
-        records = asyncio.run(run_bench(spec, quiet=True))
+        records = asyncio.run(run_bench(spec))
         elapsed = time.perf_counter() - started
         assert len(records) == prompts and all(r["status"] == "ok" for r in records)
     return elapsed

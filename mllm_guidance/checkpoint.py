@@ -6,7 +6,6 @@ about (and will soon refuse) reviving classes it was not told about.
 
 from __future__ import annotations
 
-import sqlite3
 import typing
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,6 @@ def _serde() -> Any:
 
     allowed = sorted((c.__module__, c.__name__) for c in state_classes())
     return JsonPlusSerializer(allowed_msgpack_modules=allowed)
-
-
-def sqlite_saver(path: str | Path) -> Any:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    conn = sqlite3.connect(str(path), check_same_thread=False)
-    return SqliteSaver(conn, serde=_serde())
 
 
 async def async_sqlite_saver(path: str | Path) -> Any:

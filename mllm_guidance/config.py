@@ -1,7 +1,8 @@
-"""What a run does (``GuidanceConfig``) and what it runs on (``Context``).
+"""What a run does: ``GuidanceConfig``, the method's knobs.
 
-The config shapes the graph and is fixed when it is built; the context carries the backends and is
-injected per run through LangGraph's ``Runtime``, never through module globals.
+The config shapes the graph and is fixed when it is built. What a run runs on (the backends, the
+run directory) is its ``Context`` (``context.py``); how those are built is the run spec's business
+(``run.py``).
 
 Modes (the thesis's ablations):
 
@@ -19,27 +20,19 @@ Modes (the thesis's ablations):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mllm_guidance.backends.retry import RetryPolicy
 from mllm_guidance.errors import ConfigError
-
-if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-
-    from mllm_guidance.backends.generator import Generator
-    from mllm_guidance.prompts.templates import TemplateSet
-    from mllm_guidance.store import RunStore
+from mllm_guidance.prompts.steps import STEP_NAMES
 
 Mode = Literal["plain", "place", "place+correct", "align", "full"]
 MODES: tuple[str, ...] = ("plain", "place", "place+correct", "align", "full")
 SeedPolicy = Literal["same", "increment"]
 #: ``is_good`` callables receive the score (1..5) and the reasoning text.
 IsGood = Callable[[int, str], bool]
-ALL_STEPS = frozenset({"place", "self_correct", "reason", "align"})
+ALL_STEPS = frozenset(STEP_NAMES)
 
 
 class GuidanceConfig(BaseModel):
@@ -48,8 +41,10 @@ class GuidanceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     mode: Mode = "full"
-    max_correct_rounds: int = Field(default=5, ge=0, le=50, description="Self-correct calls at most.")
-    max_align_rounds: int = Field(default=5, ge=0, le=50, description="Align calls (K) at most.")
+    max_align_rounds: int = Field(default=5, ge=0, le=50, description="Align rounds K: align calls at most.")
+    max_correct_rounds: int | None = Field(
+        default=None, ge=0, le=50, description="Self-correct calls at most; unset: K, as in the thesis."
+    )
     is_good: int | IsGood = Field(
         default=5, description="Score threshold (good when score >= it) or a callable(score, reasoning)."
     )
@@ -65,7 +60,6 @@ class GuidanceConfig(BaseModel):
     steps: int | None = Field(default=None, ge=1, le=1000, description="Denoising steps; None: the generator's default.")
     guidance_scale: float | None = Field(default=None, ge=0, le=100)
     negative_prompt: str | None = None
-    generator_options: dict[str, Any] = {}
     parse_retries: int = Field(default=2, ge=0, le=10, description="Extra calls after an unreadable answer.")
     structured_steps: frozenset[str] = Field(
         default=frozenset(), description="Steps answered through the model's structured output instead of text."
@@ -73,9 +67,6 @@ class GuidanceConfig(BaseModel):
     templates_dir: str | None = Field(default=None, description="Directory whose files override the built-in prompts.")
     layout_tolerance: float = Field(default=0.01, ge=0, le=0.5, description="Box equality tolerance for the stop test.")
     mllm_image_side: int = Field(default=1024, ge=64, le=4096, description="Images sent to the MLLM are downscaled to this side.")
-    mllm_retries: int = Field(default=4, ge=0, le=20, description="Extra tries after a rate limit, server error, timeout or dropped connection.")
-    retry_base_delay: float = Field(default=1.0, ge=0, le=60, description="First backoff in seconds; doubles per try, with jitter.")
-    retry_max_delay: float = Field(default=30.0, ge=0, le=600, description="Longest single backoff in seconds.")
     prices: dict[str, tuple[float, float]] = Field(
         default={}, description="USD per 1M (input, output) tokens by model name, over the built-in table."
     )
@@ -111,6 +102,11 @@ class GuidanceConfig(BaseModel):
     # -- what the mode implies ----------------------------------------------------------------
 
     @property
+    def correct_limit(self) -> int:
+        """Self-correct calls at most (the thesis uses the same K for both loops)."""
+        return self.max_align_rounds if self.max_correct_rounds is None else self.max_correct_rounds
+
+    @property
     def uses_layout(self) -> bool:
         return self.mode != "plain"
 
@@ -135,9 +131,6 @@ class GuidanceConfig(BaseModel):
             return bool(self.is_good(score, reasoning))
         return score >= self.is_good
 
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(retries=self.mllm_retries, base_delay=self.retry_base_delay, max_delay=self.retry_max_delay)
-
     def round_seed(self, base: int, round_index: int) -> int:
         return base if self.seed_policy == "same" else (base + round_index) % 2**63
 
@@ -157,24 +150,3 @@ def make_config(config: GuidanceConfig | dict[str, Any] | None = None, **overrid
         return GuidanceConfig(**{**base, **overrides})
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from exc
-
-
-@dataclass
-class Context:
-    """The backends of one run, injected into every node through ``Runtime[Context]``."""
-
-    mllm: BaseChatModel
-    generator: Generator
-    store: RunStore
-    templates: TemplateSet
-
-
-def resolve_context(runtime: Any) -> Context:
-    """The run's backends. A ``Context`` is used as given; any other context object (the
-    LangGraph server's string settings) builds one through its ``to_context()``."""
-    ctx = runtime.context
-    if isinstance(ctx, Context):
-        return ctx
-    if hasattr(ctx, "to_context"):
-        return ctx.to_context()
-    raise ConfigError("run the graph with context=Context(mllm=..., generator=..., store=..., templates=...)")

@@ -19,7 +19,7 @@ from typing import Any
 from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, ImageContent, TextContent
 
-from mllm_guidance.api import aguide, default_run_dir
+from mllm_guidance.api import aguide, aplan, default_run_dir
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.errors import GuidanceError
 from mllm_guidance.tool import tool_output
@@ -70,20 +70,18 @@ def create_server(
     @server.tool(description="Plan the layout (objects with boxes) an image of the prompt should have, "
                              "without rendering it; returns the boxes and a sketch preview.")
     async def plan_layout(prompt: str, correct_rounds: int = 5) -> CallToolResult:
-        mode = "place+correct" if correct_rounds > 0 else "place"
         try:
-            result = await aguide(prompt, mllm=mllm, generator="sketch", run_dir=run_dir(prompt), checkpoint=False,
-                                  config=make_config(base, mode=mode, max_correct_rounds=correct_rounds, seed=0),
+            planned = await aplan(prompt, mllm, correct_rounds=correct_rounds, config=base, run_dir=run_dir(prompt),
                                   mllm_options=mllm_options)
         except GuidanceError as exc:
             return failure(exc)
-        content, artifact = tool_output(result)
-        layout = result.layout
+        content, artifact = tool_output(planned.result)
+        layout = planned.layout
         return CallToolResult(
             content=[TextContent(type="text", text=layout.to_lines() if layout else "(no layout)"),
                      ImageContent(type="image", data=content[1]["base64"], mimeType="image/png")],
-            structuredContent={"layout": artifact["layout"], "warnings": layout.rule_warnings() if layout else [],
-                               "preview_path": artifact["image_path"]},
+            structuredContent={"layout": artifact["layout"], "warnings": planned.warnings,
+                               "preview_path": planned.preview_path},
         )
 
     return server

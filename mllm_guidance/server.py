@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mllm_guidance.backends.generator import create_generator, default_generator_spec
-from mllm_guidance.backends.mllm import describe_mllm, model_name, resolve_mllm
-from mllm_guidance.config import Context, make_config
+from mllm_guidance.config import make_config
+from mllm_guidance.context import Context
+from mllm_guidance.evidence.record import package_versions, write_evidence
 from mllm_guidance.graph import build_graph
 from mllm_guidance.prompts.templates import load_templates
-from mllm_guidance.store import META_FILE, RunStore
+from mllm_guidance.run import RunSpec, build_backends
+from mllm_guidance.state import GuidanceState
+from mllm_guidance.store import SPEC_FILE, RunStore
 
 @dataclass
 class ServerContext:
@@ -51,19 +53,27 @@ class ServerContext:
         from langgraph.config import get_config
 
         thread_id = get_config().get("configurable", {}).get("thread_id")
+        config = settings()
         mllm = self.mllm or os.environ.get("MLLM_GUIDANCE_MLLM")
-        generator = self.generator or os.environ.get("MLLM_GUIDANCE_GENERATOR") or default_generator_spec()[0]
+        generator = self.generator or os.environ.get("MLLM_GUIDANCE_GENERATOR")
         base_url = self.mllm_base_url or os.environ.get("MLLM_GUIDANCE_MLLM_BASE_URL")
         runs_dir = self.runs_dir or os.environ.get("MLLM_GUIDANCE_RUNS_DIR", "runs/server")
-        model = resolve_mllm(mllm, **({"base_url": base_url} if base_url else {}))
+        backends = build_backends(mllm, generator, mllm_options={"base_url": base_url} if base_url else None,
+                                  needs_mllm=config.mode != "plain")
         store = RunStore(Path(runs_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
-        templates = load_templates(settings().templates_dir)
-        store.write_json(META_FILE, {
-            "models": {"mllm": describe_mllm(model), "mllm_name": model_name(model), "mllm_spec": mllm,
-                       "generator": generator, "generator_spec": generator},
-            "thread_id": thread_id, "template_set": templates.version,
-        })
-        return Context(mllm=model, generator=create_generator(generator), store=store, templates=templates)
+        templates = load_templates(config.templates_dir)
+        created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+        def record(state: GuidanceState) -> None:
+            """The server drives the graph itself: the evidence is written when it finishes."""
+            spec = RunSpec(prompt=state.prompt, seed=state.seed, config=config.describe(), mllm=backends.mllm_setting,
+                           generator=backends.generator_setting, thread_id=str(thread_id), created=created,
+                           template_set=templates.version, versions=dict(package_versions()))
+            store.write_json(SPEC_FILE, spec.model_dump(mode="json"))
+            write_evidence(store, state, config, templates, spec)
+
+        return Context(mllm=backends.mllm, generator=backends.generator, store=store, templates=templates,
+                       on_finish=record)
 
 
 def settings() -> Any:

@@ -3,10 +3,18 @@
 State holds references to images (path, hash, size), never their bytes: a checkpoint is written
 after every step, and an image in state would be stored again in each one. Full MLLM requests and
 replies live in the run directory's call log; state keeps only their ids.
+
+The lists that only grow (corrections, failures, call ids) and the usage counters have LangGraph
+reducers, so a node returns just what it adds; ``fresh_run`` is the update that resets them when a
+new prompt starts on a thread that already holds a finished run.
 """
 
 from __future__ import annotations
 
+import operator
+from typing import Annotated, Any
+
+from langgraph.types import Overwrite
 from pydantic import BaseModel, Field, field_validator
 
 from mllm_guidance.layout import Layout
@@ -131,26 +139,50 @@ class Usage(BaseModel):
             }
         )
 
+    def __add__(self, other: Usage) -> Usage:
+        total = self
+        for step, u in other.mllm.items():
+            total = total.add_mllm(step, u.calls, u.input_tokens, u.output_tokens, u.seconds)
+        return total.model_copy(update={
+            "generator_calls": total.generator_calls + other.generator_calls,
+            "generator_seconds": total.generator_seconds + other.generator_seconds,
+        })
+
 
 class GuidanceState(BaseModel):
-    """The graph's state. Nodes return only the fields they change."""
+    """The graph's state. Nodes return only the fields they change; the annotated lists and the
+    usage are added to, not replaced."""
 
     prompt: str = Field(description="The text the image must show.")
     seed: int = Field(default=0, description="Base seed; the config's seed policy derives each round's.")
     plan: Plan | None = Field(default=None, description="The layout the next generation renders.")
     correct_rounds: int = Field(default=0, description="Self-correct calls made so far.")
     correct_done: bool = Field(default=False, description="True once the layout stopped changing or the limit was hit.")
-    corrections: list[Correction] = []
+    corrections: Annotated[list[Correction], operator.add] = Field(default=[], description="Every self-correct round.")
     align_rounds: int = Field(default=0, description="Align calls made so far.")
-    rounds: list[Round] = []
+    rounds: list[Round] = Field(default=[], description="Every rendered image with its layout and verdict.")
     best: int | None = Field(default=None, description="Index of the best round so far.")
     stop_reason: str | None = Field(default=None, description="Set when the loop must end: good, max_rounds, aligned, ...")
-    final_image: ImageRef | None = None
-    failures: list[Failure] = []
-    usage: Usage = Usage()
-    call_ids: list[str] = Field(default=[], description="Ids of the MLLM calls whose answers this run used, in order.")
+    final_image: ImageRef | None = Field(default=None, description="The output image (a copy of the best round's).")
+    failures: Annotated[list[Failure], operator.add] = Field(default=[], description="Steps whose answers stayed unreadable.")
+    usage: Annotated[Usage, operator.add] = Field(default=Usage(), description="MLLM and generator calls, tokens, time.")
+    call_ids: Annotated[list[str], operator.add] = Field(
+        default=[], description="Ids of the MLLM calls whose answers this run used, in order."
+    )
 
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
         return check_prompt(value)
+
+
+def fresh_run() -> dict[str, Any]:
+    """The update that clears everything a previous run on the same thread left, except the
+    prompt and seed just given: a thread remembers nothing across runs but its checkpoint history."""
+    reset: dict[str, Any] = {}
+    for name, field in GuidanceState.model_fields.items():
+        if name in ("prompt", "seed"):
+            continue
+        default = field.get_default(call_default_factory=True)
+        reset[name] = Overwrite(default) if field.metadata else default
+    return reset

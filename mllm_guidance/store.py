@@ -2,7 +2,7 @@
 
 Layout of a run directory::
 
-    meta.json          what the run was asked to do (prompt, config, models, versions, thread id)
+    spec.json          what the run was asked to do: the RunSpec (prompt, config, models, versions, thread id)
     calls.jsonl        every MLLM call as it happened: request text, raw reply, parse result
     round-K.png        the image of round K; round-K-overlay.png the same with its boxes drawn
     final.png          the best image
@@ -30,7 +30,7 @@ from mllm_guidance.redact import redact
 from mllm_guidance.state import ImageRef
 
 CALLS_FILE = "calls.jsonl"
-META_FILE = "meta.json"
+SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoints.sqlite"
 #: zlib level for PNG files: level 1 encodes a 1024x1024 image about 5x faster than the default 6

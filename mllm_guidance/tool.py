@@ -17,7 +17,8 @@ from typing import Any
 from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from mllm_guidance.api import GuidanceResult, aguide, default_run_dir, guide
+from mllm_guidance.api import GuidanceResult, aguide, default_run_dir
+from mllm_guidance.background import run_sync
 from mllm_guidance.config import GuidanceConfig, Mode, make_config
 from mllm_guidance.errors import GuidanceError
 
@@ -62,10 +63,7 @@ def as_tool(
         }
 
     def run(prompt: str, max_rounds: int | None = None, seed: int | None = None, mode: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        try:
-            return tool_output(guide(prompt, **settings(prompt, max_rounds, seed, mode)))
-        except GuidanceError as exc:
-            raise ToolException(str(exc)) from exc
+        return run_sync(arun(prompt, max_rounds, seed, mode))
 
     async def arun(prompt: str, max_rounds: int | None = None, seed: int | None = None, mode: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         try:

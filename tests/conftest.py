@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langgraph.runtime import Runtime
 
-from mllm_guidance.config import Context
+from mllm_guidance.context import Context
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.store import RunStore
 from tests.fakes import CountingGenerator, RecordingChatModel

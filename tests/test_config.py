@@ -6,7 +6,7 @@ from mllm_guidance.errors import ConfigError
 
 def test_defaults_follow_the_thesis():
     cfg = GuidanceConfig()
-    assert (cfg.mode, cfg.max_align_rounds, cfg.max_correct_rounds, cfg.is_good) == ("full", 5, 5, 5)
+    assert (cfg.mode, cfg.max_align_rounds, cfg.correct_limit, cfg.is_good) == ("full", 5, 5, 5)
     assert cfg.good(5, "") and not cfg.good(4, "")
     assert cfg.corrects and cfg.reasons and cfg.aligns and cfg.uses_layout
 

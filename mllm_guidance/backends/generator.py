@@ -1,35 +1,21 @@
-"""The generator protocol and the registry that turns a spec string into a generator.
+"""The generator protocol: what the graph needs from a layout-to-image model, and how it calls one.
 
-A generator draws an image for a prompt and a layout (normalized corners). Spec strings are
-``name`` or ``name:model-id-or-path``; built-in names are listed in ``BUILTIN``, and other
-packages add their own through the ``mllm_guidance.generators`` entry-point group, whose entries
-point at a class (or factory) called with the options as keywords.
-
-Generators are cached per (spec, options) for the process, so weights load once and are reused
-across rounds and prompts.
+A generator draws an image for a prompt and a layout (normalized corners). Its options (model,
+device, dtype, memory settings and the backend's own defaults such as GLIGEN's ``beta``) are
+constructor keywords, fixed when it is built (``registry.create_generator``); a request carries only
+what changes per image. ``render`` is how every caller uses a generator: one render at a time per
+device, because diffusion schedulers keep per-call state and a GPU holds one model's activations.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
-from collections.abc import Mapping
+import weakref
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from mllm_guidance.errors import BackendError
 from mllm_guidance.layout import Layout
-
-ENTRY_POINT_GROUP = "mllm_guidance.generators"
-BUILTIN: dict[str, str] = {
-    "sketch": "mllm_guidance.backends.sketch:SketchGenerator",
-    "gligen": "mllm_guidance.backends.gligen:GligenGenerator",
-    "gligen-xl": "mllm_guidance.backends.gligen_xl:GligenXLGenerator",
-    "text2image": "mllm_guidance.backends.text2image:Text2ImageGenerator",
-    "instancediffusion": "mllm_guidance.backends.instancediffusion:InstanceDiffusionGenerator",
-    "rich-context": "mllm_guidance.backends.rich_context:RichContextGenerator",
-}
 
 
 @dataclass(frozen=True)
@@ -44,7 +30,6 @@ class GenerationRequest:
     steps: int | None = None
     guidance_scale: float | None = None
     negative_prompt: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,59 +62,27 @@ def as_generated(result: Any) -> Generated:
     )
 
 
-_cache: dict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = {}
-_cache_lock = threading.Lock()
+_device_locks: dict[str, threading.Lock] = {}
+_object_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_locks_lock = threading.Lock()
 
 
-def default_generator_spec() -> tuple[str, str]:
-    """The generator to use when none is given, and why: the thesis's GLIGEN-XL where a CUDA GPU
-    can run it, else the sketch preview (SDXL on a CPU takes many minutes per image)."""
-    try:
-        import torch
-    except ImportError:
-        return "sketch", "torch is not installed (pip install 'mllm-guidance[local]' for diffusion generators)"
-    if torch.cuda.is_available():
-        return "gligen-xl", "a CUDA GPU is available"
-    return "sketch", "no CUDA GPU: drawing the layout; choose --generator gligen or gligen-xl to render on this machine anyway"
+def device_lock(generator: Generator) -> threading.Lock:
+    """The lock of the device a generator renders on (``generator.device``, e.g. ``cuda:0``); a
+    generator that names no device gets a lock of its own."""
+    device = getattr(generator, "device", None)
+    with _locks_lock:
+        if isinstance(device, str) and device:
+            key = device if ":" in device or device in ("cpu", "mps") else f"{device}:0"
+            return _device_locks.setdefault(key, threading.Lock())
+        try:
+            return _object_locks.setdefault(generator, threading.Lock())
+        except TypeError:  # not weak-referenceable: lock by identity for the process
+            return _device_locks.setdefault(f"object:{id(generator)}", threading.Lock())
 
 
-def available_generators() -> list[str]:
-    names = set(BUILTIN) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return sorted(names)
-
-
-def create_generator(spec: str | Generator, **options: Any) -> Generator:
-    """A generator from a spec string (cached for the process) or the object itself."""
-    if not isinstance(spec, str):
-        if isinstance(spec, Generator):
-            return spec
-        raise BackendError(f"{spec!r} is neither a generator spec string nor a generator")
-    name, _, model = spec.strip().partition(":")
-    if model:
-        options = {"model": model, **options}
-    key = (spec, tuple(sorted((k, repr(v)) for k, v in options.items())))
-    with _cache_lock:
-        if key not in _cache:
-            _cache[key] = _load(name, options)
-        return _cache[key]
-
-
-def _load(name: str, options: dict[str, Any]) -> Generator:
-    target = BUILTIN.get(name)
-    factory = None
-    if target is not None:
-        module, _, attr = target.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    else:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name == name:
-                factory = ep.load()
-                break
-    if factory is None:
-        raise BackendError(
-            f"unknown generator {name!r}; available: {', '.join(available_generators())}"
-        )
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise BackendError(f"generator {name!r} does not accept these options: {exc}") from exc
+def render(generator: Generator, request: GenerationRequest) -> Generated:
+    """One image from ``generator``, holding its device's lock for the whole render (blocking:
+    async callers run it in a worker thread)."""
+    with device_lock(generator):
+        return as_generated(generator.generate(request))

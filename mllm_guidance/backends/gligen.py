@@ -78,7 +78,6 @@ class GligenGenerator:
             if not boxes:
                 image = first_image(self.plain()(**common))
             else:
-                beta = float(request.options.get("beta", self.beta))
                 image = first_image(self.pipe(**common, gligen_phrases=phrases, gligen_boxes=boxes,
-                                              gligen_scheduled_sampling_beta=beta))
+                                              gligen_scheduled_sampling_beta=self.beta))
         return Generated(image=image, notes=notes)

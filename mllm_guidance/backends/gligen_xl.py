@@ -166,7 +166,7 @@ class GligenXLGenerator:
                     num_inference_steps=request.steps or self.steps,
                     guidance_scale=request.guidance_scale if request.guidance_scale is not None else self.guidance_scale,
                     generator=seeded_generator(request.seed), gligen_phrases=phrases, gligen_boxes=boxes,
-                    gligen_scheduled_sampling_beta=float(request.options.get("beta", self.beta)),
+                    gligen_scheduled_sampling_beta=self.beta,
                 ))
         except ValueError as exc:
             raise BackendError(f"gligen-xl could not render: {exc}") from exc

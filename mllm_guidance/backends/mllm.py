@@ -14,8 +14,10 @@ spec                                   model
 ``PROVIDER:MODEL``                     anything else LangChain's ``init_chat_model`` knows
 =====================================  ========================================================
 
-A chat model object is used as it is. Every model built here has a per-call timeout and no
-client-level retries: the graph retries transient failures itself (``backends.retry``).
+A chat model object is used as it is. Every provider model built here has no client-level
+retries and is wrapped in ``backends.retry.RetryingChatModel``: the one retry policy (and its
+budget) travels with the model, to the graph's nodes, the benchmark's judge and the agent tool
+alike. ``MllmOptions`` are the settings a spec string is resolved with; runs record them.
 """
 
 from __future__ import annotations
@@ -26,14 +28,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from mllm_guidance.backends.retry import RetryingChatModel, unwrap
 from mllm_guidance.errors import BackendError
 from mllm_guidance.redact import redact_text
 
 DEFAULT_TIMEOUT = 120.0
 _PACKAGES = {"openai": ("langchain-openai", "openai"), "google_genai": ("langchain-google-genai", "gemini"),
              "ollama": ("langchain-ollama", "ollama"), "transformers": ("transformers", "local")}
-_KEY_ENV = {"ChatOpenAI": "OPENAI_API_KEY", "ChatGoogleGenerativeAI": "GOOGLE_API_KEY (or GEMINI_API_KEY)"}
+
+
+class MllmOptions(BaseModel):
+    """How a spec string becomes a chat model: where, how patient, on which device."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = Field(default=None, description="Server of an OpenAI-compatible (vLLM, llama.cpp, LM Studio) or Ollama MLLM.")
+    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, le=3600, description="Seconds one MLLM call may take, as a whole.")
+    retries: int = Field(default=4, ge=0, le=20, description="Extra tries after a rate limit, server error, timeout or dropped connection.")
+    retry_base_delay: float = Field(default=1.0, ge=0, le=60, description="First backoff in seconds; doubles per try, with jitter.")
+    retry_max_delay: float = Field(default=30.0, ge=0, le=600, description="Longest single backoff in seconds.")
+    device: str | None = Field(default=None, description="Device of an in-process (transformers:) MLLM: cuda, mps, cpu.")
+    dtype: str | None = Field(default=None, description="Dtype of an in-process MLLM: bfloat16, float16, float32.")
 
 
 def default_mllm_spec(environ: Mapping[str, str] | None = None, memory_gib: float | None = None) -> tuple[str, str]:
@@ -68,16 +85,22 @@ def default_mllm_spec(environ: Mapping[str, str] | None = None, memory_gib: floa
 
 def resolve_mllm(
     spec: str | BaseChatModel | None,
+    options: MllmOptions | None = None,
     *,
-    base_url: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    device: str | None = None,
-    dtype: str | None = None,
     environ: Mapping[str, str] | None = None,
+    **settings: Any,
 ) -> BaseChatModel:
-    """A chat model from a spec string, the environment's default, or the model itself."""
+    """A chat model from a spec string, the environment's default, or the model itself.
+
+    ``options`` (or the same settings as keywords: ``base_url``, ``timeout``, ``retries``...)
+    apply to spec strings."""
     if isinstance(spec, BaseChatModel):
         return spec
+    try:
+        opts = (options or MllmOptions()).model_copy(update=settings) if settings else (options or MllmOptions())
+        opts = MllmOptions.model_validate(opts.model_dump())
+    except ValueError as exc:
+        raise BackendError(f"invalid MLLM options: {exc}") from None
     env = os.environ if environ is None else environ
     if spec is None:
         spec, _ = default_mllm_spec(env)
@@ -92,11 +115,13 @@ def resolve_mllm(
         if provider == "transformers":
             from mllm_guidance.backends.local_vlm import LocalVLMChatModel
 
-            return LocalVLMChatModel.load(model, device=device, dtype=dtype)
+            return LocalVLMChatModel.load(model, device=opts.device, dtype=opts.dtype)
         from langchain.chat_models import init_chat_model
 
-        kwargs = _provider_kwargs(provider, model, base_url, timeout, env)
-        return init_chat_model(model, model_provider=provider, **kwargs)
+        kwargs = _provider_kwargs(provider, model, opts.base_url, opts.timeout, env)
+        chat = init_chat_model(model, model_provider=provider, **kwargs)
+        return RetryingChatModel(wrapped=chat, retries=opts.retries, base_delay=opts.retry_base_delay,
+                                 max_delay=opts.retry_max_delay, timeout=opts.timeout)
     except ImportError as exc:
         package, extra_name = _PACKAGES.get(provider, (f"the LangChain package for {provider!r}", None))
         hint = f"pip install 'mllm-guidance[{extra_name}]'" if extra_name else f"pip install {package}"
@@ -122,13 +147,9 @@ def split_spec(spec: str) -> tuple[str, str]:
     )
 
 
-def key_env_for(model: BaseChatModel) -> str | None:
-    """The environment variable that holds this model's key, for error messages."""
-    return _KEY_ENV.get(type(model).__name__)
-
-
 def describe_mllm(model: BaseChatModel) -> str:
     """A short, key-free name for run.json: class and model name."""
+    model = unwrap(model)
     name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
     if model.__class__.__name__ == "ReplayChatModel":
         name = getattr(model, "path", None)
@@ -137,6 +158,7 @@ def describe_mllm(model: BaseChatModel) -> str:
 
 def model_name(model: BaseChatModel) -> str | None:
     """The provider's model name (``gpt-4o``), used to look up prices."""
+    model = unwrap(model)
     name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
     return str(name).removeprefix("models/") if name else None
 

@@ -20,9 +20,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
 from mllm_guidance.errors import ReplayError
-
-#: Metadata key through which the nodes tell a chat model which step is asking.
-STEP_KEY = "mllm_guidance_step"
+from mllm_guidance.prompts.steps import STEP_KEY
 
 
 def load_recording(path: str | Path) -> dict[str, Any]:

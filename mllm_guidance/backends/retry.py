@@ -6,17 +6,26 @@ following ``__cause__`` chains that LangChain adds. Rate limits (429), server er
 timeouts and dropped connections are retried with exponential backoff and jitter; authentication,
 bad requests and unknown models are not, because the same call would fail the same way.
 
-Client-level retries are switched off by the resolver (``max_retries=0``), so that this one policy
-is the only one and its budget is the one the user set.
+The retry lives on the model: ``resolve_mllm`` wraps every provider model in a
+``RetryingChatModel`` (client-level retries switched off, so this one policy is the only one and
+its budget is the one the user set). Whoever calls the model, a graph node, the benchmark's judge
+or an agent through the tool, gets the same policy. Each try is also bounded as a whole
+(``timeout``): a server that trickles bytes cannot hold a call past it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from langchain_core.runnables import RunnableBinding
 
 from mllm_guidance.redact import redact_text
 
@@ -86,18 +95,42 @@ class RetryPolicy:
             try:
                 return fn()
             except Exception as exc:
-                kind = classify(exc)
-                if kind not in RETRYABLE or attempt >= self.retries:
-                    exc.mllm_guidance_tries = attempt + 1  # type: ignore[attr-defined]
-                    raise
-                if on_retry is not None:
-                    on_retry(attempt + 1, kind, exc)
+                self._give_up_or_report(exc, attempt, on_retry)
                 self.sleep(self.delay(attempt))
                 attempt += 1
 
+    async def acall(self, fn: Callable[[], Awaitable[T]],
+                    on_retry: Callable[[int, str, BaseException], None] | None = None) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await fn()
+            except Exception as exc:
+                self._give_up_or_report(exc, attempt, on_retry)
+                await asyncio.sleep(self.delay(attempt))
+                attempt += 1
 
-def explain(exc: BaseException, who: str, key_env: str | None = None) -> str:
-    """One actionable line for a call that failed for good."""
+    def _give_up_or_report(self, exc: Exception, attempt: int,
+                           on_retry: Callable[[int, str, BaseException], None] | None) -> None:
+        kind = classify(exc)
+        if kind not in RETRYABLE or attempt >= self.retries:
+            exc.mllm_guidance_tries = attempt + 1  # type: ignore[attr-defined]
+            raise exc
+        if on_retry is not None:
+            on_retry(attempt + 1, kind, exc)
+
+
+_KEY_ENV = {"ChatOpenAI": "OPENAI_API_KEY", "ChatGoogleGenerativeAI": "GOOGLE_API_KEY (or GEMINI_API_KEY)"}
+
+
+def key_env_for(model: Any) -> str | None:
+    """The environment variable that holds this model's key, for error messages."""
+    return _KEY_ENV.get(type(unwrap(model)).__name__)
+
+
+def explain(exc: BaseException, model: Any) -> str:
+    """One actionable line for a call to ``model`` that failed for good."""
+    who, key_env = describe_target(model), key_env_for(model)
     kind = classify(exc)
     tries = getattr(exc, "mllm_guidance_tries", 1)
     status = next((s for s in (status_of(e) for e in _chain(exc)) if s is not None), None)
@@ -121,7 +154,95 @@ def explain(exc: BaseException, who: str, key_env: str | None = None) -> str:
 
 def describe_target(model: Any) -> str:
     """``ChatOpenAI(gpt-4o) at http://...`` for messages: what failed, and where."""
+    model = unwrap(model)
     name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
     base = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
     text = f"{type(model).__name__}({name})" if name else type(model).__name__
     return f"{text} at {base}" if base else text
+
+
+def unwrap(model: Any) -> Any:
+    """The provider model inside a ``RetryingChatModel`` (any other object as it is)."""
+    return model.wrapped if isinstance(model, RetryingChatModel) else model
+
+
+class RetryingChatModel(BaseChatModel):
+    """A provider chat model with this module's retry policy and a whole-call deadline per try.
+
+    It is a chat model itself: tools and structured output bind through it (so bound calls are
+    retried too), and attributes it does not have are read from the wrapped model
+    (``model_name``, ``openai_api_base``...). Retries are reported to a running graph's stream as
+    ``mllm_retry`` events.
+    """
+
+    wrapped: BaseChatModel
+    retries: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    timeout: float | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return self.wrapped._llm_type
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {**self.wrapped._identifying_params, "retries": self.retries}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # type: ignore[misc]
+        except AttributeError:
+            wrapped = self.__dict__.get("wrapped")
+            if wrapped is None or name.startswith("__"):
+                raise
+            return getattr(wrapped, name)
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(retries=self.retries, base_delay=self.base_delay, max_delay=self.max_delay)
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        return self.policy().call(
+            lambda: self.wrapped._generate(messages, stop=stop, run_manager=run_manager, **kwargs),
+            _reporter(run_manager),
+        )
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                         **kwargs: Any) -> ChatResult:
+        async def once() -> ChatResult:
+            call = self.wrapped._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            if self.timeout is None:
+                return await call
+            try:
+                return await asyncio.wait_for(call, self.timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no complete answer within {self.timeout:g} s") from None
+
+        return await self.policy().acall(once, _reporter(run_manager))
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        """Bind tools the way the wrapped model does, keeping the retries."""
+        bound = self.wrapped.bind_tools(tools, **kwargs)
+        if isinstance(bound, RunnableBinding) and bound.bound is self.wrapped:
+            return self.bind(**bound.kwargs)
+        return bound
+
+
+def _reporter(run_manager: Any) -> Callable[[int, str, BaseException], None]:
+    """Tell a running graph that a call is being retried (nothing outside a graph)."""
+
+    def report(tries: int, kind: str, exc: BaseException) -> None:
+        from mllm_guidance.prompts.steps import ROUND_KEY, STEP_KEY
+
+        metadata = (getattr(run_manager, "metadata", None) or {}) if run_manager else {}
+        try:
+            from langgraph.config import get_stream_writer
+
+            write = get_stream_writer()
+        except Exception:  # not inside a graph run
+            return
+        write({"event": "mllm_retry", "step": metadata.get(STEP_KEY), "round": metadata.get(ROUND_KEY),
+               "try": tries, "kind": kind})
+
+    return report

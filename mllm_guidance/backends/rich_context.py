@@ -77,7 +77,7 @@ class RichContextGenerator:
                 prompt=request.prompt,
                 negative_prompt=request.negative_prompt if request.negative_prompt is not None else self.negative,
                 height=CANVAS, width=CANVAS, boxes=boxes, labels=labels,
-                scheduled_sampling_beta=float(request.options.get("beta", self.beta)),
+                scheduled_sampling_beta=self.beta,
                 num_inference_steps=request.steps or self.steps,
                 guidance_scale=request.guidance_scale if request.guidance_scale is not None else self.guidance_scale,
                 generator=seeded_generator(request.seed),

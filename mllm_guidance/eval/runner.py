@@ -1,16 +1,13 @@
 """The benchmark runner: many prompts in flight, one generator, resumable, shardable.
 
 Work items are (prompt, image index) pairs; image j of a prompt uses seed ``seed + j``. Prompts run
-concurrently (bounded by ``concurrency``) so that MLLM calls overlap, while every generator call
-goes through one lock: one model in memory, never two copies, the GPU never shared. Each finished
-image is written atomically to ``images/``, then its record is appended to ``results.jsonl``; a
-rerun skips every item with an ``ok`` record, so a killed run loses at most the items in flight.
+concurrently (bounded by ``concurrency``) as runs of the one run layer (``run.Run``) sharing one
+set of backends: MLLM calls overlap on the event loop, while renders take turns on their device
+(``backends.generator.render``): one model in memory, never two copies. Each finished image is
+written atomically to ``images/``, then its record is appended to ``results.jsonl``; a rerun skips
+every item with an ``ok`` record, so a killed run loses at most the items in flight.
 ``shard=(i, n)`` takes every n-th item starting at i of the full, ordered item list, so shards run
 on several machines union to the full run.
-
-LangGraph runs the graph's (synchronous) nodes in the event loop's default thread pool, so
-``run_bench`` sizes that pool to ``concurrency + 4`` threads: enough for every prompt in flight to
-wait on its MLLM call at once.
 """
 
 from __future__ import annotations
@@ -19,24 +16,20 @@ import asyncio
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mllm_guidance import __version__
-from mllm_guidance.api import aguide
-from mllm_guidance.backends.generator import GenerationRequest, Generator, create_generator
-from mllm_guidance.backends.mllm import describe_mllm, resolve_mllm
 from mllm_guidance.config import make_config
 from mllm_guidance.errors import InputError
 from mllm_guidance.eval.datasets import Prompt, load_dataset
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.redact import redact_text
+from mllm_guidance.run import Run, build_backends
 from mllm_guidance.store import RunStore
 
 RESULTS = "results.jsonl"
@@ -67,20 +60,6 @@ class Item:
     prompt: Prompt
     image_index: int
     seed: int
-
-
-class SerializedGenerator:
-    """A generator whose calls run one at a time (one device, one model)."""
-
-    def __init__(self, inner: Generator) -> None:
-        self.inner = inner
-        self.name = getattr(inner, "name", type(inner).__name__)
-        self.default_size = inner.default_size
-        self._lock = threading.Lock()
-
-    def generate(self, request: GenerationRequest) -> Any:
-        with self._lock:
-            return self.inner.generate(request)
 
 
 def plan_items(spec: BenchSpec) -> tuple[str, list[Item]]:
@@ -124,53 +103,29 @@ class _Results:
             os.fsync(f.fileno())
 
 
-class Progress:
-    """One status line: done/total, images per second, ETA, running mean score."""
+async def run_bench(spec: BenchSpec, *, progress: Any = None,
+                    on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Generate every pending item of the spec; returns all records of the output directory.
 
-    def __init__(self, total: int, stream: Any = sys.stderr, quiet: bool = False) -> None:
-        self.total, self.stream, self.quiet = total, stream, quiet
-        self.done = self.failed = 0
-        self.scores: list[float] = []
-        self.started = time.perf_counter()
-
-    def update(self, record: dict[str, Any]) -> None:
-        self.done += 1
-        self.failed += record["status"] != "ok"
-        if record.get("final_score") is not None:
-            self.scores.append(record["final_score"])
-        if self.quiet:
-            return
-        elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        mean = f"{sum(self.scores) / len(self.scores):.2f}" if self.scores else "-"
-        bar = "#" * int(30 * self.done / max(1, self.total))
-        end = "\n" if self.done == self.total else ""
-        self.stream.write(f"\r[{bar:<30}] {self.done}/{self.total} · {rate:.2f} img/s · ETA {eta:,.0f}s · "
-                          f"mean score {mean} · failed {self.failed}{end}")
-        self.stream.flush()
-
-
-async def run_bench(spec: BenchSpec, *, quiet: bool = False, on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Generate every pending item of the spec; returns all records of the output directory."""
+    ``progress`` (the CLI's renderer) is told the number of pending items and each record."""
     out = Path(spec.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     dataset, items = plan_items(spec)
     done = {r["key"] for r in read_results(out / RESULTS) if r.get("status") == "ok"}
     pending = [item for item in items if item.key not in done]
     results = _Results(out / RESULTS)
-    model = None if spec.method == "plain" and spec.mllm is None else resolve_mllm(spec.mllm, **spec.mllm_options)
-    generator = SerializedGenerator(create_generator(spec.generator, **spec.generator_options))
     base = make_config({**spec.config, "mode": spec.method})
+    backends = build_backends(spec.mllm, spec.generator, mllm_options=spec.mllm_options,
+                              generator_options=spec.generator_options, needs_mllm=spec.method != "plain")
     pins = {
         "dataset": dataset, "method": spec.method, "package_version": __version__,
         "template_set": load_templates(base.templates_dir).version,
-        "models": {"mllm": describe_mllm(model) if model is not None else None, "generator": generator.name},
+        "models": {"mllm": backends.mllm_setting.described if backends.mllm_setting else None,
+                   "generator": backends.generator_setting.described},
     }
-    progress = Progress(len(pending), quiet=quiet)
+    if progress is not None:
+        progress.total = len(pending)
     gate = asyncio.Semaphore(max(1, spec.concurrency))
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=max(1, spec.concurrency) + 4))
 
     async def one(item: Item) -> None:
         async with gate:
@@ -181,8 +136,9 @@ async def run_bench(spec: BenchSpec, *, quiet: bool = False, on_record: Callable
             record: dict[str, Any] = {"key": item.key, "prompt_id": item.prompt.id, "prompt": item.prompt.text,
                                       "image_index": item.image_index, "seed": item.seed, **pins}
             try:
-                result = await aguide(item.prompt.text, mllm=model, generator=generator,
-                                      config=make_config(base, seed=item.seed), run_dir=run_dir, checkpoint=False)
+                run = Run.create(item.prompt.text, config=make_config(base, seed=item.seed), run_dir=run_dir,
+                                 backends=backends)
+                result = await run.execute(checkpoint=False)
                 image = f"images/{item.key}.png"
                 RunStore(out).write_bytes(image, result.image_path.read_bytes())
                 u = result.usage
@@ -198,7 +154,8 @@ async def run_bench(spec: BenchSpec, *, quiet: bool = False, on_record: Callable
                 record.update({"status": "failed", "error": f"{type(exc).__name__}: {redact_text(str(exc))}"[:1000]})
             record["seconds"] = round(time.perf_counter() - started, 4)
             results.append(record)
-            progress.update(record)
+            if progress is not None:
+                progress.record(record)
             if on_record:
                 on_record(record)
 

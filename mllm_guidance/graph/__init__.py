@@ -2,30 +2,39 @@
 
 ::
 
-    START -> place -> self_correct* -> generate -> reason -> (good or K aligns) -> finish
-                                          ^                       |
-                                          +------- align <--------+
+    START -> begin -> place -> self_correct* -> generate -> reason -> (good or K aligns) -> finish
+                                                   ^                       |
+                                                   +------- align <--------+
 
-``plain`` starts at generate; ``place`` and ``place+correct`` finish after the first render;
-``align`` loops generate -> align without reasoning. Nodes record their decisions in the state
-(``correct_done``, ``stop_reason``); the routes below only read them, so the graph stays a plain
-picture of the algorithm.
+``plain`` goes from begin to generate; ``place`` and ``place+correct`` finish after the first
+render; ``align`` loops generate -> align without reasoning. Nodes record their decisions in the
+state (``correct_done``, ``stop_reason``); the routes below only read them, so the graph stays a
+plain picture of the algorithm.
 
-Call budget (mode ``full``, K = max_align_rounds, C = max_correct_rounds, never good): at most
+Call budget (mode ``full``, K = max_align_rounds, C = max_correct_rounds (K when unset), never good): at most
 K + 1 generator calls and 1 + C + (K + 1) + K MLLM calls, each multiplied by at most
 1 + parse_retries for unreadable answers. With the defaults (K = C = 5): 6 generator calls and
 1 + 5 + 6 + 5 = 17 MLLM calls. The table's last align and render, whose image would never be
 judged, are not spent.
+
+The nodes are async; the compiled graph runs with ``ainvoke`` / ``astream`` and, for synchronous
+callers, with ``invoke`` / ``stream`` too (each node's coroutine then runs on the package's
+background loop, see ``background.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import get_runtime
 
-from mllm_guidance.config import Context, GuidanceConfig, make_config
-from mllm_guidance.nodes import AlignNode, FinishNode, GenerateNode, PlaceNode, ReasonNode, SelfCorrectNode
+from mllm_guidance.background import run_sync
+from mllm_guidance.config import GuidanceConfig, make_config
+from mllm_guidance.context import Context
+from mllm_guidance.nodes import AlignNode, FinishNode, GenerateNode, PlaceNode, ReasonNode, SelfCorrectNode, begin
 from mllm_guidance.state import GuidanceState
 
 
@@ -35,14 +44,15 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
     ``context_schema`` of string settings such as the LangGraph server's, with those)."""
     cfg = make_config(config)
     graph = StateGraph(GuidanceState, context_schema=context_schema)
-    graph.add_node("place", PlaceNode(cfg))
-    graph.add_node("self_correct", SelfCorrectNode(cfg))
-    graph.add_node("generate", GenerateNode(cfg))
-    graph.add_node("reason", ReasonNode(cfg))
-    graph.add_node("align", AlignNode(cfg))
-    graph.add_node("finish", FinishNode(cfg))
+    graph.add_node("begin", begin)
+    graph.add_node("place", _node("place", PlaceNode(cfg)))
+    graph.add_node("self_correct", _node("self_correct", SelfCorrectNode(cfg)))
+    graph.add_node("generate", _node("generate", GenerateNode(cfg)))
+    graph.add_node("reason", _node("reason", ReasonNode(cfg)))
+    graph.add_node("align", _node("align", AlignNode(cfg)))
+    graph.add_node("finish", _node("finish", FinishNode(cfg)))
 
-    def start(state: GuidanceState) -> str:
+    def after_begin(state: GuidanceState) -> str:
         return "place" if cfg.uses_layout else "generate"
 
     def after_layout(state: GuidanceState) -> str:
@@ -59,7 +69,8 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
     def after_align(state: GuidanceState) -> str:
         return "finish" if state.stop_reason else "generate"
 
-    graph.add_conditional_edges(START, start, ["place", "generate"])
+    graph.add_edge(START, "begin")
+    graph.add_conditional_edges("begin", after_begin, ["place", "generate"])
     graph.add_conditional_edges("place", after_layout, ["self_correct", "generate"])
     graph.add_conditional_edges("self_correct", after_layout, ["self_correct", "generate"])
     graph.add_conditional_edges("generate", after_generate, ["reason", "align", "finish"])
@@ -67,3 +78,15 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
     graph.add_conditional_edges("align", after_align, ["generate", "finish"])
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name=f"mllm-guidance[{cfg.mode}]")
+
+
+def _node(name: str, step: Callable[[GuidanceState, Any], Awaitable[dict[str, Any]]]) -> RunnableLambda:
+    """An async node that synchronous graph runs can call as well."""
+
+    async def run_async(state: GuidanceState) -> dict[str, Any]:
+        return await step(state, get_runtime())
+
+    def run_blocking(state: GuidanceState) -> dict[str, Any]:
+        return run_sync(step(state, get_runtime()))
+
+    return RunnableLambda(run_blocking, afunc=run_async, name=name)

@@ -10,53 +10,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.runtime import Runtime
-
-from mllm_guidance.config import Context, GuidanceConfig, resolve_context
-from mllm_guidance.errors import LayoutParseError
-from mllm_guidance.nodes.ask import ask
-from mllm_guidance.nodes.readers import layout_readers
-from mllm_guidance.prompts.schemas import LayoutAnswer
-from mllm_guidance.state import Failure, GuidanceState, Plan
+from mllm_guidance.context import Context
+from mllm_guidance.nodes.ask import Answer, ModelNode, Request
+from mllm_guidance.prompts.steps import STEPS
+from mllm_guidance.state import GuidanceState, Plan
 
 
-class AlignNode:
-    def __init__(self, config: GuidanceConfig) -> None:
-        self.config = config
+class AlignNode(ModelNode):
+    step = STEPS["align"]
 
-    def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx, cfg = resolve_context(runtime), self.config
+    def request(self, state: GuidanceState, ctx: Context) -> Request:
         current = state.rounds[-1]
-        read_text, read_structured = layout_readers(allow_empty=True, image_size=(current.image.width, current.image.height))
-        answer = ask(
-            ctx, cfg, step="align", round_index=current.index,
-            messages=ctx.templates.messages("align", state.prompt, image_png=ctx.store.image_for_model(current.image, cfg.mllm_image_side)),
-            read_text=read_text, read_structured=read_structured,
-            schema=LayoutAnswer, error_type=LayoutParseError, image=current.image, emit=runtime.stream_writer,
-        )
-        updates = answer.state_updates(state, "align")
-        updates["align_rounds"] = state.align_rounds + 1
-        proposal = answer.value
+        messages = ctx.templates.messages("align", state.prompt, image_png=self.image_message(ctx, current.image))
+        return Request(round=current.index, messages=messages, image=current.image)
+
+    def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
+        cfg, current, proposal = self.config, state.rounds[-1], answer.value
+        updates: dict[str, Any] = {"align_rounds": state.align_rounds + 1}
         same_seed = cfg.seed_policy == "same"
         if proposal is None:
-            updates["failures"] = state.failures + [
-                Failure(step="align", round=current.index, attempts=answer.attempts, error=answer.error or "")
-            ]
             if same_seed:
                 updates["stop_reason"] = "align_failed"
             else:
-                updates["plan"] = Plan(
-                    layout=current.layout, source="align", reasoning="(unreadable answer: kept the last layout)"
-                )
+                updates["plan"] = Plan(layout=current.layout, source="align",
+                                       reasoning="(unreadable answer: kept the last layout)")
         elif proposal.is_empty:
             updates["stop_reason"] = "aligned"
         elif same_seed and current.layout is not None and proposal.same_as(current.layout, cfg.layout_tolerance):
             updates["stop_reason"] = "align_unchanged"
         else:
             updates["plan"] = Plan(layout=proposal, source="align", reasoning=answer.reasoning)
-        runtime.stream_writer({
-            "event": "step", "step": "align", "round": current.index,
-            "objects": None if proposal is None else len(proposal),
-            "stop": updates.get("stop_reason"),
-        })
         return updates
+
+    def event(self, updates: dict[str, Any], answer: Answer) -> dict[str, Any]:
+        return {"objects": None if answer.value is None else len(answer.value), "stop": updates.get("stop_reason")}

@@ -1,101 +1,133 @@
-"""One MLLM step: call, parse, retry with the parse error fed back, log every call.
+"""The skeleton every MLLM node shares: build the request, ask, read the answer, decide, report.
 
-A bad answer is not an exception for the run: after ``parse_retries`` extra calls the step
-returns no value and its error, and the node decides how the run goes on. Errors of the model
-itself (network, auth, quota) are raised as ``BackendError`` and stop the run, which can then be
-resumed from its checkpoint.
+``ask`` calls the model, reads the answer with its step's reader and, when the answer cannot be
+used, asks again with the parse error fed back (``parse_retries`` times); every call is logged in
+the run's call log. A bad answer is not an exception for the run: the step ends with no value and
+its error, and the node decides how the run goes on (the failure is recorded). Failures of the
+model itself (network, auth, quota) were already retried by the model (``backends.retry``) and
+stop the run as a ``BackendError``; the run can then be resumed from its checkpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from mllm_guidance.backends.mllm import key_env_for
-from mllm_guidance.backends.replay import STEP_KEY
-from mllm_guidance.backends.retry import describe_target, explain
-from mllm_guidance.config import Context, GuidanceConfig
+from mllm_guidance.backends.retry import explain
+from mllm_guidance.config import GuidanceConfig
+from mllm_guidance.context import Context, context_of
 from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, ParseError
 from mllm_guidance.prompts.parse import extract_reasoning
-from mllm_guidance.state import GuidanceState, ImageRef
+from mllm_guidance.prompts.steps import ROUND_KEY, STEP_KEY, STEPS, Step
+from mllm_guidance.state import Failure, GuidanceState, ImageRef, Usage
 
 
 @dataclass
 class Answer:
     """The outcome of one step's calls."""
 
-    value: Any
-    reasoning: str
-    error: str | None
-    attempts: int
+    step: str
+    round: int
+    value: Any = None
+    reasoning: str = ""
+    error: str | None = None
+    attempts: int = 0
     call_ids: list[str] = field(default_factory=list)
     input_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
 
-    def state_updates(self, state: GuidanceState, step: str) -> dict[str, Any]:
-        """The usage and call-id fields every MLLM node returns."""
-        return {
-            "usage": state.usage.add_mllm(
-                step, self.attempts, self.input_tokens, self.output_tokens, self.seconds
-            ),
-            "call_ids": state.call_ids + self.call_ids,
+    def updates(self) -> dict[str, Any]:
+        """What every MLLM node adds to the state: usage, the calls it used, and the failure
+        when no usable answer came."""
+        out: dict[str, Any] = {
+            "usage": Usage().add_mllm(self.step, self.attempts, self.input_tokens, self.output_tokens, self.seconds),
+            "call_ids": list(self.call_ids),
         }
+        if self.value is None:
+            out["failures"] = [Failure(step=self.step, round=self.round, attempts=self.attempts, error=self.error or "")]
+        return out
 
 
-def ask(
-    ctx: Context,
-    config: GuidanceConfig,
-    *,
-    step: str,
-    round_index: int,
-    messages: list[BaseMessage],
-    read_text: Callable[[str], Any],
-    read_structured: Callable[[Any], Any],
-    schema: type,
-    error_type: type[ParseError],
-    image: ImageRef | None = None,
-    emit: Callable[[dict[str, Any]], None] | None = None,
-) -> Answer:
-    structured = step in config.structured_steps
+@dataclass
+class Request:
+    """What a node sends: the messages, and the image they carry (for the log and for pixel boxes)."""
+
+    round: int
+    messages: list[BaseMessage]
+    image: ImageRef | None = None
+
+
+class ModelNode:
+    """An MLLM step as a graph node. Subclasses say what to send (``request``), what the answer
+    changes (``decide``) and what to show (``event``)."""
+
+    step: Step
+
+    def __init__(self, config: GuidanceConfig) -> None:
+        self.config = config
+
+    async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
+        ctx = await context_of(runtime)
+        request = await asyncio.to_thread(self.request, state, ctx)  # reads the image file
+        answer = await ask(ctx, self.config, self.step, request, emit=runtime.stream_writer)
+        updates = answer.updates()
+        updates.update(self.decide(state, answer))
+        runtime.stream_writer({"event": "step", "step": self.step.name, "round": request.round,
+                               **self.event(updates, answer)})
+        return updates
+
+    def request(self, state: GuidanceState, ctx: Context) -> Request:
+        raise NotImplementedError
+
+    def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def event(self, updates: dict[str, Any], answer: Answer) -> dict[str, Any]:
+        return {}
+
+    def image_message(self, ctx: Context, image: ImageRef) -> bytes:
+        """The image as the MLLM gets it (downscaled to ``mllm_image_side``)."""
+        return ctx.store.image_for_model(image, self.config.mllm_image_side)
+
+
+async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request, *, emit: Any = None) -> Answer:
+    """Ask ``step`` until an answer can be used or ``parse_retries`` extra calls are spent."""
+    if ctx.mllm is None:
+        raise ConfigError(f"the {step.name} step needs an MLLM; give one (--mllm)")
+    structured = step.name in config.structured_steps
     model: Any = ctx.mllm
     if structured:
         try:
-            model = ctx.mllm.with_structured_output(schema, include_raw=True)
+            model = ctx.mllm.with_structured_output(step.schema, include_raw=True)
         except NotImplementedError:
             raise ConfigError(
-                f"{type(ctx.mllm).__name__} has no structured output; run {step} as text "
+                f"{type(ctx.mllm).__name__} has no structured output; run {step.name} as text "
                 "(drop it from structured_steps / --structured)"
             ) from None
-    history = list(messages)
-    policy = config.retry_policy()
-    run_config = {
-        "metadata": {STEP_KEY: step, "mllm_guidance_round": round_index},
-        "tags": [f"mllm_guidance:{step}"],
-        "run_name": f"mllm_guidance.{step}",
+    image = request.image
+    image_size = (image.width, image.height) if image is not None else None
+    history = list(request.messages)
+    call_config = {
+        "metadata": {STEP_KEY: step.name, ROUND_KEY: request.round},
+        "tags": [f"mllm_guidance:{step.name}"],
+        "run_name": f"mllm_guidance.{step.name}",
     }
-
-    def on_retry(tries: int, kind: str, exc: BaseException) -> None:
-        if emit:
-            emit({"event": "mllm_retry", "step": step, "round": round_index, "try": tries, "kind": kind})
-
-    answer = Answer(value=None, reasoning="", error=None, attempts=0)
+    answer = Answer(step=step.name, round=request.round)
     for attempt in range(config.parse_retries + 1):
         answer.attempts = attempt + 1
         started = time.perf_counter()
         try:
-            out = policy.call(lambda: model.invoke(history, config=run_config), on_retry)
+            out = await model.ainvoke(history, config=call_config)
         except GuidanceError:
             raise
         except Exception as exc:
-            raise BackendError(
-                f"{step} (round {round_index}): {explain(exc, describe_target(ctx.mllm), key_env_for(ctx.mllm))}"
-            ) from exc
+            raise BackendError(f"{step.name} (round {request.round}): {explain(exc, ctx.mllm)}") from exc
         seconds = time.perf_counter() - started
         raw: AIMessage = out["raw"] if structured else out
         text = message_text(raw)
@@ -105,36 +137,35 @@ def ask(
         try:
             if structured:
                 if out.get("parsing_error") is not None or out.get("parsed") is None:
-                    raise error_type(f"the structured answer did not fit the schema: {out.get('parsing_error')}")
-                value = read_structured(out["parsed"])
+                    raise step.error(f"the structured answer did not fit the schema: {out.get('parsing_error')}")
+                value = step.read_structured(out["parsed"], image_size)
                 reasoning = str(getattr(out["parsed"], "reasoning", ""))
             else:
-                value = read_text(text)
+                value = step.read_text(text, image_size)
                 reasoning = extract_reasoning(text)
         except ParseError as exc:
             value, reasoning, error = None, "", str(exc)
-        call_id = ctx.store.record_call(
-            {
-                "step": step,
-                "round": round_index,
-                "attempt": attempt + 1,
-                "structured": structured,
-                "request": [_message_record(m, image) for m in history],
-                "reply": text,
-                "tool_calls": tool_calls,
-                "parsed": _jsonable(value),
-                "error": error,
-                "input_tokens": int(usage.get("input_tokens", 0) or 0),
-                "output_tokens": int(usage.get("output_tokens", 0) or 0),
-                "seconds": round(seconds, 4),
-            }
-        )
+        call_id = await asyncio.to_thread(ctx.store.record_call, {
+            "step": step.name,
+            "round": request.round,
+            "attempt": attempt + 1,
+            "structured": structured,
+            "request": [_message_record(m, image) for m in history],
+            "reply": text,
+            "tool_calls": tool_calls,
+            "parsed": _jsonable(value),
+            "error": error,
+            "input_tokens": int(usage.get("input_tokens", 0) or 0),
+            "output_tokens": int(usage.get("output_tokens", 0) or 0),
+            "seconds": round(seconds, 4),
+        })
         answer.call_ids.append(call_id)
         answer.input_tokens += int(usage.get("input_tokens", 0) or 0)
         answer.output_tokens += int(usage.get("output_tokens", 0) or 0)
         answer.seconds += seconds
         if emit:
-            emit({"event": "mllm_call", "step": step, "round": round_index, "attempt": attempt + 1, "ok": error is None, "error": error})
+            emit({"event": "mllm_call", "step": step.name, "round": request.round, "attempt": attempt + 1,
+                  "ok": error is None, "error": error})
         if error is None:
             answer.value, answer.reasoning, answer.error = value, reasoning, None
             return answer
@@ -180,3 +211,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     return str(value)
+
+
+__all__ = ["STEPS", "Answer", "ModelNode", "Request", "ask", "message_text"]

@@ -1,13 +1,18 @@
-"""Finish: pick the output image (I_best), copy it to final.png and write run.json and the report."""
+"""Finish: pick the output image (I_best) and copy it to final.png.
+
+Writing the evidence (run.json, report.html) is not a node's job: the run layer does it after the
+graph (``run.py``); where nothing runs after the graph (the LangGraph server), the context's
+``on_finish`` hook does.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from typing import Any
 
-from langgraph.runtime import Runtime
-
-from mllm_guidance.config import Context, GuidanceConfig, resolve_context
-from mllm_guidance.report import write_run_files
+from mllm_guidance.config import GuidanceConfig
+from mllm_guidance.context import context_of
 from mllm_guidance.state import GuidanceState
 
 
@@ -15,15 +20,18 @@ class FinishNode:
     def __init__(self, config: GuidanceConfig) -> None:
         self.config = config
 
-    def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx = resolve_context(runtime)
-        store = ctx.store
+    async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
+        ctx = await context_of(runtime)
         # Scored runs keep the tracked best; unscored modes output their last image.
         best = state.best if state.best is not None else len(state.rounds) - 1
-        chosen = state.rounds[best].image
-        final = store.copy_image(chosen, "final.png")
+        final = await asyncio.to_thread(ctx.store.copy_image, state.rounds[best].image, "final.png")
         updates = {"best": best, "final_image": final, "stop_reason": state.stop_reason or "done"}
-        write_run_files(store, state.model_copy(update=updates), self.config, ctx.templates)
+        if ctx.on_finish is not None:
+            finished = state.model_copy(update=updates)
+            if inspect.iscoroutinefunction(ctx.on_finish):
+                await ctx.on_finish(finished)
+            else:
+                await asyncio.to_thread(ctx.on_finish, finished)
         runtime.stream_writer({
             "event": "done", "step": "finish", "round": best,
             "score": state.rounds[best].score, "stop": updates["stop_reason"],

@@ -2,27 +2,29 @@
 
 The image goes to the run directory; state keeps its reference. The seed of round k comes from
 the config's seed policy: by default the same seed every round, so that only the layout changes.
+The render runs in a worker thread (the event loop stays free for other runs' MLLM calls) and
+holds its device for its whole duration (``backends.generator.render``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-from langgraph.runtime import Runtime
-
-from mllm_guidance.backends.generator import GenerationRequest, as_generated
-from mllm_guidance.config import Context, GuidanceConfig, resolve_context
+from mllm_guidance.backends.generator import GenerationRequest, render
+from mllm_guidance.config import GuidanceConfig
+from mllm_guidance.context import context_of
 from mllm_guidance.errors import BackendError, GuidanceError
-from mllm_guidance.state import GuidanceState, Plan, Round
+from mllm_guidance.state import GuidanceState, Plan, Round, Usage
 
 
 class GenerateNode:
     def __init__(self, config: GuidanceConfig) -> None:
         self.config = config
 
-    def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx, cfg = resolve_context(runtime), self.config
+    async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
+        ctx, cfg = await context_of(runtime), self.config
         k = len(state.rounds)
         plan = state.plan if (state.plan is not None and cfg.uses_layout) else Plan(layout=None, source="none")
         default_w, default_h = ctx.generator.default_size
@@ -35,12 +37,17 @@ class GenerateNode:
             steps=cfg.steps,
             guidance_scale=cfg.guidance_scale,
             negative_prompt=cfg.negative_prompt,
-            options=dict(cfg.generator_options),
         )
         runtime.stream_writer({"event": "generating", "step": "generate", "round": k})
         started = time.perf_counter()
+
+        def render_and_save() -> tuple[Any, Any, float]:
+            generated = render(ctx.generator, request)
+            seconds = time.perf_counter() - started
+            return generated, ctx.store.save_image(generated.image, f"round-{k}.png"), seconds
+
         try:
-            generated = as_generated(ctx.generator.generate(request))
+            generated, ref, seconds = await asyncio.to_thread(render_and_save)
         except GuidanceError:
             raise
         except Exception as exc:
@@ -48,8 +55,6 @@ class GenerateNode:
                 f"the generator {getattr(ctx.generator, 'name', '?')} failed on round {k}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        seconds = time.perf_counter() - started
-        ref = ctx.store.save_image(generated.image, f"round-{k}.png")
         new_round = Round(
             index=k,
             layout=plan.layout,
@@ -61,10 +66,7 @@ class GenerateNode:
             generator_notes=list(generated.notes),
             seconds=round(seconds, 4),
         )
-        updates: dict[str, Any] = {
-            "rounds": state.rounds + [new_round],
-            "usage": state.usage.add_generation(seconds),
-        }
+        updates: dict[str, Any] = {"rounds": state.rounds + [new_round], "usage": Usage().add_generation(seconds)}
         if not cfg.aligns:
             updates["stop_reason"] = "rendered"
         elif cfg.mode == "align" and state.align_rounds >= cfg.max_align_rounds:

@@ -10,39 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.runtime import Runtime
-
-from mllm_guidance.config import Context, GuidanceConfig, resolve_context
-from mllm_guidance.errors import ScoreParseError
-from mllm_guidance.nodes.ask import ask
-from mllm_guidance.nodes.readers import score_readers
-from mllm_guidance.prompts.schemas import ScoreAnswer
-from mllm_guidance.state import Failure, GuidanceState
+from mllm_guidance.context import Context
+from mllm_guidance.nodes.ask import Answer, ModelNode, Request
+from mllm_guidance.prompts.steps import STEPS
+from mllm_guidance.state import GuidanceState
 
 
 def rank(score: int | None) -> int:
     return 0 if score is None else score
 
 
-class ReasonNode:
-    def __init__(self, config: GuidanceConfig) -> None:
-        self.config = config
+class ReasonNode(ModelNode):
+    step = STEPS["reason"]
 
-    def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx, cfg = resolve_context(runtime), self.config
+    def request(self, state: GuidanceState, ctx: Context) -> Request:
         current = state.rounds[-1]
-        read_text, read_structured = score_readers()
-        answer = ask(
-            ctx, cfg, step="reason", round_index=current.index,
-            messages=ctx.templates.messages("reason", state.prompt, image_png=ctx.store.image_for_model(current.image, cfg.mllm_image_side)),
-            read_text=read_text, read_structured=read_structured,
-            schema=ScoreAnswer, error_type=ScoreParseError, image=current.image, emit=runtime.stream_writer,
-        )
-        updates = answer.state_updates(state, "reason")
-        score = answer.value
+        messages = ctx.templates.messages("reason", state.prompt, image_png=self.image_message(ctx, current.image))
+        return Request(round=current.index, messages=messages, image=current.image)
+
+    def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
+        cfg, current, score = self.config, state.rounds[-1], answer.value
         good = score is not None and cfg.good(score, answer.reasoning)
         judged = current.model_copy(update={"reasoning": answer.reasoning, "score": score, "good": good})
-        updates["rounds"] = state.rounds[:-1] + [judged]
+        updates: dict[str, Any] = {"rounds": state.rounds[:-1] + [judged]}
         best = state.best
         if good or best is None or rank(score) > rank(state.rounds[best].score):
             updates["best"] = current.index
@@ -50,9 +40,7 @@ class ReasonNode:
             updates["stop_reason"] = "good"
         elif state.align_rounds >= cfg.max_align_rounds:
             updates["stop_reason"] = "max_rounds"
-        if score is None:
-            updates["failures"] = state.failures + [
-                Failure(step="reason", round=current.index, attempts=answer.attempts, error=answer.error or "")
-            ]
-        runtime.stream_writer({"event": "step", "step": "reason", "round": current.index, "score": score, "good": good})
         return updates
+
+    def event(self, updates: dict[str, Any], answer: Answer) -> dict[str, Any]:
+        return {"score": answer.value, "good": updates["rounds"][-1].good}

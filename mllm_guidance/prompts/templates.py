@@ -21,25 +21,18 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mllm_guidance.errors import ConfigError
 from mllm_guidance.layout import Box, Layout
+from mllm_guidance.prompts.steps import STEP_NAMES, STEPS, StepName
 
-Step = Literal["place", "self_correct", "reason", "align"]
-STEPS: tuple[Step, ...] = ("place", "self_correct", "reason", "align")
 #: Name of the built-in set; bump it whenever the built-in files change meaning.
 BUILTIN_NAME = "builtin-v1"
 _SPLIT = "=== request ==="
-_NEEDS = {
-    "place": {"prompt"},
-    "self_correct": {"prompt", "objects"},
-    "reason": {"prompt"},
-    "align": {"prompt"},
-}
 
 
 class ExampleObject(BaseModel):
@@ -49,7 +42,7 @@ class ExampleObject(BaseModel):
 
 
 class Example(BaseModel):
-    """One few-shot example; which fields a step uses is fixed by ``_render_example``."""
+    """One few-shot example; which fields a step uses is fixed by its ``Step`` (``steps.py``)."""
 
     model_config = ConfigDict(extra="forbid")
     prompt: str
@@ -62,7 +55,7 @@ class Example(BaseModel):
 
 @dataclass(frozen=True)
 class StepTemplate:
-    step: Step
+    step: StepName
     instructions: str
     request: string.Template
 
@@ -77,7 +70,7 @@ class TemplateSet:
 
     def messages(
         self,
-        step: Step,
+        step: StepName,
         prompt: str,
         *,
         objects: Layout | None = None,
@@ -118,7 +111,7 @@ def _load_templates(directory: str | None, stamp: tuple[tuple[str, int], ...]) -
     digest = hashlib.sha256()
     overridden: list[str] = []
     steps: dict[str, StepTemplate] = {}
-    for step in STEPS:
+    for step in STEP_NAMES:
         texts = {}
         for filename in (f"{step}.txt", f"{step}.examples.json"):
             if user is not None and (user / filename).is_file():
@@ -140,7 +133,7 @@ def export_templates(directory: str | Path) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     builtin = resources.files("mllm_guidance.prompts").joinpath("data")
     written = []
-    for step in STEPS:
+    for step in STEP_NAMES:
         for filename in (f"{step}.txt", f"{step}.examples.json"):
             path = target / filename
             if path.exists():
@@ -153,22 +146,23 @@ def export_templates(directory: str | Path) -> list[Path]:
 # -- internals --------------------------------------------------------------------------------
 
 
-def _build_step(step: Step, text: str, examples: list[Example]) -> StepTemplate:
+def _build_step(step: StepName, text: str, examples: list[Example]) -> StepTemplate:
     if _SPLIT not in text:
         raise ConfigError(f"{step}.txt: the line '{_SPLIT}' that starts the request part is missing")
     head, _, tail = text.partition(_SPLIT)
     request = string.Template(tail.strip("\n"))
     used = {m.group("named") or m.group("braced") for m in request.pattern.finditer(request.template)}
     used.discard(None)
-    missing = _NEEDS[step] - used
-    unknown = used - _NEEDS[step]
+    needs = STEPS[step].request_fields
+    missing = needs - used
+    unknown = used - needs
     if missing or unknown:
         raise ConfigError(
-            f"{step}.txt: the request part must use {sorted(_NEEDS[step])}"
+            f"{step}.txt: the request part must use {sorted(needs)}"
             + (f"; missing {sorted(missing)}" if missing else "")
             + (f"; unknown {sorted(unknown)}" if unknown else "")
         )
-    rendered = "\n\n".join(_render_example(step, ex) for ex in examples)
+    rendered = "\n\n".join(STEPS[step].render_example(ex) for ex in examples)
     try:
         instructions = string.Template(head.strip()).substitute(examples=rendered)
     except (KeyError, ValueError) as exc:
@@ -176,16 +170,14 @@ def _build_step(step: Step, text: str, examples: list[Example]) -> StepTemplate:
     return StepTemplate(step=step, instructions=instructions, request=request)
 
 
-def _load_examples(step: Step, text: str, filename: str) -> list[Example]:
+def _load_examples(step: StepName, text: str, filename: str) -> list[Example]:
     try:
         raw = json.loads(text)
         examples = [Example.model_validate(item) for item in raw]
     except (json.JSONDecodeError, TypeError, ValidationError) as exc:
         raise ConfigError(f"{filename}: not a list of examples ({exc})") from exc
     for i, ex in enumerate(examples):
-        need = {"place": ["objects"], "self_correct": ["current", "reasoning", "objects"],
-                "reason": ["reasoning", "score"], "align": ["reasoning", "objects"]}[step]
-        for field in need:
+        for field in STEPS[step].example_fields:
             if getattr(ex, field) is None:
                 raise ConfigError(f"{filename}: example {i} needs '{field}'")
         for obj in (ex.objects or []) + (ex.current or []):
@@ -197,23 +189,3 @@ def _load_examples(step: Step, text: str, filename: str) -> list[Example]:
                     f"[x1, y1, x2, y2] ({exc})"
                 ) from exc
     return examples
-
-
-def _objects_text(objects: list[ExampleObject]) -> str:
-    return Layout.from_pairs((o.name, o.box) for o in objects).to_lines()
-
-
-def _render_example(step: Step, ex: Example) -> str:
-    lines = [f"User prompt: {ex.prompt}"]
-    if step == "place":
-        lines += ["Objects:", _objects_text(ex.objects or [])]
-    elif step == "self_correct":
-        lines += ["Current objects:", _objects_text(ex.current or [])]
-        lines += [f"Reasoning: {ex.reasoning}", "Updated objects:", _objects_text(ex.objects or [])]
-    elif step == "reason":
-        lines += [f"Reasoning: {ex.reasoning}", f"Score: {ex.score}"]
-    else:
-        lines += [f"Reasoning: {ex.reasoning}", "Updated objects:"]
-        if ex.objects:
-            lines.append(_objects_text(ex.objects))
-    return "\n".join(lines)

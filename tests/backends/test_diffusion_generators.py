@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("diffusers")
 
 from mllm_guidance import guide  # noqa: E402
-from mllm_guidance.backends.generator import GenerationRequest, create_generator  # noqa: E402
+from mllm_guidance.backends.generator import GenerationRequest  # noqa: E402
+from mllm_guidance.backends.registry import create_generator  # noqa: E402
 from mllm_guidance.backends.gligen import GligenGenerator  # noqa: E402
 from mllm_guidance.backends.gligen_xl import GligenXLGenerator, load_gligen_xl  # noqa: E402
 from mllm_guidance.backends.text2image import Text2ImageGenerator  # noqa: E402
@@ -48,10 +49,11 @@ def test_renders_with_boxes_and_is_seeded(backend):
     assert (pixels(a.image) == pixels(b.image)).all() and not (pixels(a.image) == pixels(c.image)).all()
 
 
-def test_the_boxes_change_the_image(backend):
-    grounded = backend.generate(req(options={"beta": 1.0}))
+def test_the_boxes_change_the_image(backend, monkeypatch):
+    monkeypatch.setattr(backend, "beta", 1.0)  # a constructor option (generator_options={"beta": 1.0})
+    grounded = backend.generate(req())
     swapped = Layout.from_pairs([("a cat", [0.5, 0.5, 0.9, 0.9]), ("a dog", [0.05, 0.05, 0.4, 0.4])])
-    moved = backend.generate(req(layout=swapped, options={"beta": 1.0}))
+    moved = backend.generate(req(layout=swapped))
     assert np.abs(pixels(grounded.image) - pixels(moved.image)).sum() > 0  # random weights: small, but real
 
 
@@ -78,10 +80,11 @@ def test_odd_sizes_are_rounded_to_multiples_of_8(backend):
 
 
 def test_gligen_xl_beta_zero_is_the_ungrounded_render(gligen_xl_dir):
-    gen = GligenXLGenerator(str(gligen_xl_dir), steps=3)
-    off = gen.generate(req(options={"beta": 0.0}))
+    gen = GligenXLGenerator(str(gligen_xl_dir), steps=3, beta=0.0)
+    off = gen.generate(req())
     plain = gen.generate(req(layout=Layout()))
-    on = gen.generate(req(options={"beta": 1.0}))
+    gen.beta = 1.0
+    on = gen.generate(req())
     assert (pixels(off.image) == pixels(plain.image)).all()
     assert not (pixels(on.image) == pixels(plain.image)).all()
     assert all(m.enabled for m in gen.pipe.unet.modules() if type(m).__name__ == "GatedSelfAttentionDense")

@@ -1,5 +1,7 @@
 import pytest
 
+from mllm_guidance.backends.retry import RetryingChatModel, unwrap
+
 from mllm_guidance.backends import mllm
 from mllm_guidance.backends.mllm import default_mllm_spec, describe_mllm, model_name, resolve_mllm, split_spec
 from mllm_guidance.errors import BackendError
@@ -58,7 +60,9 @@ def test_provider_models_are_built_without_client_retries():
     local = resolve_mllm("openai:qwen2.5-vl", base_url="http://127.0.0.1:9/v1", environ={})
     assert local.openai_api_base == "http://127.0.0.1:9/v1"
     g = resolve_mllm("gemini-2.5-flash", environ={"GEMINI_API_KEY": "k"})
-    assert type(g).__name__ == "ChatGoogleGenerativeAI" and g.max_retries == 0
+    assert type(unwrap(g)).__name__ == "ChatGoogleGenerativeAI" and g.max_retries == 0
+    # the one retry policy travels with the model instead
+    assert isinstance(m, RetryingChatModel) and (m.retries, m.timeout) == (4, 7)
     o = resolve_mllm("ollama:gemma3:27b", environ={"OLLAMA_HOST": "http://127.0.0.1:9"})
     assert (o.model, o.base_url) == ("gemma3:27b", "http://127.0.0.1:9")
     assert model_name(m) == "gpt-4o" and describe_mllm(m) == "ChatOpenAI(gpt-4o)"

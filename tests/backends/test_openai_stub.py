@@ -10,7 +10,7 @@ from mllm_guidance.errors import BackendError
 from tests.stubs import PLANNER_ANSWERS, StubServer, openai_completion, openai_error, step_of
 
 PROMPT = "A man is sitting under a tree while a bird is in the tree."
-FAST = {"retry_base_delay": 0.01, "retry_max_delay": 0.02}
+FAST = {"retry_base_delay": 0.01, "retry_max_delay": 0.02}  # MllmOptions: quick backoff for tests
 
 
 def planner(path, body):
@@ -18,9 +18,9 @@ def planner(path, body):
     return 200, openai_completion(PLANNER_ANSWERS[step_of(system if isinstance(system, str) else system[0]["text"])])
 
 
-def run(stub, tmp_path, timeout=5.0, **cfg):
-    return guide(PROMPT, mllm="openai:gpt-4o", generator="sketch", config={**FAST, **cfg}, run_dir=tmp_path / "run",
-                 mllm_options={"base_url": stub.url + "/v1", "timeout": timeout})
+def run(stub, tmp_path, timeout=5.0, **options):
+    return guide(PROMPT, mllm="openai:gpt-4o", generator="sketch", run_dir=tmp_path / "run",
+                 mllm_options={"base_url": stub.url + "/v1", "timeout": timeout, **FAST, **options})
 
 
 def test_the_image_reaches_the_request_as_an_image_part_and_usage_is_counted(tmp_path, monkeypatch):
@@ -50,8 +50,8 @@ def test_429_then_success_is_retried(tmp_path):
 
     events = []
     with StubServer(respond) as stub:
-        result = guide(PROMPT, mllm="openai:gpt-4o", generator="sketch", config=FAST, run_dir=tmp_path / "r",
-                       mllm_options={"base_url": stub.url + "/v1"}, on_event=events.append)
+        result = guide(PROMPT, mllm="openai:gpt-4o", generator="sketch", run_dir=tmp_path / "r",
+                       mllm_options={"base_url": stub.url + "/v1", **FAST}, on_event=events.append)
     assert result.score == 5 and len(stub.requests) == 3 + 2
     assert [e["kind"] for e in events if e["event"] == "mllm_retry"] == ["rate_limit", "server"]
 
@@ -59,7 +59,7 @@ def test_429_then_success_is_retried(tmp_path):
 def test_a_500_storm_fails_clearly_after_the_budget(tmp_path):
     with StubServer(lambda p, b: openai_error(500, "internal error")) as stub:
         with pytest.raises(BackendError, match=r"kept failing after 3 tries \(500\)") as info:
-            run(stub, tmp_path, mllm_retries=2)
+            run(stub, tmp_path, retries=2)
     assert len(stub.requests) == 3 and "place (round 0)" in str(info.value)
 
 
@@ -78,7 +78,7 @@ def test_auth_and_bad_requests_are_not_retried(tmp_path, monkeypatch):
 def test_a_hung_server_hits_the_timeout(tmp_path):
     with StubServer(planner, delay=lambda n: 3.0) as stub:
         with pytest.raises(BackendError, match="did not answer in time after 2 tries"):
-            run(stub, tmp_path, timeout=0.3, mllm_retries=1)
+            run(stub, tmp_path, timeout=0.3, retries=1)
     assert len(stub.requests) == 2
 
 
@@ -89,8 +89,8 @@ def test_an_unreachable_server(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     with pytest.raises(BackendError, match="cannot reach .*after 2 tries.*is the server running"):
-        guide(PROMPT, mllm="openai:gpt-4o", generator="sketch", config={**FAST, "mllm_retries": 1}, run_dir=tmp_path / "r",
-              mllm_options={"base_url": f"http://127.0.0.1:{port}/v1", "timeout": 2})
+        guide(PROMPT, mllm="openai:gpt-4o", generator="sketch", run_dir=tmp_path / "r",
+              mllm_options={"base_url": f"http://127.0.0.1:{port}/v1", "timeout": 2, "retries": 1, **FAST})
 
 
 def test_the_cli_end_to_end_against_the_stub(tmp_path, capsys):
@@ -100,8 +100,8 @@ def test_the_cli_end_to_end_against_the_stub(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "score 5/5" in out and "tokens 360 in / 45 out" in out
-    meta = json.loads((tmp_path / "cli" / "meta.json").read_text())
-    assert meta["models"]["mllm_options"]["base_url"] == stub.url + "/v1" and meta["models"]["mllm_name"] == "gpt-4o"
+    spec = json.loads((tmp_path / "cli" / "spec.json").read_text())
+    assert spec["mllm"]["options"]["base_url"] == stub.url + "/v1" and spec["mllm"]["name"] == "gpt-4o"
 
 
 def test_a_planted_key_never_leaves_the_process(tmp_path, monkeypatch):

@@ -47,7 +47,7 @@ def test_gemini_rate_limit_is_retried(tmp_path, monkeypatch):
     answers = iter([(429, {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}})])
     with StubServer(lambda p, b: next(answers, None) or gemini(p, b)) as stub:
         result = guide(PROMPT, mllm="google_genai:gemini-2.5-flash", generator="sketch", run_dir=tmp_path / "g",
-                       config={"retry_base_delay": 0.01}, mllm_options={"base_url": stub.url})
+                       mllm_options={"base_url": stub.url, "retry_base_delay": 0.01})
     assert result.score == 5 and len(stub.requests) == 4
 
 
@@ -69,6 +69,7 @@ def test_ollama_not_running(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    model = resolve_mllm("ollama:gemma3:27b", base_url=f"http://127.0.0.1:{port}", timeout=2)
+    model = resolve_mllm("ollama:gemma3:27b", base_url=f"http://127.0.0.1:{port}", timeout=2, retries=1,
+                         retry_base_delay=0.01)
     with pytest.raises(BackendError, match="cannot reach ChatOllama\\(gemma3:27b\\) at http://127.0.0.1"):
-        guide(PROMPT, mllm=model, generator="sketch", run_dir=tmp_path / "o", config={"mllm_retries": 1, "retry_base_delay": 0.01})
+        guide(PROMPT, mllm=model, generator="sketch", run_dir=tmp_path / "o")

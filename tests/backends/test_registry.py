@@ -1,6 +1,7 @@
 import pytest
 
-from mllm_guidance.backends.generator import GenerationRequest, Generated, available_generators, create_generator
+from mllm_guidance.backends.generator import GenerationRequest, Generated
+from mllm_guidance.backends.registry import available_generators, create_generator
 from mllm_guidance.errors import BackendError
 from mllm_guidance.layout import Layout
 

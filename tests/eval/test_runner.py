@@ -47,7 +47,7 @@ def test_datasets_ship_with_counts_and_user_files(tmp_path):
 
 def test_records_pin_what_produced_them_and_a_rerun_skips_done_items(tmp_path):
     s = spec(tmp_path, "run", images_per_prompt=2)
-    records = asyncio.run(run_bench(s, quiet=True))
+    records = asyncio.run(run_bench(s))
     assert len(records) == 24 and all(r["status"] == "ok" for r in records)
     r = records[0]
     assert (r["method"], r["dataset"], r["seed"] in (0, 1)) == ("full", "mini", True)
@@ -55,13 +55,13 @@ def test_records_pin_what_produced_them_and_a_rerun_skips_done_items(tmp_path):
     assert r["final_score"] == 5 and r["round_scores"] == [5] and r["mllm_calls"] == 2 and (tmp_path / "run" / r["image"]).exists()
     assert {x["seed"] for x in records if x["prompt_id"] == "mini-00"} == {0, 1}
     gen = SlowGenerator()
-    asyncio.run(run_bench(spec(tmp_path, "run", images_per_prompt=2, generator=gen), quiet=True))
+    asyncio.run(run_bench(spec(tmp_path, "run", images_per_prompt=2, generator=gen)))
     assert len((tmp_path / "run" / RESULTS).read_text().splitlines()) == 24  # nothing was redone
 
 
 def test_a_failing_prompt_is_recorded_and_the_others_go_on(tmp_path):
     s = spec(tmp_path, "run", dataset=dataset(tmp_path, word="forbidden"), mllm=StepChatModel(fail_word="forbidden"))
-    records = asyncio.run(run_bench(s, quiet=True))
+    records = asyncio.run(run_bench(s))
     failed = [r for r in records if r["status"] == "failed"]
     assert len(failed) == 1 and "refuses prompts with 'forbidden'" in failed[0]["error"]
     assert sum(r["status"] == "ok" for r in records) == 11
@@ -72,7 +72,7 @@ def test_shards_union_to_the_full_run(tmp_path):
     full = {item.key for item in plan_items(spec(tmp_path, "full", images_per_prompt=2))[1]}
     keys = []
     for i in range(3):
-        records = asyncio.run(run_bench(spec(tmp_path, f"shard{i}", images_per_prompt=2, shard=(i, 3)), quiet=True))
+        records = asyncio.run(run_bench(spec(tmp_path, f"shard{i}", images_per_prompt=2, shard=(i, 3))))
         keys += [r["key"] for r in records]
     assert sorted(keys) == sorted(full) and len(keys) == len(set(keys)) == 24
 
@@ -91,7 +91,7 @@ def test_resume_after_sigkill_ends_with_every_item_exactly_once(tmp_path):
     before = len(read_results(out / RESULTS))
     assert 4 <= before < 24, before  # killed mid-run
     asyncio.run(run_bench(BenchSpec(dataset=data, out=out, mllm=StepChatModel(), generator=SlowGenerator(),
-                                    images_per_prompt=2, config={"self_correct": False}), quiet=True))
+                                    images_per_prompt=2, config={"self_correct": False})))
     ok_lines = [json.loads(l) for l in (out / RESULTS).read_text().splitlines() if '"status": "ok"' in l]
     keys = [r["key"] for r in ok_lines]
     assert len(keys) == len(set(keys)) == 24
@@ -99,7 +99,7 @@ def test_resume_after_sigkill_ends_with_every_item_exactly_once(tmp_path):
 
 
 def test_summary_files(tmp_path):
-    records = asyncio.run(run_bench(spec(tmp_path, "run"), quiet=True))
+    records = asyncio.run(run_bench(spec(tmp_path, "run")))
     for r in records:
         r["metrics"] = {"mllm": 0.8, "clipscore_cos": 0.3, "clipscore": 0.75}
     row = write_summary(tmp_path / "run", records)

@@ -6,7 +6,7 @@ from langchain_core.tracers.langchain import LangChainTracer
 
 from mllm_guidance import guide
 from mllm_guidance.cli import main
-from mllm_guidance.tracing import image_safe_client, strip_images, trace_rows
+from mllm_guidance.evidence.tracing import image_safe_client, strip_images, trace_rows
 from tests.fakes import ALIGNED, PLACE, RecordingChatModel, score
 from tests.stubs import StubServer
 

@@ -15,3 +15,24 @@ def state_with_round(ctx, prompt, layout=LAYOUT, score=None, rounds=1, **extra) 
         ref = ctx.store.save_image(Image.new("RGB", (64, 48), (k * 40, 100, 100)), f"round-{k}.png")
         made.append(Round(index=k, layout=layout, layout_source="place", seed=0, image=ref, score=score if k < rounds - 1 else None))
     return GuidanceState(prompt=prompt, plan=Plan(layout=layout, source="place"), rounds=made, **extra)
+
+
+def _called_synchronously(cls):
+    """The node class, with calls that run its coroutine to the end (nodes are async)."""
+    import asyncio
+
+    class Node(cls):
+        def __call__(self, state, runtime):
+            return asyncio.run(super().__call__(state, runtime))
+
+    Node.__name__ = Node.__qualname__ = cls.__name__
+    return Node
+
+
+from mllm_guidance import nodes as _nodes  # noqa: E402
+
+AlignNode = _called_synchronously(_nodes.AlignNode)
+GenerateNode = _called_synchronously(_nodes.GenerateNode)
+PlaceNode = _called_synchronously(_nodes.PlaceNode)
+ReasonNode = _called_synchronously(_nodes.ReasonNode)
+SelfCorrectNode = _called_synchronously(_nodes.SelfCorrectNode)

@@ -1,5 +1,5 @@
 from mllm_guidance.config import make_config
-from mllm_guidance.nodes import AlignNode
+from tests.nodes.helpers import AlignNode
 from tests.conftest import make_context, make_runtime
 from tests.fakes import ALIGNED
 from tests.nodes.helpers import LAYOUT, state_with_round

@@ -1,6 +1,6 @@
 from mllm_guidance.config import make_config
 from mllm_guidance.layout import Layout
-from mllm_guidance.nodes import GenerateNode
+from tests.nodes.helpers import GenerateNode
 from mllm_guidance.state import GuidanceState, Plan
 from tests.conftest import make_context, make_runtime
 

@@ -1,5 +1,5 @@
 from mllm_guidance.config import make_config
-from mllm_guidance.nodes import PlaceNode
+from tests.nodes.helpers import PlaceNode
 from mllm_guidance.state import GuidanceState
 from tests.conftest import make_context, make_runtime
 from tests.fakes import PLACE

@@ -1,5 +1,5 @@
 from mllm_guidance.config import make_config
-from mllm_guidance.nodes import ReasonNode
+from tests.nodes.helpers import ReasonNode
 from tests.conftest import make_context, make_runtime
 from tests.fakes import score
 from tests.nodes.helpers import state_with_round

@@ -1,6 +1,6 @@
 from mllm_guidance.config import make_config
 from mllm_guidance.layout import Layout
-from mllm_guidance.nodes import SelfCorrectNode
+from tests.nodes.helpers import SelfCorrectNode
 from mllm_guidance.state import GuidanceState, Plan
 from tests.conftest import make_context, make_runtime
 from tests.fakes import CORRECTED, PLACE

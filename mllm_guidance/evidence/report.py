@@ -1,97 +1,27 @@
-"""The run's evidence: ``run.json`` (everything, machine-readable) and ``report.html`` (the rounds
-side by side, offline: images are referenced by relative path, styles are inline).
-
-``run.json`` is also a recording: ``--mllm replay:run.json`` plays its ``calls`` back.
-"""
+"""report.html: a finished run's rounds side by side, offline (images by relative path, inline
+styles), with each round's boxes drawn on its image."""
 
 from __future__ import annotations
 
-import functools
 import html
 import json
-import platform
-from importlib import metadata
 from typing import Any
 
-from mllm_guidance.backends.prices import cost_usd, price_for
-from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.draw import draw_layout
 from mllm_guidance.layout import Layout
-from mllm_guidance.prompts.templates import TemplateSet
 from mllm_guidance.state import GuidanceState
-from mllm_guidance.store import META_FILE, RUN_FILE, RunStore
+from mllm_guidance.store import RunStore
 
-FORMAT = "mllm-guidance.run/1"
-
-
-@functools.lru_cache(maxsize=1)
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("mllm-guidance", "langgraph", "langchain-core", "pydantic"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+REPORT_FILE = "report.html"
 
 
-def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, templates: TemplateSet) -> dict[str, Any]:
-    """run.json as a dict: the state, the config, the versions and the MLLM calls it used."""
-    meta = store.read_json(META_FILE) if store.path(META_FILE).exists() else {}
-    all_calls = store.calls()
-    by_id = {c.get("id"): c for c in all_calls}
-    used = [by_id[i] for i in state.call_ids if i in by_id]
-    used_ids = set(state.call_ids)
-    usage = state.usage
-    price = price_for(meta.get("models", {}).get("mllm_name"), config.prices)
-    by_step = {
-        k: {**v.model_dump(), "estimated_cost_usd": cost_usd(v.input_tokens, v.output_tokens, price)}
-        for k, v in usage.mllm.items()
-    }
-    return {
-        "format": FORMAT,
-        "prompt": state.prompt,
-        "seed": state.seed,
-        "mode": config.mode,
-        "config": config.describe(),
-        "models": meta.get("models", {}),
-        "thread_id": meta.get("thread_id"),
-        "created": meta.get("created"),
-        "template_set": {"version": templates.version, "source": templates.source},
-        "versions": dict(package_versions()),
-        "stop_reason": state.stop_reason,
-        "best_round": state.best,
-        "final_image": state.final_image.model_dump() if state.final_image else None,
-        "score": state.rounds[state.best].score if state.best is not None and state.rounds else None,
-        "rounds": [r.model_dump(mode="json") for r in state.rounds],
-        "corrections": [c.model_dump(mode="json") for c in state.corrections],
-        "failures": [f.model_dump(mode="json") for f in state.failures],
-        "usage": {
-            "mllm_calls": usage.mllm_calls,
-            "generator_calls": usage.generator_calls,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "mllm_seconds": round(sum(s.seconds for s in usage.mllm.values()), 4),
-            "generator_seconds": round(usage.generator_seconds, 4),
-            "by_step": by_step,
-            "price_usd_per_1m_tokens": list(price) if price else None,
-            "estimated_cost_usd": cost_usd(usage.input_tokens, usage.output_tokens, price),
-        },
-        "calls": used,
-        "abandoned_calls": [c for c in all_calls if c.get("id") not in used_ids],
-    }
-
-
-def write_run_files(store: RunStore, state: GuidanceState, config: GuidanceConfig, templates: TemplateSet) -> dict[str, Any]:
-    """Write the overlays, run.json and report.html; return the run record."""
+def write_report(store: RunStore, state: GuidanceState, record: dict[str, Any]) -> None:
+    """The overlays of the rounds with a layout, and the page."""
     for r in state.rounds:
         if r.layout is not None:
             overlay = draw_layout(store.load_image(r.image), r.layout)
             store.save_image(overlay, overlay_name(r.index))
-    record = run_record(store, state, config, templates)
-    store.write_json(RUN_FILE, record)
-    store.write_text("report.html", render_html(record))
-    return record
+    store.write_text(REPORT_FILE, render_html(record))
 
 
 def overlay_name(index: int) -> str:

@@ -1,0 +1,80 @@
+"""The ``mllm-guidance`` command: a typer app, and the project's error manners for every command.
+
+Errors print one line that says what to do (``--debug`` adds the traceback); a closed pipe
+(``... | head``) ends the command quietly; Ctrl-C during a run says how to resume it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from mllm_guidance import __version__
+from mllm_guidance.errors import GuidanceError
+
+app = typer.Typer(
+    name="mllm-guidance", help="MLLM Guidance for text-to-image generation.", no_args_is_help=True,
+    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+)
+#: The run directory of the command in progress, for the Ctrl-C hint.
+current: dict[str, str | None] = {"run_dir": None}
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mllm-guidance {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                        help="Print the version and exit.")) -> None:
+    """MLLM Guidance: a multimodal LLM plans, checks and re-plans the layout a grounded diffusion
+    model draws, until the image shows what the prompt says."""
+
+
+def manners(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command's failures as exit statuses: 2 with one line for our errors, 130 for Ctrl-C
+    (with the resume hint), 141 and silence for a closed pipe."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GuidanceError as exc:
+            if kwargs.get("debug"):
+                traceback.print_exc()
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            run_dir = current["run_dir"]
+            hint = f"; continue with: mllm-guidance generate --resume {run_dir}" if run_dir else ""
+            print(f"\ninterrupted{hint}", file=sys.stderr)
+            raise SystemExit(130) from None
+        except BrokenPipeError:
+            # the reader went away (``| head``): say nothing more, as a program killed by SIGPIPE
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(141) from None
+
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 a usage or input error)."""
+    from mllm_guidance.cli import bench, run_commands, tools  # noqa: F401  (registers the commands)
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="mllm-guidance")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,131 @@
+"""``bench``: run a benchmark, and read its results (``datasets``, ``compare``, ``correlate``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mllm_guidance.cli.app import app, manners
+from mllm_guidance.cli.options import (
+    SHARED_CONFIG_FLAGS,
+    choice_type,
+    config_params,
+    config_values,
+    generator_options,
+    generator_params,
+    make_cli_config,
+    mllm_options,
+    mllm_params,
+    plain,
+    with_params,
+)
+from mllm_guidance.cli.progress import Progress
+from mllm_guidance.cli.run_commands import pick_generator, pick_mllm
+from mllm_guidance.config import MODES
+from mllm_guidance.errors import InputError
+
+bench_app = typer.Typer(help="Run a benchmark (or: bench datasets | compare DIR... | correlate --human CSV DIR).",
+                        invoke_without_command=True, no_args_is_help=False)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback(invoke_without_command=True)
+@manners
+@with_params(mllm_params(), generator_params(), config_params(("max_align_rounds",) + SHARED_CONFIG_FLAGS))
+def bench(
+    ctx: typer.Context,
+    dataset: str | None = typer.Option(None, "--dataset", help="rls300, spatial, 3d-spatial, non-spatial, complex, or a file (.txt/.jsonl/.csv)."),
+    method: choice_type("Method", MODES) = typer.Option("full", "--method", help="The graph mode to evaluate."),  # type: ignore[valid-type]
+    images_per_prompt: int = typer.Option(1, "--images-per-prompt", min=1, help="Images per prompt."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Image j of a prompt uses seed + j."),
+    scorer: str | None = typer.Option(None, "--scorer", help="Comma-separated: mllm, clipscore, blip-vqa, blip-clip."),
+    judge: str | None = typer.Option(None, "--judge", help="The MLLM of the mllm scorer (default: the guide's)."),
+    clip_model: str | None = typer.Option(None, "--clip-model", help="CLIP for clipscore."),
+    blip_model: str | None = typer.Option(None, "--blip-model", help="BLIP for blip-vqa / blip-clip."),
+    shard: str = typer.Option("0/1", "--shard", help="i/n: this machine's share of the items."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Prompts in flight at once."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts."),
+    out: str | None = typer.Option(None, "--out", metavar="DIR", help="Output directory (results.jsonl, images/, summary)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    **options: Any,
+) -> int:
+    """Run a benchmark: every prompt of a dataset through one method, scored and summarized."""
+    if ctx.invoked_subcommand is not None:
+        return 0
+    import asyncio
+
+    from mllm_guidance.eval import tables
+    from mllm_guidance.eval.runner import BenchSpec, rewrite_results, run_bench
+    from mllm_guidance.eval.scorers import build_scorers, score_records
+
+    method = plain(method)
+    if not dataset or not out:
+        raise InputError("give --dataset and --out (or: bench datasets | compare DIR... | correlate --human CSV DIR)")
+    try:
+        index, count = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {shard!r}: give i/n, e.g. 0/4") from None
+    progress = Progress(quiet=quiet)
+    config = make_cli_config({**config_values(options), "mode": method})
+    spec = BenchSpec(
+        dataset=dataset, out=Path(out), method=method, images_per_prompt=images_per_prompt, seed=seed,
+        mllm=pick_mllm(options["mllm"], method, progress), generator=options["generator"] or pick_generator(progress),
+        config=config.describe(), mllm_options=mllm_options(options).model_dump(exclude_defaults=True),
+        generator_options=generator_options(options), shard=(index, count), concurrency=concurrency, limit=limit,
+    )
+    names = [s.strip() for s in (scorer or "").split(",") if s.strip()]
+    # every scorer (and its model) is ready before the first image is spent
+    built = build_scorers(names, judge_mllm=judge or spec.mllm, clip_model=clip_model, blip_model=blip_model,
+                          mllm_options=mllm_options(options)) if names else []
+    try:
+        records = asyncio.run(run_bench(spec, progress=progress))
+    finally:
+        progress.close()
+    if built:
+        records = score_records(spec.out, records, built)
+        rewrite_results(spec.out, records)
+    row = tables.write_summary(spec.out, records)
+    print(tables.markdown([row]))
+    failed = [r for r in records if r.get("status") != "ok"]
+    if failed:
+        print(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", file=sys.stderr)
+    return 0
+
+
+@bench_app.command()
+@manners
+def datasets() -> int:
+    """List the built-in datasets with their sizes."""
+    from mllm_guidance.eval.datasets import list_datasets
+
+    for name, count, about in list_datasets():
+        print(f"{name:<12} {count:>4}  {about}")
+    return 0
+
+
+@bench_app.command()
+@manners
+def compare(dirs: list[str] = typer.Argument(..., help="Benchmark output directories.")) -> int:
+    """Put several benchmark runs side by side."""
+    from mllm_guidance.eval import tables
+
+    print(tables.markdown(tables.compare(dirs)))
+    return 0
+
+
+@bench_app.command()
+@manners
+def correlate(
+    directory: str = typer.Argument(..., metavar="DIR", help="A benchmark output directory."),
+    human: str = typer.Option(..., "--human", help="CSV with a 'rating' column and a 'key' or 'image' column."),
+) -> int:
+    """Kendall tau and Spearman rho of every metric against human ratings."""
+    from mllm_guidance.eval import tables
+    from mllm_guidance.eval.runner import RESULTS, read_results
+
+    print(tables.markdown(tables.correlate(read_results(Path(directory) / RESULTS), human)))
+    return 0

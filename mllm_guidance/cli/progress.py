@@ -1,0 +1,101 @@
+"""One progress renderer for the terminal, for a single run (``generate``, ``plan``) and for a
+benchmark (``bench``): finished steps as lines, and a live status line while waiting (only on a
+terminal; piped output gets the lines alone)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+
+from mllm_guidance.prompts.steps import STEPS
+
+
+class Progress:
+    """Feed it the graph's events (``__call__``) or a benchmark's records (``record``)."""
+
+    def __init__(self, quiet: bool = False, console: Console | None = None, total: int = 0) -> None:
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.quiet = quiet
+        self.live = self.console.is_terminal
+        self._status: Any = None
+        self._since = time.perf_counter()
+        # benchmark counters
+        self.total, self.done, self.failed = total, 0, 0
+        self.scores: list[float] = []
+
+    # -- lines and the status line ------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def show(self, text: str) -> None:
+        """A transient status line (a spinner on a terminal; nothing when piped)."""
+        if self.quiet or not self.live:
+            return
+        if self._status is None:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    # -- a run's events -----------------------------------------------------------------------
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, step, k = event.get("event"), str(event.get("step", "")), event.get("round")
+        if kind == "generating":
+            self._since = time.perf_counter()
+            self.show(f"round {k} · generating")
+        elif kind == "denoising":
+            elapsed = time.perf_counter() - self._since
+            self.show(f"round {k} · generating · step {event.get('step_index')}/{event.get('steps')} · {elapsed:.0f}s")
+        elif kind == "mllm_call":
+            if not event.get("ok"):
+                self.say(f"{step:<13}round {k} · unreadable answer (attempt {event.get('attempt')}): {event.get('error')}")
+            else:
+                self.show(f"round {k} · {step} answered")
+        elif kind == "mllm_retry":
+            self.say(f"{step:<13}round {k} · {event.get('kind')}, retrying (try {event.get('try')})")
+        elif kind == "step":
+            if step == "generate":
+                detail = f"image in {event.get('seconds')}s"
+            elif step in STEPS:
+                detail = STEPS[step].describe(event)
+            else:
+                detail = ""
+            self.say(f"{step:<13}round {k} · {detail}")
+        elif kind == "done":
+            self.close()
+            self.say(f"{'finish':<13}best round {k} · stop: {event.get('stop')}")
+
+    # -- a benchmark's records ----------------------------------------------------------------
+
+    def record(self, record: dict[str, Any]) -> None:
+        """One finished benchmark item: done/total, images per second, ETA, mean score."""
+        self.done += 1
+        self.failed += record.get("status") != "ok"
+        if record.get("final_score") is not None:
+            self.scores.append(record["final_score"])
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self._since
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        mean = f"{sum(self.scores) / len(self.scores):.2f}" if self.scores else "-"
+        bar = "#" * int(30 * self.done / max(1, self.total))
+        line = (f"[{bar:<30}] {self.done}/{self.total} · {rate:.2f} img/s · ETA {eta:,.0f}s · mean score {mean} · "
+                f"failed {self.failed}")
+        if self.live and self.done < self.total:
+            self.show(line)
+        elif not self.live and self.done < self.total and self.done % max(1, self.total // 20):
+            return  # piped: a line every 5%, not one per image
+        else:
+            self.close()
+            self.say(line)

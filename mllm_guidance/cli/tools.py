@@ -1,0 +1,91 @@
+"""``templates``, ``trace`` and ``mcp``: the prompts, a run's trace, and the MCP server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mllm_guidance.cli.app import app, manners
+from mllm_guidance.cli.options import (
+    SHARED_CONFIG_FLAGS,
+    choice_type,
+    config_params,
+    config_values,
+    generator_options,
+    generator_params,
+    make_cli_config,
+    mllm_options,
+    mllm_params,
+    plain,
+    with_params,
+)
+from mllm_guidance.errors import InputError
+
+
+@app.command()
+@manners
+def templates(
+    action: choice_type("TemplatesAction", ("show", "export")) = typer.Argument(..., help="show or export."),  # type: ignore[valid-type]
+    target: str | None = typer.Argument(None, help="show: a step name; export: a directory."),
+    directory: str | None = typer.Option(None, "--templates", metavar="DIR", help="Show this directory's set instead of the built-in one."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> int:
+    """Show or export the prompt templates."""
+    from mllm_guidance.prompts.steps import STEP_NAMES, step_named
+    from mllm_guidance.prompts.templates import export_templates, load_templates
+
+    if plain(action) == "export":
+        if not target:
+            raise InputError("give the directory to export into: mllm-guidance templates export DIR")
+        for path in export_templates(target):
+            print(path)
+        return 0
+    loaded = load_templates(directory)
+    try:
+        steps = [step_named(target).name] if target else list(STEP_NAMES)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+    for step in steps:
+        tpl = loaded.steps[step]
+        print(f"===== {step} ({loaded.version}) =====\n{tpl.instructions}\n--- request ---\n{tpl.request.template}\n")
+    return 0
+
+
+@app.command()
+@manners
+def trace(
+    action: choice_type("TraceAction", ("show",)) = typer.Argument(..., help="show"),  # type: ignore[valid-type]
+    run_dir: str = typer.Argument(..., help="A run directory (with run.json)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> int:
+    """Show a run's rounds as a table."""
+    from mllm_guidance.evidence.tracing import show
+
+    print(show(run_dir))
+    return 0
+
+
+@app.command()
+@manners
+@with_params(mllm_params(), generator_params(), config_params(SHARED_CONFIG_FLAGS))
+def mcp(
+    runs_dir: str = typer.Option("runs", "--runs-dir", help="Where each call's run directory goes."),
+    http: bool = typer.Option(False, "--http", help="Streamable HTTP instead of stdio."),
+    host: str = typer.Option("127.0.0.1", "--host", help="HTTP host."),
+    port: int = typer.Option(8000, "--port", help="HTTP port."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    **options: Any,
+) -> int:
+    """Serve generate_image and plan_layout over MCP (stdio, or --http)."""
+    try:
+        from mllm_guidance.mcp_server import create_server
+    except ImportError as exc:
+        raise InputError(f"the MCP server needs the mcp package: pip install 'mllm-guidance[mcp]' ({exc})") from None
+    server = create_server(
+        mllm=options["mllm"], generator=options["generator"], config=make_cli_config(config_values(options)),
+        runs_dir=runs_dir, mllm_options=mllm_options(options), generator_options=generator_options(options),
+        host=host, port=port,
+    )
+    server.run(transport="streamable-http" if http else "stdio")
+    return 0
