@@ -153,7 +153,7 @@ def build_tiny_creatilayout_flux(target: Path, text_width: int = 32) -> Path:
     transformer = SiamLayoutFluxTransformer2DModel(
         patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
         joint_attention_dim=text_width, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 6, 6),
-        double_blocks_index=[0], single_blocks_index=[0], max_boxes_token_length=6,
+        double_blocks_index=[0], single_blocks_index=[0], max_boxes_token_length=12,
     )
     wake_zero_layers(transformer)
     CreatiLayoutFluxPipeline(**flux_components(target, True, transformer, text_width)).save_pretrained(target)
