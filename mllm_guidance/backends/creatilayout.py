@@ -141,7 +141,7 @@ class CreatiLayoutGenerator:
             kwargs["negative_prompt"] = request.negative_prompt
         try:
             with quiet():
-                image = first_image(self.pipe(request.prompt, list(zip(phrases, boxes)), **kwargs))
+                image = first_image(self.pipe(request.prompt, list(zip(phrases, boxes, strict=True)), **kwargs))
         except ValueError as exc:
             raise BackendError(f"creatilayout could not render: {exc}") from exc
         return Generated(image=image, notes=notes)

@@ -97,7 +97,7 @@ class RegionalFluxGenerator:
         try:
             with quiet():
                 image = first_image(self.pipe(
-                    request.prompt, list(zip(phrases, boxes)), height=height, width=width, num_inference_steps=steps,
+                    request.prompt, list(zip(phrases, boxes, strict=True)), height=height, width=width, num_inference_steps=steps,
                     guidance_scale=request.guidance_scale if request.guidance_scale is not None else self.guidance_scale,
                     generator=seeded_generator(request.seed), max_sequence_length=self.max_sequence_length,
                     mask_inject_steps=round(share * steps),

@@ -112,14 +112,15 @@ def test_a_batch_grounds_each_prompt_on_its_own_layout(flux_dir, sd3_dir):
     creati = load_creatilayout(str(sd3_dir))
     one = [("a cat", [0.0, 0.0, 0.5, 0.5])]
     two = [("a dog", [0.5, 0.0, 1.0, 1.0]), ("a ball", [0.0, 0.6, 0.4, 1.0])]
-    for pipe, extra in ((regional, {"mask_inject_steps": 2, "max_sequence_length": 32}), (creati, {"grounding_share": 1.0})):
-        def run(prompts, regions, seeds):
-            generators = [torch.Generator().manual_seed(s) for s in seeds]
-            return pipe(prompts, regions, height=64, width=64, num_inference_steps=2, generator=generators,
-                        output_type="latent", **extra).images
 
-        batch = run(["a cat", "a dog and a ball"], [one, two], [0, 1])
-        alone = torch.cat([run(["a cat"], [one], [0]), run(["a dog and a ball"], [two], [1])])
+    def run(pipe, extra, prompts, regions, seeds):
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        return pipe(prompts, regions, height=64, width=64, num_inference_steps=2, generator=generators,
+                    output_type="latent", **extra).images
+
+    for pipe, extra in ((regional, {"mask_inject_steps": 2, "max_sequence_length": 32}), (creati, {"grounding_share": 1.0})):
+        batch = run(pipe, extra, ["a cat", "a dog and a ball"], [one, two], [0, 1])
+        alone = torch.cat([run(pipe, extra, ["a cat"], [one], [0]), run(pipe, extra, ["a dog and a ball"], [two], [1])])
         assert torch.allclose(batch, alone, atol=1e-4), type(pipe).__name__
 
 
