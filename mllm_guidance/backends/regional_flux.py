@@ -51,7 +51,7 @@ def flux_license(model: str) -> str:
     name = model.lower()
     if "flux.1-schnell" in name:
         return "FLUX.1 [schnell]: Apache-2.0"
-    if "flux.1-dev" in name or "flux.1-krea-dev" in name:
+    if "flux.1-dev" in name:
         return "FLUX.1 [dev] Non-Commercial License"
     return f"unknown: see the license of {model}"
 

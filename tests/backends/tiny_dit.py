@@ -8,10 +8,6 @@ from pathlib import Path
 
 from tests.backends.tiny_diffusion import CHARS, clip_tokenizer
 
-#: The T5 width the SiamLayout pipelines assume (CreatiLayout's FLUX pipeline hard-codes 4096).
-T5_XXL_WIDTH = 4096
-
-
 def t5_tokenizer(model_max_length: int = 512):
     """A T5 unigram tokenizer over single characters (so any phrase tokenizes), eos appended."""
     from transformers import T5Tokenizer
