@@ -1,10 +1,12 @@
 """CUDA smoke test of every diffusers generator backend with tiny random-weight pipelines.
 
-For gligen, gligen-xl and text2image: load in half precision on the GPU, render 64 x 64 images
-(with and without boxes), check the weights sit on the device in the requested dtype, and print
-seconds per image and peak GPU memory. Without CUDA it says so and exits 0.
+For gligen, gligen-xl, text2image, regional-flux and creatilayout (SD3 and FLUX): load in half
+precision on the GPU, render 64 x 64 images (with and without boxes), check the weights sit on the
+device in the requested dtype, and print seconds per image and peak GPU memory. Without CUDA it says
+so and exits 0; ``--cpu`` runs the same renders on the CPU in fp32 (no memory column), to check the
+script itself where there is no GPU.
 
-    python benchmarks/gpu_smoke.py [--dtype float16|bfloat16] [--steps 10]
+    python benchmarks/gpu_smoke.py [--dtype float16|bfloat16] [--steps 10] [--only regional-flux,creatilayout-sd3] [--cpu]
 """
 
 from __future__ import annotations
@@ -22,52 +24,73 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="float16")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--only", help="comma-separated backends (default: all)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU in fp32 (checks the script without a GPU)")
     args = parser.parse_args()
     try:
         import torch
     except ImportError:
         print("torch is not installed: skipped")
         return 0
-    if not torch.cuda.is_available():
-        print("no CUDA device: skipped")
+    cuda = torch.cuda.is_available() and not args.cpu
+    if not cuda and not args.cpu:
+        print("no CUDA device: skipped (--cpu runs the renders on the CPU)")
         return 0
+    device, dtype = ("cuda", args.dtype) if cuda else ("cpu", "float32")
 
+    from mllm_guidance.backends.creatilayout import CreatiLayoutGenerator
     from mllm_guidance.backends.generator import GenerationRequest
     from mllm_guidance.backends.gligen import GligenGenerator
     from mllm_guidance.backends.gligen_xl import GligenXLGenerator
+    from mllm_guidance.backends.regional_flux import RegionalFluxGenerator
     from mllm_guidance.backends.text2image import Text2ImageGenerator
     from mllm_guidance.layout import Layout
     from tests.backends.tiny_diffusion import build_tiny_gligen, build_tiny_gligen_xl
+    from tests.backends.tiny_dit import build_tiny_creatilayout_flux, build_tiny_creatilayout_sd3, build_tiny_flux
 
     layout = Layout.from_pairs([("a cat", [0.1, 0.1, 0.5, 0.5]), ("a dog", [0.5, 0.5, 0.9, 0.9])])
-    print(f"device: {torch.cuda.get_device_name(0)}, dtype {args.dtype}, {args.steps} steps, 64x64")
-    print(f"{'backend':<12} {'load (s)':>9} {'boxes (s/img)':>14} {'no boxes (s/img)':>17} {'peak (MiB)':>11}  placement")
+    name_of = torch.cuda.get_device_name(0) if cuda else "cpu"
+    print(f"device: {name_of}, dtype {dtype}, {args.steps} steps, 64x64")
+    print(f"{'backend':<18} {'load (s)':>9} {'boxes (s/img)':>14} {'no boxes (s/img)':>17} {'peak (MiB)':>11}  placement")
+    steps = {"steps": args.steps}
+    # the short smoke renders ground every step (constructor options of the DiT backends)
+    builds = {
+        "gligen": (GligenGenerator, lambda d: build_tiny_gligen(d), steps),
+        "gligen-xl": (GligenXLGenerator, lambda d: build_tiny_gligen_xl(d), steps),
+        "text2image": (Text2ImageGenerator, lambda d: build_tiny_gligen(d, gated=False), {}),
+        "regional-flux": (RegionalFluxGenerator, lambda d: build_tiny_flux(d, dev=True), {**steps, "mask_share": 1.0}),
+        "creatilayout-sd3": (CreatiLayoutGenerator, build_tiny_creatilayout_sd3, {**steps, "grounding_share": 1.0}),
+        "creatilayout-flux": (CreatiLayoutGenerator, build_tiny_creatilayout_flux, {**steps, "grounding_share": 1.0}),
+    }
+    wanted = args.only.split(",") if args.only else list(builds)
     with tempfile.TemporaryDirectory() as tmp:
-        builds = {
-            "gligen": (GligenGenerator, build_tiny_gligen(Path(tmp) / "g"), {"steps": args.steps}),
-            "gligen-xl": (GligenXLGenerator, build_tiny_gligen_xl(Path(tmp) / "gx"), {"steps": args.steps}),
-            "text2image": (Text2ImageGenerator, build_tiny_gligen(Path(tmp) / "sd", gated=False), {}),
-        }
-        for name, (cls, path, extra) in builds.items():
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+        for name in wanted:
+            cls, build, extra = builds[name]
+            path = build(Path(tmp) / name)
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
             started = time.perf_counter()
-            gen = cls(str(path), device="cuda", dtype=args.dtype, **extra)
+            gen = cls(str(path), device=device, dtype=dtype, **extra)
             load = time.perf_counter() - started
-            params = [p for p in gen.pipe.unet.parameters()]
-            placement = f"{params[0].device.type}/{str(params[0].dtype).removeprefix('torch.')}"
+            denoiser = getattr(gen.pipe, "unet", None) or gen.pipe.transformer
+            param = next(denoiser.parameters())
+            placement = f"{param.device.type}/{str(param.dtype).removeprefix('torch.')}"
             timings = []
             for lay in (layout, Layout()):
-                gen.generate(GenerationRequest(prompt="a cat and a dog", layout=lay, seed=0, width=64, height=64, steps=args.steps))
-                torch.cuda.synchronize()
+                request = dict(prompt="a cat and a dog", layout=lay, width=64, height=64, steps=args.steps)
+                gen.generate(GenerationRequest(seed=0, **request))
+                if cuda:
+                    torch.cuda.synchronize()
                 started = time.perf_counter()
                 for seed in range(3):
-                    out = gen.generate(GenerationRequest(prompt="a cat and a dog", layout=lay, seed=seed, width=64, height=64, steps=args.steps))
-                torch.cuda.synchronize()
+                    out = gen.generate(GenerationRequest(seed=seed, **request))
+                if cuda:
+                    torch.cuda.synchronize()
                 timings.append((time.perf_counter() - started) / 3)
                 assert out.image.size == (64, 64)
-            peak = torch.cuda.max_memory_allocated() / 2**20
-            print(f"{name:<12} {load:>9.2f} {timings[0]:>14.3f} {timings[1]:>17.3f} {peak:>11.1f}  {placement}")
+            peak = f"{torch.cuda.max_memory_allocated() / 2**20:>11.1f}" if cuda else f"{'-':>11}"
+            print(f"{name:<18} {load:>9.2f} {timings[0]:>14.3f} {timings[1]:>17.3f} {peak}  {placement}")
             del gen
     return 0
 

@@ -4,8 +4,10 @@ memory options, seeded generation, and keeping deprecation chatter out of the us
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from mllm_guidance.backends.torch_device import pick_device, torch_dtype
@@ -64,3 +66,15 @@ def load_pipeline(what: str, model: str, load: Callable[[Any], Any], *, device: 
 
 def first_image(output: Any) -> Any:
     return output.images[0]
+
+
+def read_model_json(path: str, name: str) -> dict[str, Any]:
+    """A JSON file of a checkpoint: from the local folder, else from the hub repository ``path``."""
+    local = Path(path) / name
+    if local.exists():
+        return json.loads(local.read_text())
+    if Path(path).exists():
+        raise OSError(f"{local} does not exist")
+    from huggingface_hub import hf_hub_download
+
+    return json.loads(Path(hf_hub_download(path, name)).read_text())

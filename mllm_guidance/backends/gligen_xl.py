@@ -20,11 +20,9 @@ embedding (1280): 2048, SDXL's cross-attention width, as the authors trained it.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet
+from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet, read_model_json
 from mllm_guidance.backends.generator import GenerationRequest, Generated
 from mllm_guidance.backends.grounding import GLIGEN_MAX_OBJECTS, fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
@@ -120,7 +118,7 @@ def load_gligen_xl(path: str, torch_dtype: Any = None) -> Any:
     unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **kw)
     if unet.config.get("attention_type") != "gated" or getattr(unet, "position_net", None) is None:
         raise ValueError(f"{path}/unet is not a GLIGEN UNet (attention_type must be 'gated')")
-    scheduler_config = _read_json(path, "scheduler/scheduler_config.json")
+    scheduler_config = read_model_json(path, "scheduler/scheduler_config.json")
     scheduler_cls = getattr(diffusers, scheduler_config.get("_class_name", "EulerDiscreteScheduler"))
     return _pipeline_class()(
         vae=AutoencoderKL.from_pretrained(path, subfolder="vae", **kw),
@@ -131,15 +129,6 @@ def load_gligen_xl(path: str, torch_dtype: Any = None) -> Any:
         unet=unet,
         scheduler=scheduler_cls.from_pretrained(path, subfolder="scheduler"),
     )
-
-
-def _read_json(path: str, name: str) -> dict[str, Any]:
-    local = Path(path) / name
-    if local.exists():
-        return json.loads(local.read_text())
-    from huggingface_hub import hf_hub_download
-
-    return json.loads(Path(hf_hub_download(path, name)).read_text())
 
 
 class GligenXLGenerator:

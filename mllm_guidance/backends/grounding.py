@@ -32,30 +32,34 @@ def keep_largest(layout: Layout, limit: int = GLIGEN_MAX_OBJECTS) -> tuple[Layou
     return kept, [f"{len(layout)} objects: kept the {limit} largest, dropped {', '.join(dropped)}"]
 
 
-def truncate_phrase(tokenizer: Any, phrase: str) -> tuple[str, bool]:
-    """The phrase cut to what the tokenizer's model takes (with its start and end tokens)."""
-    limit = int(getattr(tokenizer, "model_max_length", 77) or 77)
+def truncate_phrase(tokenizer: Any, phrase: str, limit: int | None = None, specials: int = 2) -> tuple[str, bool]:
+    """The phrase cut to ``limit`` tokens (default: what the tokenizer's model takes), ``specials`` of
+    them start and end tokens (CLIP: 2, T5: 1)."""
+    limit = limit or int(getattr(tokenizer, "model_max_length", 77) or 77)
     if limit > 10_000:  # tokenizers without a real limit report a huge sentinel
         return phrase, False
     ids = tokenizer(phrase, add_special_tokens=False).input_ids
-    room = limit - 2
+    room = limit - specials
     if len(ids) <= room:
         return phrase, False
     return tokenizer.decode(ids[:room]).strip(), True
 
 
-def grounding_inputs(layout: Layout | None, tokenizers: list[Any]) -> tuple[list[str], list[list[float]], list[str]]:
-    """(phrases, normalized corner boxes, notes) for GLIGEN-style pipelines."""
+def grounding_inputs(layout: Layout | None, tokenizers: list[Any], *, max_objects: int = GLIGEN_MAX_OBJECTS,
+                     token_limit: int | None = None, specials: int = 2) -> tuple[list[str], list[list[float]], list[str]]:
+    """(phrases, normalized corner boxes, notes) for box-grounded pipelines: at most ``max_objects``
+    (the largest), each phrase cut to what every tokenizer's model takes (``token_limit`` tokens if given)."""
     if layout is None or layout.is_empty:
         return [], [], ["empty layout: rendered without grounding"] if layout is not None else []
-    layout, notes = keep_largest(layout)
+    layout, notes = keep_largest(layout, max_objects)
     phrases = []
     for obj in layout.objects:
         phrase, cut = obj.name, False
         for tokenizer in tokenizers:
-            phrase, was_cut = truncate_phrase(tokenizer, phrase)
+            phrase, was_cut = truncate_phrase(tokenizer, phrase, token_limit, specials)
             cut = cut or was_cut
         if cut:
-            notes.append(f"phrase {obj.name[:40]!r}... cut to the text encoder's 77 tokens")
+            limit = token_limit or int(getattr(tokenizers[0], "model_max_length", 77) or 77)
+            notes.append(f"phrase {obj.name[:40]!r}... cut to the text encoder's {limit} tokens")
         phrases.append(phrase)
     return phrases, [o.box.as_list() for o in layout.objects], notes

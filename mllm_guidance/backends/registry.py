@@ -26,6 +26,8 @@ BUILTIN: dict[str, str] = {
     "text2image": "mllm_guidance.backends.text2image:Text2ImageGenerator",
     "instancediffusion": "mllm_guidance.backends.instancediffusion:InstanceDiffusionGenerator",
     "rich-context": "mllm_guidance.backends.rich_context:RichContextGenerator",
+    "regional-flux": "mllm_guidance.backends.regional_flux:RegionalFluxGenerator",
+    "creatilayout": "mllm_guidance.backends.creatilayout:CreatiLayoutGenerator",
 }
 
 _cache: dict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = {}
