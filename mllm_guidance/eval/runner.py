@@ -34,7 +34,7 @@ from mllm_guidance.backends.generator import GenerationRequest, Generator, creat
 from mllm_guidance.backends.mllm import describe_mllm, resolve_mllm
 from mllm_guidance.config import make_config
 from mllm_guidance.errors import InputError
-from mllm_guidance.eval.datasets import Prompt, load_dataset
+from mllm_guidance.eval.datasets import Prompt, dataset_category, load_dataset
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.redact import redact_text
 from mllm_guidance.store import RunStore
@@ -163,7 +163,7 @@ async def run_bench(spec: BenchSpec, *, quiet: bool = False, on_record: Callable
     generator = SerializedGenerator(create_generator(spec.generator, **spec.generator_options))
     base = make_config({**spec.config, "mode": spec.method})
     pins = {
-        "dataset": dataset, "method": spec.method, "package_version": __version__,
+        "dataset": dataset, "category": dataset_category(spec.dataset), "method": spec.method, "package_version": __version__,
         "template_set": load_templates(base.templates_dir).version,
         "models": {"mllm": describe_mllm(model) if model is not None else None, "generator": generator.name},
     }
