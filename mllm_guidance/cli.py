@@ -170,19 +170,43 @@ def _bench_run(args: argparse.Namespace) -> int:
         mllm_options=_mllm_options(args), generator_options=_generator_options(args), shard=(index, count),
         concurrency=args.concurrency, limit=args.limit,
     )
-    records = asyncio.run(run_bench(spec, quiet=args.quiet))
     scorers = [s.strip() for s in (args.scorer or "").split(",") if s.strip()]
-    if scorers:
-        built = build_scorers(scorers, judge_mllm=args.judge or spec.mllm, clip_model=args.clip_model,
-                              blip_model=args.blip_model, mllm_options=_mllm_options(args))
+    built = build_scorers(scorers, **_scorer_options(args)) if scorers else []  # a missing key fails before any image
+    records = asyncio.run(run_bench(spec, quiet=args.quiet))
+    if built:
         records = score_records(out, records, built)
         rewrite_results(out, records)
     row = tables.write_summary(out, records)
-    print(tables.markdown([row]))
+    print(tables.summary_markdown(row))
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
         print(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", file=sys.stderr)
     return 0
+
+
+def _scorer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """ScorerOptions fields from the bench flags (unset flags keep the references' defaults)."""
+    judge_options: dict[str, Any] = {"timeout": args.mllm_timeout}
+    if args.judge_base_url:
+        judge_options["base_url"] = args.judge_base_url
+    temperature = None if str(args.judge_temperature).lower() == "none" else _float(args.judge_temperature, "--judge-temperature")
+    return {
+        "judge": args.judge, "judge_protocol": args.judge_protocol, "judge_category": args.judge_category,
+        "judge_repeats": args.judge_repeats, "judge_scale": args.judge_scale, "judge_temperature": temperature,
+        "judge_options": judge_options, "judge_concurrency": args.concurrency,
+        "clip_model": args.clip_model, "clip_complex_rule": args.clip_complex_rule,
+        "blip_vqa_model": args.blip_vqa_model, "blip_vqa_questions": args.blip_vqa_questions,
+        "blip_vqa_image_size": args.blip_vqa_image_size, "blip_clip_recipe": args.blip_clip_recipe,
+        "blip_clip_captioner": args.blip_clip_captioner, "blip_clip_clip_model": args.blip_clip_clip_model,
+        "device": args.scorer_device,
+    }
+
+
+def _float(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: give a number, or none for the provider's default") from None
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -432,10 +456,28 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--images-per-prompt", type=int, default=1)
     b.add_argument("--seed", type=int, default=0, help="image j of a prompt uses seed + j (default 0)")
     b.add_argument("-k", "--max-rounds", type=int, default=5)
-    b.add_argument("--scorer", help="comma-separated: mllm, clipscore, blip-vqa, blip-clip")
-    b.add_argument("--blip-model", help="BLIP for blip-vqa / blip-clip (defaults: Salesforce/blip-vqa-base, Salesforce/blip-image-captioning-large)")
-    b.add_argument("--judge", help="the MLLM of the mllm scorer (default: the guide's)")
-    b.add_argument("--clip-model", help="CLIP for clipscore (default openai/clip-vit-large-patch14)")
+    b.add_argument("--scorer", help="comma-separated: mllm (T2I-CompBench judge), mllm-reason (the guide's reason rubric), clipscore, blip-vqa, blip-clip")
+    b.add_argument("--judge", default="openai:gpt-4o", help="the MLLM of the mllm / mllm-reason scorers, its own model (default openai:gpt-4o)")
+    b.add_argument("--judge-base-url", metavar="URL", help="server of an OpenAI-compatible or Ollama judge (the guide's --mllm-base-url is not used)")
+    b.add_argument("--judge-protocol", choices=["gpt4v", "gpt4v-as-run", "cot"], default="gpt4v",
+                   help="T2I-CompBench prompt: gpt4v (per category, one turn; default), gpt4v-as-run (their script's spatial prompt for every category), cot (describe, then score)")
+    b.add_argument("--judge-category", choices=["spatial", "3d-spatial", "non-spatial", "complex", "numeracy"],
+                   help="the judge's T2I-CompBench category (default: the dataset's; rls300 and user files: complex)")
+    b.add_argument("--judge-repeats", type=int, default=1, metavar="N", help="ask the judge N times per image and average (default 1)")
+    b.add_argument("--judge-scale", choices=["raw", "s/5", "(s-1)/4", "pass@5"], default="s/5",
+                   help="how 1..5 judge scores are reported: raw, s/5 (default), (s-1)/4, pass@5 (share scored 5)")
+    b.add_argument("--judge-temperature", default="0", metavar="T", help="judge sampling temperature (default 0; none: the provider's default)")
+    b.add_argument("--clip-model", default="openai/clip-vit-base-patch32", help="CLIP for clipscore (default openai/clip-vit-base-patch32)")
+    b.add_argument("--clip-complex-rule", action="store_true", help="clipscore_cos without adjectives (T2I-CompBench's complex-category rule; needs spaCy's en_core_web_sm)")
+    b.add_argument("--blip-vqa-model", default="Salesforce/blip-vqa-capfilt-large", help="BLIP VQA weights (default Salesforce/blip-vqa-capfilt-large)")
+    b.add_argument("--blip-vqa-questions", choices=["auto", "spacy", "rules"], default="auto",
+                   help="noun chunks from spaCy's en_core_web_sm (the reference) or the rule-based splitter (default auto: spaCy when installed)")
+    b.add_argument("--blip-vqa-image-size", type=int, default=480, metavar="PX", help="BLIP-VQA input size (default 480, the reference's)")
+    b.add_argument("--blip-clip-recipe", choices=["attend-and-excite", "blip2"], default="attend-and-excite",
+                   help="attend-and-excite (BLIP base captions, CLIP ViT-B/16, templates; default) or blip2 (the thesis's BLIP-2 captioner)")
+    b.add_argument("--blip-clip-captioner", metavar="ID_OR_DIR", help="captioner weights (default: the recipe's)")
+    b.add_argument("--blip-clip-clip-model", default="openai/clip-vit-base-patch16", help="CLIP of blip-clip (default openai/clip-vit-base-patch16)")
+    b.add_argument("--scorer-device", help="device of the CLIP / BLIP scorers: cuda, mps, cpu (default: auto)")
     b.add_argument("--shard", default="0/1", help="i/n: this machine's share of the items (default 0/1)")
     b.add_argument("--concurrency", type=int, default=8, help="prompts in flight at once (default 8)")
     b.add_argument("--limit", type=int, help="only the first N prompts")
