@@ -43,8 +43,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from mllm_guidance.errors import BackendError, InputError
-from mllm_guidance.eval.models import embed_texts, load_clip, load_scoring_model
 from mllm_guidance.eval import phrases
+from mllm_guidance.eval.models import embed_texts, load_clip, load_scoring_model
 
 if TYPE_CHECKING:
     from mllm_guidance.eval.scorers import ScoreItem

@@ -157,6 +157,7 @@ class _Judge:
 
         if repeats < 1:
             raise InputError(f"judge repeats {repeats}: give 1 or more")
+        mllm = DEFAULT_JUDGE if mllm is None else mllm  # never the environment's (the guide's) default
         self.spec = mllm if isinstance(mllm, str) else describe_mllm(mllm)
         self.model, self.temperature = with_temperature(resolve_mllm(mllm, **(mllm_options or {})), temperature)
         self.model_name = describe_mllm(self.model)

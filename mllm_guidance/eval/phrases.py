@@ -117,7 +117,7 @@ made built left lit set put cut shut spread caught bought brought found sold tol
 _ING_NOUNS = set("""
 building ceiling painting wedding earring string swing thing clothing railing morning evening pudding icing
 lightning sibling duckling seedling stocking dumpling awning bedding frosting filling crossing landing parking
-ring king wing sling spring offspring drawing carving sewing ending opening outing serving topping sling
+ring king wing sling spring offspring drawing carving sewing ending opening outing serving topping
 """.split())
 _ED_NOUNS = set("bed shed sled seabed hotbed flowerbed sofabed".split())
 #: Adjectives that may come before a participle modifier ("a big sleeping cat").

@@ -83,7 +83,7 @@ def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **
     unknown_options = set(overrides) - known
     if unknown_options:
         raise InputError(f"unknown scorer option(s) {', '.join(sorted(unknown_options))}")
-    o = ScorerOptions(**{**(options.__dict__ if options else {}), **{k: v for k, v in overrides.items() if v is not None}})
+    o = ScorerOptions(**{**(options.__dict__ if options else {}), **overrides})
     for name in names:
         if name not in SCORERS:
             raise InputError(f"unknown scorer {name!r}; available: {', '.join(SCORERS)}")

@@ -63,7 +63,7 @@ def run_info(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             s = scoring.get("settings", {})
             categories = sorted({(r.get("scoring") or {}).get(name, {}).get("category") for r in ok} - {None})
             parts = [f"{label}{s.get('model')}", s.get("protocol"), "/".join(categories) or None,
-                     f"T={s.get('temperature')}", f"x{s.get('repeats')}", s.get("prompt_version")]
+                     f"T={'provider default' if s.get('temperature') is None else s.get('temperature')}", f"x{s.get('repeats')}", s.get("prompt_version")]
             judges.append(" · ".join(str(p) for p in parts if p))
             scales.append(f"{label}{scoring.get('scale')}")
     return {"generator": models.get("generator"), "guide MLLM": models.get("mllm"), "judge": "; ".join(judges) or None,

@@ -64,6 +64,16 @@ def test_a_judge_that_is_the_guide_is_warned_about(tmp_path, capsys):
     assert sent[0]["messages"][0]["content"][1]["text"].startswith("You are my assistant to identify objects and their spatial layout")
 
 
+def test_judge_temperature_none_leaves_the_providers_default(tmp_path, capsys):
+    with StubServer(stub_answers) as stub:
+        url = stub.url + "/v1"
+        assert main(["bench", "--dataset", "complex", "--limit", "1", "--method", "plain", "--generator", "sketch", "--scorer", "mllm",
+                     "--judge-base-url", url, "--judge-temperature", "none", "--quiet", "--out", str(tmp_path / "c")]) == 0
+        sent = [body for _, _, body in stub.requests if is_judge(body)]
+    assert len(sent) == 1 and "temperature" not in sent[0]
+    assert "T=provider default" in capsys.readouterr().out
+
+
 def test_a_judge_without_its_key_fails_before_any_image(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     data = tmp_path / "mini.txt"
