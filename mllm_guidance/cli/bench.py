@@ -20,6 +20,8 @@ from mllm_guidance.cli.options import (
     mllm_options,
     mllm_params,
     plain,
+    scorer_options,
+    scorer_params,
     with_params,
 )
 from mllm_guidance.cli.progress import Progress
@@ -34,17 +36,16 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.callback(invoke_without_command=True)
 @manners
-@with_params(mllm_params(), generator_params(), config_params(("max_align_rounds",) + SHARED_CONFIG_FLAGS))
+@with_params(mllm_params(), generator_params(), config_params(("max_align_rounds",) + SHARED_CONFIG_FLAGS),
+             scorer_params())
 def bench(
     ctx: typer.Context,
     dataset: str | None = typer.Option(None, "--dataset", help="rls300, spatial, 3d-spatial, non-spatial, complex, or a file (.txt/.jsonl/.csv)."),
     method: choice_type("Method", MODES) = typer.Option("full", "--method", help="The graph mode to evaluate."),  # type: ignore[valid-type]
     images_per_prompt: int = typer.Option(1, "--images-per-prompt", min=1, help="Images per prompt."),
     seed: int = typer.Option(0, "--seed", min=0, help="Image j of a prompt uses seed + j."),
-    scorer: str | None = typer.Option(None, "--scorer", help="Comma-separated: mllm, clipscore, blip-vqa, blip-clip."),
-    judge: str | None = typer.Option(None, "--judge", help="The MLLM of the mllm scorer (default: the guide's)."),
-    clip_model: str | None = typer.Option(None, "--clip-model", help="CLIP for clipscore."),
-    blip_model: str | None = typer.Option(None, "--blip-model", help="BLIP for blip-vqa / blip-clip."),
+    scorer: str | None = typer.Option(None, "--scorer", help="Comma-separated: mllm (the T2I-CompBench judge), mllm-reason "
+                                                               "(the guide's reason rubric), clipscore, blip-vqa, blip-clip."),
     shard: str = typer.Option("0/1", "--shard", help="i/n: this machine's share of the items."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Prompts in flight at once."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts."),
@@ -78,9 +79,8 @@ def bench(
         generator_options=generator_options(options), shard=(index, count), concurrency=concurrency, limit=limit,
     )
     names = [s.strip() for s in (scorer or "").split(",") if s.strip()]
-    # every scorer (and its model) is ready before the first image is spent
-    built = build_scorers(names, judge_mllm=judge or spec.mllm, clip_model=clip_model, blip_model=blip_model,
-                          mllm_options=mllm_options(options)) if names else []
+    # every scorer (and its model, and the judge's key) is ready before the first image is spent
+    built = build_scorers(names, scorer_options(options, mllm_options(options).timeout, concurrency)) if names else []
     try:
         records = asyncio.run(run_bench(spec, progress=progress))
     finally:
@@ -89,7 +89,7 @@ def bench(
         records = score_records(spec.out, records, built)
         rewrite_results(spec.out, records)
     row = tables.write_summary(spec.out, records)
-    print(tables.markdown([row]))
+    print(tables.summary_markdown(row))
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
         print(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", file=sys.stderr)

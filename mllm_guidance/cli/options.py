@@ -57,7 +57,24 @@ GENERATOR_FLAGS: list[tuple[str, tuple[str, ...], type, str]] = [
     ("cpu_offload", ("--cpu-offload",), bool, "Offload idle components to the CPU (small GPUs)."),
     ("attention_slicing", ("--attention-slicing",), bool, "Compute attention in slices (less memory, slower)."),
 ]
-_PREFIX = {"config": "cfg_", "mllm": "mllm_", "generator": "gen_"}
+#: ScorerOptions fields, by flag (bench).
+SCORER_FLAGS: dict[str, tuple[str, ...]] = {
+    "judge": ("--judge",),
+    "judge_protocol": ("--judge-protocol",),
+    "judge_category": ("--judge-category",),
+    "judge_repeats": ("--judge-repeats",),
+    "judge_scale": ("--judge-scale",),
+    "clip_model": ("--clip-model",),
+    "clip_complex_rule": ("--clip-complex-rule",),
+    "blip_vqa_model": ("--blip-vqa-model",),
+    "blip_vqa_questions": ("--blip-vqa-questions",),
+    "blip_vqa_image_size": ("--blip-vqa-image-size",),
+    "blip_clip_recipe": ("--blip-clip-recipe",),
+    "blip_clip_captioner": ("--blip-clip-captioner",),
+    "blip_clip_clip_model": ("--blip-clip-clip-model",),
+    "device": ("--scorer-device",),
+}
+_PREFIX = {"config": "cfg_", "mllm": "mllm_", "generator": "gen_", "scorer": "score_"}
 
 
 def _field_params(model: type[BaseModel], flags: dict[str, tuple[str, ...]], prefix: str,
@@ -69,6 +86,10 @@ def _field_params(model: type[BaseModel], flags: dict[str, tuple[str, ...]], pre
         field = model.model_fields[name]
         kind, choices = _cli_type(field.annotation)
         default = field.get_default(call_default_factory=True)
+        if field.annotation is bool:
+            option = typer.Option(bool(default), *opts, help=field.description or "")
+            params.append(inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=bool))
+            continue
         if not isinstance(default, (int, float, str)) or isinstance(default, bool):
             default = None
         if choices:
@@ -137,6 +158,43 @@ def generator_params() -> list[inspect.Parameter]:
                                         annotation=kind if kind is bool else kind | None,
                                         default=typer.Option(default, *flags, help=text)))
     return params
+
+
+def scorer_params() -> list[inspect.Parameter]:
+    """Scorer flags, plus the judge's server and its temperature (a number, or none)."""
+    from mllm_guidance.eval.scorers import ScorerOptions
+
+    prefix = _PREFIX["scorer"]
+    extra = [
+        inspect.Parameter(prefix + "judge_base_url", inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=typer.Option(
+            None, "--judge-base-url", metavar="URL", help="Server of an OpenAI-compatible or Ollama judge (the guide's --mllm-base-url is not used).")),
+        inspect.Parameter(prefix + "judge_temperature", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Option(
+            "0", "--judge-temperature", metavar="T", help="Judge sampling temperature; none: the provider's default.")),
+    ]
+    return _field_params(ScorerOptions, SCORER_FLAGS, prefix) + extra
+
+
+def scorer_options(options: dict[str, Any], timeout: float, concurrency: int) -> Any:
+    """ScorerOptions from the bench flags; a refused value is one line naming its flag."""
+    from mllm_guidance.eval.scorers import ScorerOptions
+
+    prefix = _PREFIX["scorer"]
+    values = {k.removeprefix(prefix): plain(v) for k, v in options.items() if k.startswith(prefix) and v is not None}
+    base_url = values.pop("judge_base_url", None)
+    temperature = str(values.pop("judge_temperature", "0"))
+    if temperature.lower() == "none":
+        values["judge_temperature"] = None
+    else:
+        try:
+            values["judge_temperature"] = float(temperature)
+        except ValueError:
+            raise InputError(f"--judge-temperature {temperature!r}: give a number, or none for the provider's default") from None
+    values["judge_options"] = {"timeout": timeout, **({"base_url": base_url} if base_url else {})}
+    values["judge_concurrency"] = concurrency
+    try:
+        return ScorerOptions(**values)
+    except ValidationError as exc:
+        raise InputError(_first_error(exc, {**SCORER_FLAGS, "judge_temperature": ("--judge-temperature",)})) from None
 
 
 def with_params(*groups: list[inspect.Parameter]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

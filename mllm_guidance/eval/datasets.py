@@ -22,6 +22,10 @@ BUILTIN = {
     "complex": ("t2i-compbench/complex_val.txt", "T2I-CompBench complex (validation)"),
 }
 ALIASES = {"3d_spatial": "3d-spatial", "non_spatial": "non-spatial", "rls-300": "rls300"}
+#: The T2I-CompBench judge category of each built-in dataset; RLS-300 is judged as complex
+#: (thesis 6.4.1), and so is a user's dataset unless told otherwise.
+CATEGORIES = {"rls300": "complex", "spatial": "spatial", "3d-spatial": "3d-spatial", "non-spatial": "non-spatial", "complex": "complex"}
+DEFAULT_CATEGORY = "complex"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,12 @@ def load_dataset(name_or_path: str) -> tuple[str, list[Prompt]]:
         raise InputError(f"unknown dataset {name_or_path!r}: use one of {', '.join(BUILTIN)} or a file "
                          "(.txt one prompt a line, .jsonl or .csv with a 'prompt' field)")
     return path.stem, _from_file(path)
+
+
+def dataset_category(name_or_path: str) -> str | None:
+    """The judge category of a built-in dataset name; None for a user's file."""
+    name = ALIASES.get(name_or_path, name_or_path)
+    return CATEGORIES.get(name) if name in BUILTIN else None
 
 
 def list_datasets() -> list[tuple[str, int, str]]:

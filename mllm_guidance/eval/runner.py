@@ -26,7 +26,7 @@ from typing import Any
 from mllm_guidance import __version__
 from mllm_guidance.config import make_config
 from mllm_guidance.errors import InputError
-from mllm_guidance.eval.datasets import Prompt, load_dataset
+from mllm_guidance.eval.datasets import Prompt, dataset_category, load_dataset
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.redact import redact_text
 from mllm_guidance.run import Run, build_backends
@@ -118,7 +118,7 @@ async def run_bench(spec: BenchSpec, *, progress: Any = None,
     backends = build_backends(spec.mllm, spec.generator, mllm_options=spec.mllm_options,
                               generator_options=spec.generator_options, needs_mllm=spec.method != "plain")
     pins = {
-        "dataset": dataset, "method": spec.method, "package_version": __version__,
+        "dataset": dataset, "category": dataset_category(spec.dataset), "method": spec.method, "package_version": __version__,
         "template_set": load_templates(base.templates_dir).version,
         "models": {"mllm": backends.mllm_setting.described if backends.mllm_setting else None,
                    "generator": backends.generator_setting.described},

@@ -1,177 +1,173 @@
-"""Image-text scorers for the benchmark. Each loads its model once and scores in batches.
+"""The benchmark's scorers by name, and scoring a run's records (idempotent, resumable).
 
-- ``mllm``: the reason rubric's 1..5 judge with a chosen MLLM (it can differ from the guide's),
-  reported as score / 5. The thesis's headline metric (Kendall tau 0.58 against a human rater).
-- ``clipscore``: CLIP image-text cosine with transformers' CLIP (default
-  ``openai/clip-vit-large-patch14``), as raw cosine (``clipscore_cos``, T2I-CompBench's form) and
-  as Hessel et al.'s 2.5 * max(cos, 0) (``clipscore``).
-- ``blip-vqa`` and ``blip-clip``: in ``eval.blip``.
+Each scorer names the reference it reproduces, in its module docstring, in the record (its
+``settings``) and in the summary's column header:
+
+- ``mllm``: T2I-CompBench's MLLM evaluation, the thesis's judge (``eval.judge``; default
+  ``openai:gpt-4o`` at temperature 0, its own model, not the guide's).
+- ``mllm-reason``: the guide's reason rubric as a judge (``eval.judge``).
+- ``clipscore``: T2I-CompBench's CLIP cosine and Hessel et al.'s CLIPScore (``eval.clipscore``).
+- ``blip-vqa``: T2I-CompBench's disentangled BLIP-VQA (``eval.blip``).
+- ``blip-clip``: Attend-and-Excite's BLIP caption + CLIP similarity, or with the thesis's BLIP-2
+  captioner (``eval.blip``).
+
+A record keeps, per scorer, the settings that produced its numbers and per-image details
+(questions, caption, judge answers); a rerun scores again only what is missing or was produced
+with other settings. A judge's scale is applied to its stored answers, so changing the scale
+never asks the model again.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
-from mllm_guidance.errors import BackendError, InputError
+from pydantic import BaseModel, ConfigDict, Field
+
+from mllm_guidance.errors import InputError
 
 
 @dataclass(frozen=True)
 class ScoreItem:
     prompt: str
     image: Any  # PIL image
+    category: str | None = None  # the judge category (None: the judge's default, complex)
 
 
 class Scorer(Protocol):
     name: str
+    keys: tuple[str, ...]  # the metric keys it writes
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The reference and options that produced its numbers (recorded per image)."""
+        ...
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         """One dict of metric values per item, in order."""
         ...
 
 
-class MllmJudge:
-    """The reason rubric with any chat model; unreadable answers are retried, then left unscored."""
-
-    name = "mllm"
-
-    def __init__(self, mllm: Any, *, concurrency: int = 8, parse_retries: int = 2, mllm_options: dict[str, Any] | None = None) -> None:
-        from mllm_guidance.backends.mllm import resolve_mllm
-        from mllm_guidance.prompts.templates import load_templates
-
-        self.model = resolve_mllm(mllm, **(mllm_options or {}))
-        self.templates = load_templates()
-        self.concurrency, self.parse_retries = concurrency, parse_retries
-
-    def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
-        return asyncio.run(self.ascore(items))
-
-    async def ascore(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
-        from langchain_core.messages import AIMessage, HumanMessage
-
-        from mllm_guidance.backends.replay import STEP_KEY
-        from mllm_guidance.errors import ScoreParseError
-        from mllm_guidance.nodes.ask import message_text
-        from mllm_guidance.prompts.parse import parse_score
-        from mllm_guidance.store import png_bytes
-
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(item: ScoreItem) -> dict[str, float]:
-            messages = self.templates.messages("reason", item.prompt, image_png=png_bytes(item.image))
-            async with gate:
-                for _ in range(self.parse_retries + 1):
-                    reply = await self.model.ainvoke(messages, config={"metadata": {STEP_KEY: "reason"}})
-                    text = message_text(reply)
-                    try:
-                        return {"mllm": parse_score(text) / 5}
-                    except ScoreParseError as exc:
-                        messages = messages + [AIMessage(content=text), HumanMessage(
-                            content=f"Your answer could not be used: {exc}. Answer again in the format of the examples.")]
-            return {}
-
-        return list(await asyncio.gather(*(one(item) for item in items)))
+SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip")
+KEYS = {"mllm": ("mllm", "mllm_raw"), "mllm-reason": ("mllm_reason", "mllm_reason_raw"),
+        "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",)}
 
 
-class ClipScorer:
-    name = "clipscore"
+class ScorerOptions(BaseModel):
+    """Every scorer's options, with the references' defaults (the bench flags are made from these)."""
 
-    def __init__(self, model: str = "openai/clip-vit-large-patch14", *, device: str | None = None, batch_size: int = 16) -> None:
-        self.clip, self.processor, self.device = load_clip(model, device)
-        self.batch_size = batch_size
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
-        out: list[dict[str, float]] = []
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
-            images = embed_images(self.clip, self.processor, [i.image for i in batch], self.device)
-            texts = embed_texts(self.clip, self.processor, [i.prompt for i in batch], self.device)
-            for cos in (images * texts).sum(-1).tolist():
-                out.append({"clipscore_cos": cos, "clipscore": 2.5 * max(cos, 0.0)})
-        return out
+    judge: Any = Field(default="openai:gpt-4o", description="The MLLM of the mllm / mllm-reason scorers: its own model, not the guide's.")
+    judge_protocol: Literal["gpt4v", "gpt4v-as-run", "cot"] = Field(
+        default="gpt4v", description="T2I-CompBench prompt: gpt4v (per category, one turn), gpt4v-as-run (their script's "
+                                     "spatial prompt for every category), cot (describe, then score).")
+    judge_category: Literal["spatial", "3d-spatial", "non-spatial", "complex", "numeracy"] | None = Field(
+        default=None, description="The judge's T2I-CompBench category (default: the dataset's; rls300 and files: complex).")
+    judge_repeats: int = Field(default=1, ge=1, le=20, description="Ask the judge N times per image and average.")
+    judge_scale: Literal["raw", "s/5", "(s-1)/4", "pass@5"] = Field(
+        default="s/5", description="How 1..5 judge scores are reported; pass@5 is the share scored 5.")
+    judge_temperature: float | None = Field(default=0.0, ge=0, le=2, description="Judge sampling temperature (unset: the provider's default).")
+    judge_options: dict[str, Any] = Field(default={}, description="MllmOptions of the judge: base_url, timeout, retries.")
+    judge_concurrency: int = Field(default=8, ge=1, description="Judge calls in flight at once.")
+    clip_model: str = Field(default="openai/clip-vit-base-patch32", description="CLIP of clipscore (T2I-CompBench and Hessel: ViT-B/32).")
+    clip_complex_rule: bool = Field(default=False, description="clipscore_cos without adjectives (T2I-CompBench's complex-category rule; needs spaCy's en_core_web_sm).")
+    blip_vqa_model: str = Field(default="Salesforce/blip-vqa-capfilt-large", description="BLIP VQA weights.")
+    blip_vqa_questions: Literal["auto", "spacy", "rules"] = Field(
+        default="auto", description="Noun chunks from spaCy's en_core_web_sm (the reference) or the rule-based splitter; auto: spaCy when installed.")
+    blip_vqa_image_size: int = Field(default=480, ge=32, le=2048, description="BLIP-VQA input size (the reference's 480).")
+    blip_clip_recipe: Literal["attend-and-excite", "blip2"] = Field(
+        default="attend-and-excite", description="attend-and-excite (BLIP base captions, CLIP ViT-B/16, templates) or blip2 (the thesis's BLIP-2 captioner).")
+    blip_clip_captioner: str | None = Field(default=None, description="Captioner weights (default: the recipe's).")
+    blip_clip_clip_model: str = Field(default="openai/clip-vit-base-patch16", description="CLIP of blip-clip.")
+    device: str | None = Field(default=None, description="Device of the CLIP / BLIP scorers: cuda, mps, cpu (default: automatic).")
 
 
-def load_scoring_model(what: str, model: str, device: str | None, model_class: str, processor_class: str) -> tuple[Any, Any, str]:
-    """(model, processor, device) of a transformers scoring model, loaded once, in fp32, in eval mode."""
+def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **overrides: Any) -> list[Any]:
+    """Scorers by name; ``overrides`` are ``ScorerOptions`` fields. Unknown names fail before any
+    model loads."""
+    unknown_options = set(overrides) - set(ScorerOptions.model_fields)
+    if unknown_options:
+        raise InputError(f"unknown scorer option(s) {', '.join(sorted(unknown_options))}")
     try:
-        import torch  # noqa: F401
-        import transformers
-    except ImportError as exc:
-        raise BackendError(f"{what} scoring needs torch and transformers: pip install 'mllm-guidance[eval]' ({exc})") from None
-    from mllm_guidance.backends.diffusers_base import quiet
-    from mllm_guidance.backends.torch_device import pick_device
-
-    device, _ = pick_device(device, "float32")
-    try:
-        with quiet():
-            net = getattr(transformers, model_class).from_pretrained(model).to(device).eval()
-            processor = getattr(transformers, processor_class).from_pretrained(model)
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"cannot load {what} {model!r}: {str(exc).splitlines()[0]}; give a local directory without network") from None
-    return net, processor, device
-
-
-def load_clip(model: str, device: str | None) -> tuple[Any, Any, str]:
-    return load_scoring_model("CLIP", model, device, "CLIPModel", "CLIPProcessor")
-
-
-def embed_images(clip: Any, processor: Any, images: Sequence[Any], device: str) -> Any:
-    import torch
-
-    with torch.inference_mode():
-        pixels = processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"].to(device)
-        features = clip.get_image_features(pixel_values=pixels)
-        features = getattr(features, "pooler_output", features)
-    return torch.nn.functional.normalize(features.float(), dim=-1)
-
-
-def embed_texts(clip: Any, processor: Any, texts: Sequence[str], device: str) -> Any:
-    import torch
-
-    with torch.inference_mode():
-        tokens = processor.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(device)
-        features = clip.get_text_features(**tokens)
-        features = getattr(features, "pooler_output", features)
-    return torch.nn.functional.normalize(features.float(), dim=-1)
-
-
-SCORERS = ("mllm", "clipscore", "blip-vqa", "blip-clip")
-
-
-def build_scorers(names: Sequence[str], *, judge_mllm: Any = None, clip_model: str | None = None,
-                  blip_model: str | None = None, mllm_options: dict[str, Any] | None = None) -> list[Any]:
-    from mllm_guidance.eval.blip import BlipClipScorer, BlipVqaScorer
-
-    clip = {"clip_model": clip_model} if clip_model else {}
-    scorers: list[Any] = []
+        o = ScorerOptions(**{**(options.model_dump() if options else {}), **overrides})
+    except ValueError as exc:
+        raise InputError(f"invalid scorer options: {exc}") from None
+    for name in names:
+        if name not in SCORERS:
+            raise InputError(f"unknown scorer {name!r}; available: {', '.join(SCORERS)}")
+    judge = {"repeats": o.judge_repeats, "scale": o.judge_scale, "temperature": o.judge_temperature,
+             "mllm_options": o.judge_options, "concurrency": o.judge_concurrency}
+    built: list[Any] = []
     for name in names:
         if name == "mllm":
-            scorers.append(MllmJudge(judge_mllm, mllm_options=mllm_options))
+            from mllm_guidance.eval.judge import CompBenchJudge
+
+            scorer: Any = CompBenchJudge(o.judge, protocol=o.judge_protocol, category=o.judge_category, **judge)
+        elif name == "mllm-reason":
+            from mllm_guidance.eval.judge import ReasonJudge
+
+            scorer = ReasonJudge(o.judge, **judge)
         elif name == "clipscore":
-            scorers.append(ClipScorer(clip_model) if clip_model else ClipScorer())
+            from mllm_guidance.eval.clipscore import ClipScorer
+
+            scorer = ClipScorer(o.clip_model, complex_rule=o.clip_complex_rule, device=o.device)
         elif name == "blip-vqa":
-            scorers.append(BlipVqaScorer(blip_model) if blip_model else BlipVqaScorer())
-        elif name == "blip-clip":
-            scorers.append(BlipClipScorer(blip_model, **clip) if blip_model else BlipClipScorer(**clip))
+            from mllm_guidance.eval.blip import BlipVqaScorer
+
+            scorer = BlipVqaScorer(o.blip_vqa_model, image_size=o.blip_vqa_image_size, questions=o.blip_vqa_questions, device=o.device)
         else:
-            raise InputError(f"unknown scorer {name!r}; available: {', '.join(SCORERS)}")
-    return scorers
+            from mllm_guidance.eval.blip import BlipClipScorer
+
+            scorer = BlipClipScorer(o.blip_clip_captioner, recipe=o.blip_clip_recipe, clip_model=o.blip_clip_clip_model, device=o.device)
+        scorer.keys = KEYS[name]
+        built.append(scorer)
+    return built
+
+
+def item_category(record: dict[str, Any]) -> str | None:
+    """The judge category pinned by the runner, else that of a built-in dataset's name."""
+    from mllm_guidance.eval.datasets import dataset_category
+
+    if "category" in record:
+        return record["category"]
+    return dataset_category(str(record.get("dataset") or ""))
 
 
 def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any], batch: int = 32) -> list[dict[str, Any]]:
-    """Add every scorer's metrics to the ok records that lack them (idempotent, resumable)."""
-    from pathlib import Path
-
+    """Add every scorer's metrics to the ok records that lack them or have them from other
+    settings; a judge's stored answers are only re-scaled."""
     from PIL import Image
 
-    keys = {"mllm": ["mllm"], "clipscore": ["clipscore", "clipscore_cos"], "blip-vqa": ["blip_vqa"], "blip-clip": ["blip_clip"]}
     for scorer in scorers:
-        todo = [r for r in records if r.get("status") == "ok" and not set(keys.get(scorer.name, [scorer.name])) <= set(r.get("metrics") or {})]
+        keys = getattr(scorer, "keys", KEYS.get(scorer.name, (scorer.name,)))
+        settings = getattr(scorer, "settings", {})
+        todo = []
+        for r in (r for r in records if r.get("status") == "ok"):
+            done = (r.get("scoring") or {}).get(scorer.name)
+            same = done is not None and done.get("settings") == settings
+            if same and hasattr(scorer, "metrics_of"):
+                _store(r, scorer.name, keys, scorer.metrics_of(done), None)  # the same answers, maybe another scale
+            elif not (same and keys[0] in (r.get("metrics") or {})):
+                todo.append(r)
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            items = [ScoreItem(r["prompt"], Image.open(Path(out) / r["image"]).convert("RGB")) for r in chunk]
-            for record, values in zip(chunk, scorer.score(items), strict=True):
-                record.setdefault("metrics", {}).update(values)
+            items = [ScoreItem(r["prompt"], Image.open(Path(out) / r["image"]).convert("RGB"), item_category(r)) for r in chunk]
+            if hasattr(scorer, "score_items"):
+                results = scorer.score_items(items)
+            else:
+                results = [(values, {}) for values in scorer.score(items)]
+            for record, (values, details) in zip(chunk, results, strict=True):
+                _store(record, scorer.name, keys, values, {"settings": settings, **details})
     return records
+
+
+def _store(record: dict[str, Any], name: str, keys: Sequence[str], values: dict[str, float], scoring: dict[str, Any] | None) -> None:
+    metrics = record.setdefault("metrics", {})
+    for key in keys:
+        metrics.pop(key, None)  # a judge that could not score leaves no stale number behind
+    metrics.update(values)
+    if scoring is not None:
+        record.setdefault("scoring", {})[name] = scoring

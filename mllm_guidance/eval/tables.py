@@ -1,52 +1,138 @@
-"""Result tables: a summary shaped like the thesis's Table 6.3 (plus cost), side-by-side
-comparisons of runs, and the correlation of every metric with human ratings (Table 6.2)."""
+"""Result tables: a run's summary (its models, judge, scale and templates in the header; the
+metrics, each named by its reference; cost), side-by-side comparisons of runs, and the correlation
+of every metric with human ratings (the thesis's Table 6.2).
+
+A note on the thesis's Table 6.3 (see docs/evaluation.md): the thesis does not say how its judge
+scores were normalized. All 35 values are k/1200 to the printed four decimals (a 4-decimal value
+hits that grid by chance with p = 0.12). A mean of s/5 over 300 images of 1..5 scores lies on a
+1/1500 grid, which only 9 of the 35 fit (exactly those on the 1/300 grid the two grids share), so
+the table is not score/5 over 300 images; (s-1)/4 over 300 images gives the 1/1200 grid (so would
+other recipes, the grid cannot tell which). Every table written here states its judge scale, and
+no column claims to be comparable with Table 6.3.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mllm_guidance.errors import InputError
+from mllm_guidance.errors import BackendError, InputError
 
-#: Metric columns, in order, with the header that states their normalization.
+#: Metric key -> column header naming its reference; ``{scale}`` is the judge's stated scale.
 METRICS = [
-    ("mllm", "MLLM judge (mean score/5)"),
-    ("clipscore_cos", "CLIPScore (raw cosine)"),
-    ("clipscore", "CLIPScore (2.5·max(cos,0), Hessel et al.)"),
-    ("blip_vqa", "BLIP-VQA"),
-    ("blip_clip", "BLIP-CLIP"),
+    ("mllm", "MLLM judge: T2I-CompBench [{scale}]"),
+    ("mllm_reason", "MLLM judge: reason rubric [{scale}]"),
+    ("clipscore_cos", "CLIP cosine: T2I-CompBench"),
+    ("clipscore", "CLIPScore: Hessel et al. (2.5·max(cos,0))"),
+    ("blip_vqa", "BLIP-VQA: T2I-CompBench"),
+    ("blip_clip", "BLIP-CLIP: Attend-and-Excite{recipe}"),
 ]
+KEY_SCORER = {"mllm": "mllm", "mllm_reason": "mllm-reason", "clipscore_cos": "clipscore", "clipscore": "clipscore",
+              "blip_vqa": "blip-vqa", "blip_clip": "blip-clip"}
+#: Run columns every table carries (summary.md prints them above its table).
+RUN_COLUMNS = ("generator", "guide MLLM", "judge", "judge scale", "template set")
+
+
+def metric_headers(records: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(metric key, column header) with the run's judge scale and BLIP-CLIP recipe filled in."""
+    mllm = _scoring(records, "mllm") or {}
+    reason = _scoring(records, "mllm-reason") or {}
+    blip_clip = (_scoring(records, "blip-clip") or {}).get("settings", {})
+    recipe = "" if blip_clip.get("recipe", "attend-and-excite") == "attend-and-excite" else " recipe, BLIP-2 captions"
+    out = []
+    for key, header in METRICS:
+        scale = (reason if key == "mllm_reason" else mllm).get("scale", "s/5")
+        out.append((key, header.format(scale=scale, recipe=recipe)))
+    return out
+
+
+def run_info(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Generator, guide MLLM, judge, judge scale and template set of a run's records."""
+    ok = [r for r in records if r.get("status") == "ok"] or list(records)
+    first = ok[0] if ok else {}
+    models = first.get("models") or {}
+    judges, scales = [], []
+    for name, label in (("mllm", ""), ("mllm-reason", "reason rubric: ")):
+        scoring = _scoring(records, name)
+        if scoring:
+            s = scoring.get("settings", {})
+            categories = sorted({(r.get("scoring") or {}).get(name, {}).get("category") for r in ok} - {None})
+            parts = [f"{label}{s.get('model')}", s.get("protocol"), "/".join(categories) or None,
+                     f"T={'provider default' if s.get('temperature') is None else s.get('temperature')}", f"x{s.get('repeats')}", s.get("prompt_version")]
+            judges.append(" · ".join(str(p) for p in parts if p))
+            scales.append(f"{label}{scoring.get('scale')}")
+    return {"generator": models.get("generator"), "guide MLLM": models.get("mllm"), "judge": "; ".join(judges) or None,
+            "judge scale": "; ".join(scales) or None, "template set": first.get("template_set")}
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One summary row for a run directory's records."""
     ok = [r for r in records if r.get("status") == "ok"]
     first = records[0] if records else {}
-    row: dict[str, Any] = {
-        "method": first.get("method"), "dataset": first.get("dataset"), "images": len(ok),
-        "failed": len(records) - len(ok),
-        "guide score (mean score/5)": _mean([r["final_score"] / 5 for r in ok if r.get("final_score") is not None]),
-    }
-    for key, header in METRICS:
-        row[header] = _mean([r["metrics"][key] for r in ok if key in (r.get("metrics") or {})])
+    row: dict[str, Any] = {"method": first.get("method"), "dataset": first.get("dataset"), **run_info(records),
+                           "images": len(ok), "failed": len(records) - len(ok)}
+    judged = [r for r in ok if "mllm" in (r.get("scoring") or {})]
+    if judged:
+        row["judge unscored"] = sum("mllm" not in (r.get("metrics") or {}) for r in judged)
+    row["guide score (mean score/5)"] = _mean([r["final_score"] / 5 for r in ok if r.get("final_score") is not None])
+    for key, header in metric_headers(records):
+        value = _mean([r["metrics"][key] for r in ok if key in (r.get("metrics") or {})])
+        if value is not None or any(key in KEY_SCORER and KEY_SCORER[key] in (r.get("scoring") or {}) for r in ok):
+            row[header] = value
     row["MLLM calls/img"] = _mean([r.get("mllm_calls", 0) for r in ok])
     row["tokens/img"] = _mean([r.get("input_tokens", 0) + r.get("output_tokens", 0) for r in ok])
     row["generator s/img"] = _mean([r.get("generator_seconds", 0.0) for r in ok])
     row["rounds/img"] = _mean([r.get("rounds_used", 0) for r in ok])
+    row["scorers"] = scorer_notes(records)
+    row["warnings"] = " ".join(warnings_for(records)) or None
     return row
+
+
+def scorer_notes(records: Sequence[dict[str, Any]]) -> str | None:
+    """The models and options of the non-judge scorers, in one cell."""
+    notes = []
+    for name in ("clipscore", "blip-vqa", "blip-clip"):
+        s = (_scoring(records, name) or {}).get("settings")
+        if s:
+            extra = {"clipscore": f"complex rule {'on' if s.get('complex_rule') else 'off'}",
+                     "blip-vqa": f"{s.get('questions')} questions, {s.get('image_size')} px",
+                     "blip-clip": f"{s.get('captioner')} + {s.get('clip_model')}"}[name]
+            notes.append(f"{name}: {s.get('model') or s.get('recipe')} ({extra})")
+    return "; ".join(notes) or None
+
+
+def warnings_for(records: Sequence[dict[str, Any]]) -> list[str]:
+    guide = next((r.get("models", {}).get("mllm") for r in records if r.get("status") == "ok"), None)
+    selfjudged = [name for name in ("mllm", "mllm-reason")
+                  if guide and ((_scoring(records, name) or {}).get("settings") or {}).get("model_class") == guide]
+    if not selfjudged:
+        return []
+    return [f"warning: the {' and '.join(selfjudged)} judge is the guide's own model ({guide}); the full method stops when "
+            "this model is satisfied, so its scores favour the method over single-shot baselines: judge with another "
+            "model (--judge)."]
 
 
 def write_summary(out: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     row = summarize(records)
-    (out / "summary.md").write_text(markdown([row]) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(summary_markdown(row) + "\n", encoding="utf-8")
     (out / "summary.csv").write_text(to_csv([row]), encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(row, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return row
+
+
+def summary_markdown(row: dict[str, Any]) -> str:
+    """The run's header lines (generator, guide, judge, scale, templates, scorers), its table, its warnings."""
+    lines = [f"- {key}: {_fmt(row.get(key))}" for key in (*RUN_COLUMNS, "scorers")]
+    table = {k: v for k, v in row.items() if k not in (*RUN_COLUMNS, "scorers", "warnings")}
+    out = "\n".join(lines) + "\n\n" + markdown([table])
+    if row.get("warnings"):
+        out += "\n\n" + row["warnings"]
+    return out
 
 
 def compare(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -55,23 +141,34 @@ def compare(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         path = Path(d) / "summary.json"
         if not path.exists():
             raise InputError(f"{d} has no summary.json; run mllm-guidance bench into it first")
-        rows.append({"run": str(d), **json.loads(path.read_text(encoding="utf-8"))})
+        row = json.loads(path.read_text(encoding="utf-8"))
+        rows.append({"run": str(d), **{k: row.get(k) for k in RUN_COLUMNS}, **row})
     return rows
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
-    headers = [h for h in rows[0] if any(r.get(h) is not None for r in rows)]
+    headers: list[str] = []
+    for r in rows:
+        headers += [h for h in r if h not in headers]
+    headers = [h for h in headers if any(r.get(h) is not None for r in rows)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(r.get(h)) for h in headers) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    names: list[str] = []
+    for r in rows:
+        names += [h for h in r if h not in names]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buf, fieldnames=names)
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _scoring(records: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    return next(((r.get("scoring") or {}).get(name) for r in records if (r.get("scoring") or {}).get(name)), None)
 
 
 # -- correlation with human ratings ------------------------------------------------------------
@@ -84,7 +181,7 @@ def correlate(records: Sequence[dict[str, Any]], ratings_csv: str | Path) -> lis
     or an ``image`` column (the image file name)."""
     human = _ratings(Path(ratings_csv))
     out = []
-    for key, header in [("guide", "guide score")] + METRICS:
+    for key, header in [("guide", "guide score")] + metric_headers(records):
         xs, ys = [], []
         for r in records:
             rating = human.get(r["key"]) if r["key"] in human else human.get(Path(r.get("image", "")).name)
@@ -117,48 +214,23 @@ def _ratings(path: Path) -> dict[str, float]:
 
 
 def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Kendall's tau-b (accounts for ties in either ranking)."""
-    n = len(xs)
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
-    return (concordant - discordant) / denominator if denominator else float("nan")
+    """Kendall's tau-b (ties in either ranking accounted for): ``scipy.stats.kendalltau``."""
+    return _correlation("kendalltau", xs, ys)
 
 
 def spearman_rho(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Spearman's rho: Pearson correlation of average ranks (handles ties)."""
-    rx, ry = _ranks(xs), _ranks(ys)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    sx = math.sqrt(sum((a - mx) ** 2 for a in rx))
-    sy = math.sqrt(sum((b - my) ** 2 for b in ry))
-    return cov / (sx * sy) if sx and sy else float("nan")
+    """Spearman's rho (average ranks for ties): ``scipy.stats.spearmanr``; NaN for a constant input."""
+    return _correlation("spearmanr", xs, ys)
 
 
-def _ranks(values: Sequence[float]) -> list[float]:
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
+def _correlation(name: str, xs: Sequence[float], ys: Sequence[float]) -> float:
+    try:
+        from scipy import stats
+    except ImportError as exc:
+        raise BackendError(f"correlations need scipy: pip install 'mllm-guidance[eval]' ({exc})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant input: NaN, said by the value itself
+        return float(getattr(stats, name)(list(xs), list(ys)).statistic)
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -1,20 +1,92 @@
-"""mllm-guidance bench as a user runs it: a dataset file, an OpenAI-compatible stub, CLIP scoring."""
+"""mllm-guidance bench as a user runs it: a dataset, an OpenAI-compatible stub, scoring, tables."""
 
 import json
 
 from mllm_guidance.cli import main
-from tests.eval.test_scorers import tiny_clip  # noqa: F401  (fixture)
+from mllm_guidance.eval.datasets import load_dataset
+from mllm_guidance.eval.judge import judge_prompts
 from tests.stubs import PLANNER_ANSWERS, StubServer, openai_completion, step_in
 
+JUDGE_OPENINGS = ("You are my assistant to evaluate the correspondence", "You are my assistant to identify")
 
-def planner(path, body):
+
+def is_judge(body):
+    return any(opening in json.dumps(body) for opening in JUDGE_OPENINGS)
+
+
+def stub_answers(path, body):
+    """The guide's steps by their instructions; the T2I-CompBench judge with its JSON answer."""
+    if is_judge(body):
+        return 200, openai_completion('{"score": 4, "explanation": "the bird is not clearly in the tree"}', 200, 20)
     return 200, openai_completion(PLANNER_ANSWERS[step_in(body)], prompt_tokens=50, completion_tokens=5)
 
 
-def test_bench_run_compare_and_correlate(tmp_path, tiny_clip, capsys):  # noqa: F811
+def test_bench_rls300_with_the_mllm_scorer_sends_t2i_compbenchs_complex_prompt(tmp_path, capsys):
+    out = tmp_path / "rls"
+    with StubServer(stub_answers) as stub:
+        url = stub.url + "/v1"
+        args = ["bench", "--dataset", "rls300", "--limit", "2", "--method", "full", "--mllm", "openai:gpt-4o", "--mllm-base-url", url,
+                "--generator", "sketch", "--scorer", "mllm", "--judge", "openai:gpt-4o-mini", "--judge-base-url", url,
+                "--judge-scale", "(s-1)/4", "--quiet", "--out", str(out)]
+        assert main(args) == 0
+        printed = capsys.readouterr().out
+        judged = [body for _, _, body in stub.requests if is_judge(body)]
+    prompts = [p.text for p in load_dataset("rls300")[1][:2]]
+    assert len(judged) == 2  # one turn per image, as gpt4v_eval.py asks
+    for body in judged:
+        assert body["model"] == "gpt-4o-mini" and body["temperature"] == 0 and len(body["messages"]) == 1
+        image, text = body["messages"][0]["content"]
+        assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/png;base64,")
+        assert text["text"] in {judge_prompts("gpt4v", "complex").score_text(p) for p in prompts}
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["metrics"] for r in records] == [{"mllm": 0.75, "mllm_raw": 4.0}] * 2
+    scoring = records[0]["scoring"]["mllm"]
+    assert scoring["category"] == "complex" and scoring["scores"] == [4] and scoring["settings"]["model"] == "openai:gpt-4o-mini"
+    assert records[0]["category"] == "complex" and scoring["scale"] == "(s-1)/4"
+    header = printed.split("\n\n")[0]
+    for text in ("generator: sketch", "guide MLLM: ChatOpenAI(gpt-4o)", "judge: openai:gpt-4o-mini · gpt4v · complex · T=0.0 · x1",
+                 "judge scale: (s-1)/4", "template set: builtin-v1+"):
+        assert text in header
+    assert "MLLM judge: T2I-CompBench [(s-1)/4]" in printed and "warning" not in printed
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("- generator: sketch") and "judge scale: (s-1)/4" in summary
+    assert "judge scale" in (out / "summary.csv").read_text().splitlines()[0]
+
+
+def test_a_judge_that_is_the_guide_is_warned_about(tmp_path, capsys):
+    with StubServer(stub_answers) as stub:
+        url = stub.url + "/v1"
+        assert main(["bench", "--dataset", "spatial", "--limit", "1", "--mllm", "openai:gpt-4o", "--mllm-base-url", url,
+                     "--generator", "sketch", "--scorer", "mllm", "--judge-base-url", url, "--quiet", "--out", str(tmp_path / "s")]) == 0
+        sent = [body for _, _, body in stub.requests if is_judge(body)]
+    out = capsys.readouterr().out
+    assert "warning: the mllm judge is the guide's own model (ChatOpenAI(gpt-4o))" in out
+    assert sent[0]["messages"][0]["content"][1]["text"].startswith("You are my assistant to identify objects and their spatial layout")
+
+
+def test_judge_temperature_none_leaves_the_providers_default(tmp_path, capsys):
+    with StubServer(stub_answers) as stub:
+        url = stub.url + "/v1"
+        assert main(["bench", "--dataset", "complex", "--limit", "1", "--method", "plain", "--generator", "sketch", "--scorer", "mllm",
+                     "--judge-base-url", url, "--judge-temperature", "none", "--quiet", "--out", str(tmp_path / "c")]) == 0
+        sent = [body for _, _, body in stub.requests if is_judge(body)]
+    assert len(sent) == 1 and "temperature" not in sent[0]
+    assert "T=provider default" in capsys.readouterr().out
+
+
+def test_a_judge_without_its_key_fails_before_any_image(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    data = tmp_path / "mini.txt"
+    data.write_text("A red cat sits on a mat.\n")
+    assert main(["bench", "--dataset", str(data), "--method", "plain", "--generator", "sketch", "--scorer", "mllm",
+                 "--quiet", "--out", str(tmp_path / "p")]) == 2
+    assert "OPENAI_API_KEY" in capsys.readouterr().err and not (tmp_path / "p" / "results.jsonl").exists()
+
+
+def test_bench_run_compare_and_correlate(tmp_path, tiny_clip, capsys):
     data = tmp_path / "mini.txt"
     data.write_text("A red cat sits on a mat.\nTwo dogs play in a park.\nA bird is in a tree.\n")
-    with StubServer(planner) as stub:
+    with StubServer(stub_answers) as stub:
         args = ["bench", "--dataset", str(data), "--method", "full", "--images-per-prompt", "2", "--mllm", "openai:gpt-4o",
                 "--mllm-base-url", stub.url + "/v1", "--generator", "sketch", "--scorer", "clipscore", "--clip-model", tiny_clip,
                 "--quiet", "--out", str(tmp_path / "a")]
@@ -22,15 +94,16 @@ def test_bench_run_compare_and_correlate(tmp_path, tiny_clip, capsys):  # noqa: 
         first = capsys.readouterr().out
         assert main(args) == 0  # a rerun skips what is done
         requests = len(stub.requests)
-    assert "| full | mini | 6 | 0 |" in first and "CLIPScore (raw cosine)" in first
+    assert "| full | mini | 6 | 0 |" in first and "CLIP cosine: T2I-CompBench" in first and "judge: –" in first
     records = [json.loads(line) for line in (tmp_path / "a" / "results.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all("clipscore_cos" in r["metrics"] for r in records)
+    assert all(r["category"] is None for r in records)  # a user's file: the judge would use complex
     assert requests == 6 * 3  # place, self-correct and reason per image, once
     assert main(["bench", "compare", str(tmp_path / "a")]) == 0
-    assert "| run | method |" in capsys.readouterr().out
+    assert "| run | generator | guide MLLM |" in capsys.readouterr().out
     (tmp_path / "h.csv").write_text("key,rating\n" + "".join(f"{r['key']},{i % 3 + 1}\n" for i, r in enumerate(records)))
     assert main(["bench", "correlate", "--human", str(tmp_path / "h.csv"), str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
-    assert "kendall_tau" in out and "CLIPScore (raw cosine)" in out
+    assert "kendall_tau" in out and "CLIP cosine: T2I-CompBench" in out
     assert main(["bench", "datasets"]) == 0 and "rls300" in capsys.readouterr().out
     assert main(["bench", "--dataset", "rls300"]) == 2

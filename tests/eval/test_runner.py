@@ -103,7 +103,9 @@ def test_summary_files(tmp_path):
     for r in records:
         r["metrics"] = {"mllm": 0.8, "clipscore_cos": 0.3, "clipscore": 0.75}
     row = write_summary(tmp_path / "run", records)
-    assert row["MLLM judge (mean score/5)"] == 0.8 and row["CLIPScore (2.5·max(cos,0), Hessel et al.)"] == 0.75
+    assert row["MLLM judge: T2I-CompBench [s/5]"] == 0.8 and row["CLIPScore: Hessel et al. (2.5·max(cos,0))"] == 0.75
     assert row["MLLM calls/img"] == 2 and row["images"] == 12
+    assert row["generator"] == "slow-sketch" and row["template set"].startswith("builtin-v1+")
     md = (tmp_path / "run" / "summary.md").read_text()
-    assert "| MLLM judge (mean score/5) |" in md.splitlines()[0].replace("| method | dataset | images | failed | guide score (mean score/5) ", "| ")
+    assert md.startswith("- generator: slow-sketch\n- guide MLLM: StepChatModel")
+    assert "| MLLM judge: T2I-CompBench [s/5] |" in md and json.loads((tmp_path / "run" / "summary.json").read_text()) == row

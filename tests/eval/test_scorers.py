@@ -1,4 +1,4 @@
-"""Scorers with tiny random-weight models and fake judges (no download)."""
+"""CLIPScore and the scoring of a run's records, with a tiny random-weight CLIP (no download)."""
 
 import math
 
@@ -8,57 +8,47 @@ pytest.importorskip("transformers")
 
 from PIL import Image  # noqa: E402
 
-from mllm_guidance.eval.scorers import ClipScorer, MllmJudge, ScoreItem, build_scorers, score_records  # noqa: E402
-from tests.fakes import RecordingChatModel, score  # noqa: E402
+from mllm_guidance.eval.clipscore import HESSEL_PREFIX, ClipScorer  # noqa: E402
+from mllm_guidance.eval.models import embed_images, embed_texts  # noqa: E402
+from mllm_guidance.eval.scorers import build_scorers, score_records  # noqa: E402
+from tests.eval.conftest import color_items  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
-
-    from tests.backends.tiny_diffusion import clip_tokenizer
-
-    target = tmp_path_factory.mktemp("tiny-clip")
-    config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=128,
-                         bos_token_id=0, eos_token_id=1, pad_token_id=1, max_position_embeddings=77),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8),
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(target)
-    processor = CLIPProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                              tokenizer=clip_tokenizer(target / "_tok"))
-    processor.save_pretrained(target)
-    return str(target)
+def test_clipscore_two_references_from_one_clip_and_batching_is_exact(tiny_clip):
+    one = ClipScorer(tiny_clip, batch_size=1)
+    many = ClipScorer(tiny_clip, batch_size=4).score(color_items())
+    for a, b in zip(one.score(color_items()), many, strict=True):
+        assert math.isfinite(a["clipscore_cos"]) and -1 <= a["clipscore_cos"] <= 1 and 0 <= a["clipscore"] <= 2.5
+        assert a == pytest.approx(b, abs=1e-5)
+    # T2I-CompBench: the raw cosine with the prompt; Hessel et al.: 2.5 * max(cos, 0) with "A photo depicts "
+    for item, got in zip(color_items(), one.score(color_items()), strict=True):
+        image = embed_images(one.clip, one.processor, [item.image], one.device)[0]
+        plain, hessel = embed_texts(one.clip, one.processor, [item.prompt, HESSEL_PREFIX + item.prompt], one.device)
+        cos, cos_hessel = float((image * plain).sum()), float((image * hessel).sum())
+        assert got["clipscore_cos"] == pytest.approx(cos, abs=1e-6)
+        assert got["clipscore"] == pytest.approx(2.5 * max(cos_hessel, 0.0), abs=1e-6)
+    assert one.settings["model"] == tiny_clip and one.settings["complex_rule"] is False
 
 
-def items():
-    colors = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 240), (10, 10, 10)]
-    prompts = ["a red cat", "a green field", "a blue sky over the sea", "white snow", "a black night"]
-    return [ScoreItem(p, Image.new("RGB", (48, 40), c)) for p, c in zip(prompts, colors)]
+def test_clipscore_embeds_the_prompt_and_hessels_caption(tiny_clip, monkeypatch):
+    import mllm_guidance.eval.clipscore as module
+
+    seen = []
+    real = module.embed_texts
+    monkeypatch.setattr(module, "embed_texts", lambda clip, proc, texts, device: seen.append(list(texts)) or real(clip, proc, texts, device))
+    ClipScorer(tiny_clip).score(color_items()[:2])
+    assert seen == [["a red cat", "a green field"], ["A photo depicts a red cat", "A photo depicts a green field"]]
 
 
-def test_clipscore_values_are_finite_in_range_and_batching_is_exact(tiny_clip):
-    one = ClipScorer(tiny_clip, batch_size=1).score(items())
-    many = ClipScorer(tiny_clip, batch_size=4).score(items())
-    for a, b in zip(one, many):
-        assert math.isfinite(a["clipscore_cos"]) and -1 <= a["clipscore_cos"] <= 1
-        assert a["clipscore"] == pytest.approx(2.5 * max(a["clipscore_cos"], 0))
-        assert a["clipscore_cos"] == pytest.approx(b["clipscore_cos"], abs=1e-5)
-    assert len({round(r["clipscore_cos"], 6) for r in one}) > 1
+def test_clipscore_complex_rule_needs_spacys_model(tiny_clip, monkeypatch):
+    from mllm_guidance.eval import phrases
+
+    monkeypatch.setattr(phrases, "spacy_pipeline", lambda: None)
+    with pytest.raises(Exception, match="python -m spacy download en_core_web_sm"):
+        ClipScorer(tiny_clip, complex_rule=True)
 
 
-def test_mllm_judge_uses_the_reason_rubric_and_retries():
-    judge = MllmJudge(RecordingChatModel(replies={"reason": [score(4), "no idea", score(2), "???", "??", "?"]}), concurrency=1)
-    results = judge.score(items()[:3])
-    assert results == [{"mllm": 0.8}, {"mllm": 0.4}, {}]
-    sent = judge.model.calls[0][1]
-    assert "5: the image depicts all elements and all" in sent[0].content and sent[1].content[1]["type"] == "image"
-
-
-def test_score_records_is_idempotent(tiny_clip, tmp_path):
+def test_score_records_is_idempotent_and_rescores_other_settings(tiny_clip, tmp_path):
     image = tmp_path / "images" / "a.png"
     image.parent.mkdir()
     Image.new("RGB", (32, 32), (255, 0, 0)).save(image)
@@ -67,68 +57,51 @@ def test_score_records_is_idempotent(tiny_clip, tmp_path):
     scorers = build_scorers(["clipscore"], clip_model=tiny_clip)
     score_records(tmp_path, records, scorers)
     first = dict(records[0]["metrics"])
-    score_records(tmp_path, records, scorers)
-    assert set(first) == {"clipscore", "clipscore_cos"} and records[0]["metrics"] == first and "metrics" not in records[1]
-    with pytest.raises(Exception, match="unknown scorer"):
-        build_scorers(["fid"])
+    assert set(first) == {"clipscore", "clipscore_cos"} and "metrics" not in records[1]
+    assert records[0]["scoring"]["clipscore"]["settings"] == scorers[0].settings
+
+    class Counting(ClipScorer):
+        calls = 0
+
+        def score(self, items):
+            Counting.calls += 1
+            return super().score(items)
+
+    again = Counting(tiny_clip)
+    score_records(tmp_path, records, [again])
+    assert Counting.calls == 0 and records[0]["metrics"] == first  # same settings: nothing redone
+    again.model_id = "another-clip"  # other settings (here only the name): scored again, and recorded
+    score_records(tmp_path, records, [again])
+    assert Counting.calls == 1 and records[0]["scoring"]["clipscore"]["settings"]["model"] == "another-clip"
 
 
-@pytest.fixture(scope="module")
-def tiny_blip(tmp_path_factory):
-    """Tiny random BLIP VQA and captioning models sharing one processor (BERT word-piece vocabulary)."""
-    import torch
-    from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering,
-                              BlipImageProcessorPil, BlipProcessor)
-
-    root = tmp_path_factory.mktemp("tiny-blip")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "yes", "no", "?", "red", "hat", "cat", "dog", "a", "the",
-             "brown", "coat", "rack", "green", "field", "blue", "sky", "sea", "over", "white", "snow", "black", "night"]
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, bos_token="[DEC]")
-    processor = BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer)
-    config = BlipConfig(
-        text_config=dict(vocab_size=len(words), hidden_size=32, encoder_hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=2, bos_token_id=words.index("[DEC]"), sep_token_id=words.index("[SEP]"), pad_token_id=0,
-                         max_position_embeddings=64),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
-    )
-    paths = {}
-    for name, cls in (("vqa", BlipForQuestionAnswering), ("caption", BlipForConditionalGeneration)):
-        torch.manual_seed(0)
-        cls(config).save_pretrained(root / name)
-        processor.save_pretrained(root / name)
-        paths[name] = str(root / name)
-    return paths
+def test_build_scorers_refuses_unknown_names_and_options_before_loading():
+    with pytest.raises(Exception, match="unknown scorer 'fid'"):
+        build_scorers(["clipscore", "fid"], clip_model="/nonexistent")
+    with pytest.raises(Exception, match="unknown scorer option"):
+        build_scorers(["clipscore"], clip_modle="x")
 
 
-def test_noun_phrases():
-    from mllm_guidance.eval.blip import noun_phrases
+def test_eval_scorer_modules_do_not_import_each_other():
+    """One loader module (eval.models); blip, clipscore and judge never import scorers at run time."""
+    import ast
+    from pathlib import Path
 
-    assert noun_phrases("The red hat was on top of the brown coat rack.") == ["red hat", "brown coat rack"]
-    assert noun_phrases("A woman is holding a tray of cookies and offering them to guests.") == ["woman", "tray", "cookies", "guests"]
-    assert noun_phrases("on the left of") == ["on the left of"]
+    import mllm_guidance.eval as package
 
-
-def test_blip_vqa_probabilities_in_range_and_batching_is_exact(tiny_blip):
-    from mllm_guidance.eval.blip import BlipVqaScorer, noun_phrases
-
-    one = BlipVqaScorer(tiny_blip["vqa"], batch_size=1)
-    many = BlipVqaScorer(tiny_blip["vqa"], batch_size=5)
-    a, b = one.score(items()), many.score(items())
-    for x, y in zip(a, b):
-        assert 0 < x["blip_vqa"] <= 1 and x["blip_vqa"] == pytest.approx(y["blip_vqa"], rel=1e-4)
-    # the product over phrases: the score of a two-phrase prompt is the product of its phrases' P(yes)
-    item = ScoreItem("a red hat and a brown coat rack", items()[0].image)
-    assert noun_phrases(item.prompt) == ["red hat", "brown coat rack"]
-    p = one.p_yes([item.image, item.image], ["red hat?", "brown coat rack?"])
-    assert one.score([item])[0]["blip_vqa"] == pytest.approx(p[0] * p[1], rel=1e-4)
+    root = Path(package.__file__).parent
+    for module in ("blip", "clipscore", "judge", "models", "phrases"):
+        tree = ast.parse((root / f"{module}.py").read_text())
+        runtime_imports = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                           and not _under_type_checking(tree, n)}
+        assert "mllm_guidance.eval.scorers" not in runtime_imports, module
 
 
-def test_blip_clip_caption_similarity(tiny_blip, tiny_clip):
-    from mllm_guidance.eval.blip import BlipClipScorer
+def _under_type_checking(tree, node) -> bool:
+    import ast
 
-    one = BlipClipScorer(tiny_blip["caption"], clip_model=tiny_clip, batch_size=1, max_new_tokens=5)
-    many = BlipClipScorer(tiny_blip["caption"], clip_model=tiny_clip, batch_size=4, max_new_tokens=5)
-    a, b = one.score(items()), many.score(items())
-    assert all(-1 <= x["blip_clip"] <= 1 and math.isfinite(x["blip_clip"]) for x in a)
-    assert [round(x["blip_clip"], 4) for x in a] == [round(y["blip_clip"], 4) for y in b]
-    assert all(isinstance(c, str) for c in one.captions([items()[0].image]))
+    for block in ast.walk(tree):
+        if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING" and node in ast.walk(block):
+            return True
+    return False
+
