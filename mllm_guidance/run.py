@@ -42,7 +42,7 @@ from mllm_guidance.evidence.record import package_versions, write_evidence
 from mllm_guidance.evidence.tracing import tracing_callbacks
 from mllm_guidance.graph import build_graph
 from mllm_guidance.layout import Layout
-from mllm_guidance.prompts.templates import TemplateSet, load_templates
+from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.state import Correction, Failure, GuidanceState, ImageRef, Round, Usage, check_prompt
 from mllm_guidance.store import CHECKPOINT_FILE, SPEC_FILE, RunStore
 

@@ -66,11 +66,11 @@ def load_creatilayout(model: str, layout_weights: str = LAYOUT_WEIGHTS, torch_dt
     own = read_model_json(model, "transformer/config.json").get("attention_type") == "layout"
     source, subfolder = (model, "transformer") if own else (layout_weights, SUBFOLDER[family])
     if family == "sd3":
-        from mllm_guidance.backends.dit.siamlayout_sd3 import CreatiLayoutSD3Pipeline, SiamLayoutSD3Transformer2DModel
+        from mllm_guidance.backends.layout_pipelines.siamlayout_sd3 import CreatiLayoutSD3Pipeline, SiamLayoutSD3Transformer2DModel
 
         transformer = SiamLayoutSD3Transformer2DModel.from_pretrained(source, subfolder=subfolder, torch_dtype=torch_dtype)
         return CreatiLayoutSD3Pipeline.from_pretrained(model, transformer=transformer, torch_dtype=torch_dtype)
-    from mllm_guidance.backends.dit.siamlayout_flux import (
+    from mllm_guidance.backends.layout_pipelines.siamlayout_flux import (
         CreatiLayoutFluxPipeline,
         SiamLayoutFluxTransformer2DModel,
         load_transformer,

@@ -24,88 +24,11 @@ from typing import Any
 
 from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet, read_model_json
 from mllm_guidance.backends.generator import GenerationRequest, Generated
-from mllm_guidance.backends.grounding import GLIGEN_MAX_OBJECTS, fit_size, grounding_inputs
+from mllm_guidance.backends.grounding import fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError
 
 DEFAULT_MODEL = "jiuntian/gligen-xl-1024"
-
-
-def _pipeline_class() -> Any:
-    """Defined on first use, so importing this module does not import diffusers."""
-    global StableDiffusionXLGLIGENPipeline
-    if "StableDiffusionXLGLIGENPipeline" in globals():
-        return StableDiffusionXLGLIGENPipeline
-
-    import torch
-    from diffusers import StableDiffusionXLPipeline
-    from transformers import CLIPTextModel
-
-    class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
-        """SDXL with GLIGEN box grounding: ``gligen_phrases`` / ``gligen_boxes`` (normalized corners)
-        ground the first ``gligen_scheduled_sampling_beta`` of the denoising steps."""
-
-        @torch.no_grad()
-        def encode_phrases(self, phrases: list[str], device: Any) -> Any:
-            parts = []
-            for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
-                ids = tokenizer(phrases, padding="max_length", max_length=tokenizer.model_max_length,
-                                truncation=True, return_tensors="pt").input_ids.to(device)
-                out = encoder(ids)
-                parts.append(out.pooler_output if isinstance(encoder, CLIPTextModel) else out.text_embeds)
-            return torch.cat(parts, dim=-1)
-
-        def set_fusers(self, enabled: bool) -> None:
-            for module in self.unet.modules():
-                if type(module).__name__ == "GatedSelfAttentionDense":
-                    module.enabled = enabled
-
-        @torch.no_grad()
-        def __call__(self, prompt: Any = None, *, gligen_phrases: list[str] | None = None,
-                     gligen_boxes: list[list[float]] | None = None, gligen_scheduled_sampling_beta: float = 0.4,
-                     num_inference_steps: int = 50, guidance_scale: float = 5.0, num_images_per_prompt: int = 1,
-                     **kwargs: Any) -> Any:
-            phrases, boxes = list(gligen_phrases or []), list(gligen_boxes or [])
-            if len(phrases) != len(boxes):
-                raise ValueError(f"{len(phrases)} phrases for {len(boxes)} boxes: give one phrase per box")
-            common = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                          num_images_per_prompt=num_images_per_prompt, **kwargs)
-            if not phrases:
-                return super().__call__(prompt, **common)
-            phrases, boxes = phrases[:GLIGEN_MAX_OBJECTS], boxes[:GLIGEN_MAX_OBJECTS]
-            device = self._execution_device
-            dtype = self.unet.dtype
-            width = self.unet.config.cross_attention_dim
-            n = len(phrases)
-            embeds = torch.zeros(GLIGEN_MAX_OBJECTS, width, device=device, dtype=dtype)
-            embeds[:n] = self.encode_phrases(phrases, device).to(dtype)
-            box_t = torch.zeros(GLIGEN_MAX_OBJECTS, 4, device=device, dtype=dtype)
-            box_t[:n] = torch.tensor(boxes, device=device, dtype=dtype)
-            masks = torch.zeros(GLIGEN_MAX_OBJECTS, device=device, dtype=dtype)
-            masks[:n] = 1
-            batch = (1 if isinstance(prompt, str) or prompt is None else len(prompt)) * num_images_per_prompt
-            embeds, box_t, masks = (t.unsqueeze(0).expand(batch, *t.shape).clone() for t in (embeds, box_t, masks))
-            if guidance_scale > 1.0:  # the unconditional half (first, as SDXL stacks it) is not grounded
-                embeds, box_t = torch.cat([embeds] * 2), torch.cat([box_t] * 2)
-                masks = torch.cat([torch.zeros_like(masks), masks])
-            grounded = int(gligen_scheduled_sampling_beta * num_inference_steps)
-
-            def after_step(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-                if step + 1 == grounded:
-                    self.set_fusers(False)
-                return tensors
-
-            attention_kwargs = dict(kwargs.pop("cross_attention_kwargs", None) or {})
-            attention_kwargs["gligen"] = {"boxes": box_t, "positive_embeddings": embeds, "masks": masks}
-            common.pop("cross_attention_kwargs", None)
-            self.set_fusers(grounded > 0)
-            try:
-                return super().__call__(prompt, cross_attention_kwargs=attention_kwargs, callback_on_step_end=after_step, **common)
-            finally:
-                self.set_fusers(True)
-
-    globals()["StableDiffusionXLGLIGENPipeline"] = StableDiffusionXLGLIGENPipeline
-    return StableDiffusionXLGLIGENPipeline
 
 
 def load_gligen_xl(path: str, torch_dtype: Any = None) -> Any:
@@ -120,7 +43,9 @@ def load_gligen_xl(path: str, torch_dtype: Any = None) -> Any:
         raise ValueError(f"{path}/unet is not a GLIGEN UNet (attention_type must be 'gated')")
     scheduler_config = read_model_json(path, "scheduler/scheduler_config.json")
     scheduler_cls = getattr(diffusers, scheduler_config.get("_class_name", "EulerDiscreteScheduler"))
-    return _pipeline_class()(
+    from mllm_guidance.backends.layout_pipelines.gligen_xl_pipeline import StableDiffusionXLGLIGENPipeline
+
+    return StableDiffusionXLGLIGENPipeline(
         vae=AutoencoderKL.from_pretrained(path, subfolder="vae", **kw),
         text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **kw),
         text_encoder_2=CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2", **kw),

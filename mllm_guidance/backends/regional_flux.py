@@ -66,7 +66,7 @@ class RegionalFluxGenerator:
                  double_interval: int = 1, single_interval: int = 1, background_prompt: str = "a photo",
                  max_regions: int = MAX_REGIONS, max_sequence_length: int | None = None) -> None:
         def load(torch_dtype: Any) -> Any:
-            from mllm_guidance.backends.dit.regional_flux_pipeline import RegionalFluxPipeline
+            from mllm_guidance.backends.layout_pipelines.regional_flux_pipeline import RegionalFluxPipeline
 
             return RegionalFluxPipeline.from_pretrained(model, torch_dtype=torch_dtype)
 

@@ -98,7 +98,7 @@ def test_save_and_load_round_trip(flux_dir, sd3_dir, clflux_dir, tmp_path):
 def test_unmasked_regional_flux_is_plain_flux(flux_dir):
     from diffusers import FluxPipeline
 
-    from mllm_guidance.backends.dit.regional_flux_pipeline import RegionalFluxPipeline
+    from mllm_guidance.backends.layout_pipelines.regional_flux_pipeline import RegionalFluxPipeline
 
     regional = RegionalFluxPipeline.from_pretrained(str(flux_dir))
     common = dict(height=64, width=64, num_inference_steps=2, max_sequence_length=32, output_type="latent")
@@ -109,7 +109,7 @@ def test_unmasked_regional_flux_is_plain_flux(flux_dir):
 
 
 def test_a_batch_grounds_each_prompt_on_its_own_layout(flux_dir, sd3_dir):
-    from mllm_guidance.backends.dit.regional_flux_pipeline import RegionalFluxPipeline
+    from mllm_guidance.backends.layout_pipelines.regional_flux_pipeline import RegionalFluxPipeline
 
     regional = RegionalFluxPipeline.from_pretrained(str(flux_dir))
     creati = load_creatilayout(str(sd3_dir))
@@ -128,7 +128,7 @@ def test_a_batch_grounds_each_prompt_on_its_own_layout(flux_dir, sd3_dir):
 
 
 def test_token_masks_and_the_regional_attention_mask():
-    from mllm_guidance.backends.dit.regional_flux_pipeline import regional_attention_mask, region_token_masks
+    from mllm_guidance.backends.layout_pipelines.regional_flux_pipeline import regional_attention_mask, region_token_masks
 
     masks = region_token_masks([[0.0, 0.0, 0.5, 1.0], [0.9, 0.9, 0.92, 0.92]], height=64, width=64, cell=16)
     assert masks[0].view(4, 4)[:, :2].all() and not masks[0].view(4, 4)[:, 2:].any()

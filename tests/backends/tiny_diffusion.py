@@ -77,7 +77,7 @@ def build_tiny_gligen_xl(target: Path) -> Path:
     import torch
     from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
-    from mllm_guidance.backends.gligen_xl import _pipeline_class
+    from mllm_guidance.backends.layout_pipelines.gligen_xl_pipeline import StableDiffusionXLGLIGENPipeline
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -89,7 +89,7 @@ def build_tiny_gligen_xl(target: Path) -> Path:
     )
     _open_gates(unet)
     tokenizer = clip_tokenizer(target / "_tok")
-    pipe = _pipeline_class()(
+    pipe = StableDiffusionXLGLIGENPipeline(
         vae=_vae(), text_encoder=_text_encoder(32), text_encoder_2=_text_encoder(32, with_projection=True),
         tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet,
         scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1),

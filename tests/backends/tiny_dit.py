@@ -120,7 +120,7 @@ def build_tiny_creatilayout_sd3(target: Path) -> Path:
     """The project's CreatiLayout SD3 pipeline with a two-block SiamLayout transformer."""
     import torch
 
-    from mllm_guidance.backends.dit.siamlayout_sd3 import CreatiLayoutSD3Pipeline, SiamLayoutSD3Transformer2DModel
+    from mllm_guidance.backends.layout_pipelines.siamlayout_sd3 import CreatiLayoutSD3Pipeline, SiamLayoutSD3Transformer2DModel
 
     torch.manual_seed(0)
     transformer = SiamLayoutSD3Transformer2DModel(**SD3_TRANSFORMER)
@@ -143,7 +143,7 @@ def build_tiny_creatilayout_flux(target: Path, text_width: int = 32) -> Path:
     """The project's CreatiLayout FLUX pipeline (FLUX.1-dev-like, one double and one single SiamLayout block)."""
     import torch
 
-    from mllm_guidance.backends.dit.siamlayout_flux import CreatiLayoutFluxPipeline, SiamLayoutFluxTransformer2DModel
+    from mllm_guidance.backends.layout_pipelines.siamlayout_flux import CreatiLayoutFluxPipeline, SiamLayoutFluxTransformer2DModel
 
     torch.manual_seed(0)
     transformer = SiamLayoutFluxTransformer2DModel(

@@ -26,12 +26,16 @@ from typing import Any
 import torch
 from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
 from diffusers.configuration_utils import register_to_config
+
+# diffusers checks a component saved from this module against the loadable base classes it finds
+# here (``ModelMixin``) when the pipeline is assembled again: keep the name importable from it.
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from diffusers.models.attention import FeedForward, JointTransformerBlock
 from diffusers.models.attention_processor import Attention, JointAttnProcessor2_0
 from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
 from torch import nn
 
-from mllm_guidance.backends.dit.box_tokens import BoxLayout, BoxTokenProjection, LayoutCarry
+from mllm_guidance.backends.layout_pipelines.box_tokens import BoxLayout, BoxTokenProjection, LayoutCarry
 
 #: (phrase, normalized [x1, y1, x2, y2]) for one box.
 Region = tuple[str, Sequence[float]]

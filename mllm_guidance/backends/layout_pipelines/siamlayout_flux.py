@@ -34,6 +34,10 @@ import numpy as np
 import torch
 from diffusers import FluxPipeline, FluxTransformer2DModel
 from diffusers.configuration_utils import register_to_config
+
+# diffusers checks a component saved from this module against the loadable base classes it finds
+# here (``ModelMixin``) when the pipeline is assembled again: keep the name importable from it.
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from diffusers.models.attention import FeedForward
 from diffusers.models.normalization import AdaLayerNormZero, AdaLayerNormZeroSingle
 from diffusers.models.transformers.transformer_flux import (
@@ -46,8 +50,8 @@ from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_tim
 from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
 from torch import nn
 
-from mllm_guidance.backends.dit.box_tokens import BoxLayout, BoxTokenProjection, LayoutCarry
-from mllm_guidance.backends.dit.siamlayout_sd3 import box_slots, per_prompt
+from mllm_guidance.backends.layout_pipelines.box_tokens import BoxLayout, BoxTokenProjection, LayoutCarry
+from mllm_guidance.backends.layout_pipelines.siamlayout_sd3 import box_slots, per_prompt
 
 
 def _split_carry(joint_attention_kwargs: dict[str, Any] | None) -> tuple[dict[str, Any], LayoutCarry | None]:
