@@ -85,10 +85,20 @@ class ResearchWorker:
     def __init__(self, code: ResearchCode, driver: str, options: dict[str, Any]) -> None:
         self.what = code.what
         self._lock = threading.Lock()
-        command = [sys.executable, "-P", "-m", "mllm_guidance.backends.research_code"]
-        self._process = subprocess.Popen(command, cwd=code.root, env=_worker_env(), stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, start_new_session=True)
-        self._finalizer = weakref.finalize(self, _shut_down, self._process)
+        # replies come through a pipe of their own: whatever their code prints (to stdout, which goes
+        # to this process's stderr) can never be taken for a reply
+        reply_read, reply_write = os.pipe()
+        command = [sys.executable, "-P", "-m", "mllm_guidance.backends.research_code", str(reply_write)]
+        try:
+            self._process = subprocess.Popen(command, cwd=code.root, env=_worker_env(), stdin=subprocess.PIPE,
+                                             stdout=2, pass_fds=(reply_write,), start_new_session=True)
+        except BaseException:
+            os.close(reply_read)
+            raise
+        finally:
+            os.close(reply_write)
+        self._replies = os.fdopen(reply_read, "rb")
+        self._finalizer = weakref.finalize(self, _shut_down, self._process, self._replies)
         try:
             self._request(("load", driver, options))
         except BaseException:
@@ -113,7 +123,7 @@ class ResearchWorker:
                                    "its output above says why")
             try:
                 _send(process.stdin, message)
-                reply = _receive(process.stdout)
+                reply = _receive(self._replies)
             except (EOFError, BrokenPipeError, OSError):
                 code = process.wait()
                 raise BackendError(f"{self.what}: its worker process ended (exit code {code}) while serving "
@@ -141,15 +151,16 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _shut_down(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
+def _shut_down(process: subprocess.Popen[bytes], replies: BinaryIO) -> None:
     try:
-        process.stdin.close()  # the worker exits when its input ends
-        process.wait(timeout=10)
+        if process.poll() is None:
+            process.stdin.close()  # the worker exits when its input ends
+            process.wait(timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         process.kill()
         process.wait()
+    finally:
+        replies.close()
 
 
 def _send(stream: BinaryIO, message: Any) -> None:
@@ -191,13 +202,8 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def serve(channel_in: BinaryIO | None = None, channel_out: BinaryIO | None = None) -> None:
+def serve(channel_in: BinaryIO, channel_out: BinaryIO) -> None:
     """The worker's loop: build the driver, then answer calls until the input ends."""
-    if channel_out is None:
-        channel_out = os.fdopen(os.dup(1), "wb")
-        os.dup2(2, 1)  # their prints and progress bars go to stderr, never into the reply channel
-    if channel_in is None:
-        channel_in = sys.stdin.buffer
     driver = None
     while True:
         try:
@@ -220,7 +226,7 @@ def serve(channel_in: BinaryIO | None = None, channel_out: BinaryIO | None = Non
 if __name__ == "__main__":
     from mllm_guidance.backends import research_code
 
-    research_code.serve()
+    research_code.serve(sys.stdin.buffer, os.fdopen(int(sys.argv[1]), "wb"))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # the input ended: skip tearing down their modules (seconds with torch and CUDA loaded)

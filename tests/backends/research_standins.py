@@ -398,6 +398,7 @@ class ProbeDriver:
         import sys
 
         print("their code printing to stdout")
+        os.write(1, b"and writing straight to file descriptor 1\n")
         return {"cwd": os.getcwd(), "pid": os.getpid(), "root_on_path": self.root in sys.path}
 
     def echo(self, value: Any) -> Any:

@@ -199,7 +199,7 @@ def test_worker_runs_in_the_checkout_and_reports_failures_in_one_line(tmp_path, 
     monkeypatch.chdir(tmp_path.parent)
     worker = ResearchWorker(code, "tests.backends.research_standins:ProbeDriver", {"root": str(code.root)})
     try:
-        where = worker.call("where")  # the driver also prints to stdout: the reply channel survives it
+        where = worker.call("where")  # the driver also writes to stdout: replies have a pipe of their own
         assert where == {"cwd": str(code.root), "pid": worker.pid, "root_on_path": True}
         assert str(code.root) not in sys.path and os.getcwd() == str(tmp_path.parent)
         boxes = np.array([[0, 51, 179, 282]])
