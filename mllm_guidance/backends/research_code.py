@@ -79,7 +79,8 @@ class ResearchWorker:
     The driver class is imported and built inside the worker, where its ``__init__`` loads their
     code and weights; ``call(method, **kwargs)`` runs one of its methods there. Calls from several
     threads are served one at a time. The worker ends with ``close()``, when this object is
-    collected, at exit, or when this process dies (its end of the pipe closes).
+    collected, at exit, or when this process dies (its end of the pipe closes). POSIX only (the
+    reply pipe is passed with ``pass_fds``), as is the CUDA code it serves.
     """
 
     def __init__(self, code: ResearchCode, driver: str, options: dict[str, Any]) -> None:
