@@ -1,110 +1,81 @@
-"""InstanceDiffusion and Rich-context L2I adapters against stand-in repositories whose modules record
-exactly what they were called with (the real ones need their checkouts, checkpoints and a GPU)."""
+"""InstanceDiffusion and Rich-context L2I adapters against stand-in clones that keep the upstream
+quirks (the real code needs CUDA and multi-GB checkpoints).
 
+The stand-ins mirror frank-xwang/InstanceDiffusion @ 722900ef03e3579fb693e65a1550333a4a162581
+(``inference.py``, ``utils/checkpoint.py``, ``ldm/modules/diffusionmodules/openaimodel.py``) and
+cplusx/rich_context_L2I @ cc4ca46903c03ae608a9e7d390c004343ceb5c89 (``inference_on_dataset.py``,
+``pipelines/sdxl_pipeline.py``, ``regional_attention/diffusers_unet.py``, ``inference.ipynb``);
+``tests/backends/research_standins.py`` lists each quirk kept and the two CUDA-only calls left out.
+Tests here also check that the stand-ins fail where the originals fail, so an adapter passing them
+has handled the quirk rather than met a friendlier copy.
+"""
+
+import asyncio
+import contextlib
 import json
+import os
+import subprocess
 import sys
-import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mllm_guidance.backends.generator import GenerationRequest
 from mllm_guidance.backends.instancediffusion import (
-    InstanceDiffusionGenerator, from_instance_box, instancediffusion_input, to_instance_box,
+    NEGATIVE, InstanceDiffusionGenerator, from_instance_box, instancediffusion_input, provide_tkinter, to_instance_box,
 )
+from mllm_guidance.backends.research_code import ResearchCode, ResearchWorker
 from mllm_guidance.backends.rich_context import RichContextGenerator, from_rich_context_box, rich_context_input, to_rich_context_box
+from mllm_guidance.backends.sketch import SketchGenerator
 from mllm_guidance.errors import BackendError
+from mllm_guidance.eval.runner import BenchSpec, run_bench
 from mllm_guidance.layout import Box, Layout
+from tests.backends.research_standins import (
+    LOG_ENV, block_tkinter, make_instancediffusion_clone, make_rich_context_clone, read_log,
+)
+from tests.fakes import StepChatModel
 
 LAYOUT = Layout.from_pairs([("a gray cat on a rock", [0.0, 0.1, 0.35, 0.55]), ("a dog", [0.65, 0.2, 1.0, 0.7])])
 
-INSTANCE_STANDIN = '''
-import os
-from types import SimpleNamespace
-import numpy as np
-from PIL import Image
-CALLS = []
-args = None
 
-def load_model_ckpt(ckpt, args, device):
-    CALLS.append(("load", ckpt, device, os.getcwd()))
-    return SimpleNamespace(), "autoencoder", "text_encoder", "diffusion", {"grounding_tokenizer_input": {"target": "x"}}
-
-def create_clip_pretrain_model():
-    return "clip", "processor"
-
-def instantiate_from_config(config):
-    return ("grounding", config)
-
-def rescale_box(bbox, width, height):
-    return [bbox[0] / width, bbox[1] / height, (bbox[0] + bbox[2]) / width, (bbox[1] + bbox[3]) / height]
-
-def get_point_from_box(bbox):
-    return [(bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0]
-
-def sample_random_points_from_mask(mask, k):
-    return [[0, 0]] * k
-
-def sample_sparse_points_from_mask(mask, k):
-    return None
-
-def convert_points(points, info):
-    return points
-
-def resize(array, shape):
-    return np.zeros(shape)
-
-def run(meta, model, autoencoder, text_encoder, diffusion, clip_model, clip_processor, config, grounding, noise, guidance_scale=None):
-    CALLS.append(("run", meta, noise, guidance_scale, args.negative_prompt, args.mis, os.getcwd()))
-    folder = os.path.join(args.output, meta["save_folder_name"])
-    os.makedirs(folder, exist_ok=True)
-    Image.new("RGB", (512, 512), (1, 2, 3)).save(os.path.join(folder, "0.png"))
-'''
-
-RICH_STANDIN = '''
-import os
-from PIL import Image
-CALLS = []
-NEGATIVE_PROMPTS = "their negative prompts"
-
-class Pipe:
-    def __call__(self, **kwargs):
-        CALLS.append(("call", kwargs, os.getcwd()))
-        return ([Image.new("RGB", (512, 512), (4, 5, 6))],)
-
-def get_pipe(version, config):
-    CALLS.append(("get_pipe", version, dict(config), os.getcwd()))
-    return Pipe(), None, None
-
-def load_ckpt(path, pipe):
-    CALLS.append(("load_ckpt", path))
-'''
+@pytest.fixture
+def standin_log(tmp_path, monkeypatch):
+    path = tmp_path / "standin.jsonl"
+    monkeypatch.setenv(LOG_ENV, str(path))
+    return path
 
 
 @pytest.fixture
-def instance_repo(tmp_path, monkeypatch):
-    repo = tmp_path / "InstanceDiffusion"
-    (repo / "pretrained").mkdir(parents=True)
-    (repo / "pretrained" / "instancediffusion_sd15.pth").write_bytes(b"weights")
-    (repo / "inference.py").write_text(textwrap.dedent(INSTANCE_STANDIN))
-    monkeypatch.delitem(sys.modules, "inference", raising=False)
-    monkeypatch.setenv("INSTANCEDIFFUSION_REPO", str(repo))
-    yield repo
-    sys.modules.pop("inference", None)
+def instance_clone(tmp_path, monkeypatch):
+    clone = make_instancediffusion_clone(tmp_path / "InstanceDiffusion")
+    monkeypatch.setenv("INSTANCEDIFFUSION_REPO", str(clone))
+    return clone
+
+
+@pytest.fixture(scope="module")
+def rich_clone(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rich")
+    return make_rich_context_clone(base / "rich_context_L2I", base)
 
 
 @pytest.fixture
-def rich_repo(tmp_path, monkeypatch):
-    repo = tmp_path / "rich_context_L2I"
-    (repo / "configs").mkdir(parents=True)
-    (repo / "configs" / "layout_sdxl.yaml").write_text("unet:\n  params:\n    pretrained_model_name_or_path: init\n")
-    (repo / "rich_context_sdxl_e580.pt").write_bytes(b"weights")
-    (repo / "inference_on_dataset.py").write_text(textwrap.dedent(RICH_STANDIN))
-    monkeypatch.delitem(sys.modules, "inference_on_dataset", raising=False)
-    yield repo
-    sys.modules.pop("inference_on_dataset", None)
+def generators():
+    made = []
+    yield made
+    for gen in made:
+        gen.close()
+
+
+def files_under(folder: Path) -> dict[str, float]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
+
+
+# ---- InstanceDiffusion -----------------------------------------------------------------------------
 
 
 def test_instancediffusion_json_input_is_exact():
@@ -117,27 +88,73 @@ def test_instancediffusion_json_input_is_exact():
     assert whole["annos"][0]["bbox"] == [0, 0, 512, 512] and whole["annos"][0]["caption"] == "a cat" and notes
 
 
-def test_instancediffusion_calls_their_code_in_process(instance_repo, tmp_path):
+def test_instancediffusion_standin_fails_where_theirs_does(instance_clone, tmp_path, monkeypatch):
+    """Imported and called the way a naive adapter would, the stand-in raises what upstream raises."""
+    blocked = block_tkinter(tmp_path / "no_tk")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([blocked, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-P", "-c", "import inference"], cwd=instance_clone, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "No module named 'tkinter'" in result.stderr
+
+    monkeypatch.syspath_prepend(str(instance_clone))
+    monkeypatch.chdir(tmp_path)
+    try:
+        import inference
+
+        from types import SimpleNamespace
+
+        inference.args = SimpleNamespace(num_images=1, negative_prompt=None, test_config="configs/test_box.yaml")
+        meta = {"prompt": "a cat", "locations": [[0.1, 0.1, 0.5, 0.5]]}
+        with pytest.raises(NameError, match="return_att_masks"):
+            inference.get_model_inputs(meta, None, inference.TextEncoder(), None, None, None, {}, inference.GroundingNetInput())
+        with pytest.raises(FileNotFoundError):  # relative to the working directory, which is not the clone
+            inference.load_model_ckpt(str(instance_clone / "pretrained" / "instancediffusion_sd15.pth"), inference.args, "cpu")
+        with pytest.raises(FileNotFoundError, match="pretrained/SD_v1_5_input_conv_weight_bias.pth"):
+            inference.UNetModel(64, 4).restore_first_conv_from_SD()
+    finally:
+        sys.modules.pop("inference", None)
+
+
+def test_instancediffusion_runs_their_code_in_a_worker_with_its_quirks_handled(instance_clone, standin_log, tmp_path,
+                                                                             monkeypatch, generators):
+    # a server without python3-tk, and a caller whose working directory is not the clone
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([block_tkinter(tmp_path / "no_tk"), os.environ.get("PYTHONPATH", "")]))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    path_before, modules_before = list(sys.path), set(sys.modules)
+
     gen = InstanceDiffusionGenerator(device="cpu")
-    out = gen.generate(GenerationRequest(prompt="a cat and a dog", layout=LAYOUT, seed=7, width=1024, height=1024, negative_prompt="blurry"))
-    import inference
-
-    run = inference.CALLS[-1]
-    assert inference.CALLS[0][1] == str(instance_repo / "pretrained" / "instancediffusion_sd15.pth")
-    assert inference.CALLS[0][3] == str(instance_repo)  # their relative paths resolve in the clone
-    _, meta, noise, guidance, negative, mis, cwd = run
-    assert meta["phrases"] == ["a gray cat on a rock", "a dog"] and meta["prompt"] == "a cat and a dog"
-    for got, obj in zip(meta["locations"], LAYOUT.objects):
+    generators.append(gen)
+    out = gen.generate(GenerationRequest(prompt="a cat and a dog", layout=LAYOUT, seed=7, width=1024, height=1024,
+                                         negative_prompt="blurry"))
+    load, run = [e for e in read_log(standin_log) if e["event"] in ("load", "run")]
+    assert load["ckpt"] == str(instance_clone / "pretrained" / "instancediffusion_sd15.pth")
+    assert load["test_config"] == str(instance_clone / "configs" / "test_box.yaml") and load["device"] == "cpu"
+    assert run["cwd"] == str(instance_clone) and run["pid"] != os.getpid()
+    assert run["tkinter_file"] is None  # the worker's stand-in for the missing tkinter
+    assert run["restored"] == 1  # the relative first-conv file was read at the step without grounding
+    assert run["att_masks"] is False and run["autocast"] is True  # their autocast, on this device's type
+    assert run["phrases"] == ["a gray cat on a rock", "a dog"] and run["prompt"] == "a cat and a dog"
+    for got, obj in zip(run["locations"], LAYOUT.objects):
         assert np.allclose(got, obj.box.as_list(), atol=1 / 512)
-    assert meta["alpha_type"] == [0.75, 0.0, 0.25] and len(meta["points"]) == 2
-    assert tuple(noise.shape) == (1, 4, 64, 64) and guidance == 7.5 and negative == "blurry" and mis == 0.36
-    assert cwd == str(instance_repo)
+    assert run["alpha_type"] == [0.75, 0.0, 0.25] and len(run["points"]) == 2 and run["instances"] == 2
+    assert run["guidance"] == 7.5 and run["negative"] == "blurry" and run["mis"] == 0.36
+    theirs = torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(7))  # their script: manual_seed, then randn
+    assert run["noise_shape"] == [1, 4, 64, 64] and np.allclose(run["noise"], theirs.flatten()[:4].tolist())
     assert out.image.size == (512, 512) and "renders on its 512x512 canvas" in out.notes[0]
+
     again = gen.generate(GenerationRequest(prompt="a cat and a dog", layout=LAYOUT, seed=7, width=512, height=512))
-    assert again.notes == [] and (inference.CALLS[-1][2] == noise).all()  # same seed, same starting noise
+    second = read_log(standin_log)[-1]
+    assert again.notes == [] and second["noise"] == run["noise"] and again.image.tobytes() == out.image.tobytes()
+    assert second["negative"] == NEGATIVE  # a request's negative prompt does not stick
+    # this process: same working directory, sys.path and modules; nothing written here
+    assert os.getcwd() == str(elsewhere) and sys.path == path_before
+    assert "inference" not in sys.modules and not (set(sys.modules) - modules_before) & {"inference", "ldm", "utils"}
+    assert files_under(elsewhere) == {}
 
 
-def test_instancediffusion_missing_code_or_weights(tmp_path, monkeypatch):
+def test_instancediffusion_missing_code_weights_or_gpu(tmp_path, monkeypatch, instance_clone):
     monkeypatch.delenv("INSTANCEDIFFUSION_REPO", raising=False)
     with pytest.raises(BackendError, match="git clone https://github.com/frank-xwang/InstanceDiffusion .*INSTANCEDIFFUSION_REPO"):
         InstanceDiffusionGenerator()
@@ -146,30 +163,222 @@ def test_instancediffusion_missing_code_or_weights(tmp_path, monkeypatch):
         InstanceDiffusionGenerator(repo=str(tmp_path / "clone"))
     with pytest.raises(BackendError, match="is not a checkout"):
         InstanceDiffusionGenerator(repo=str(tmp_path / "nowhere"))
+    (instance_clone / "pretrained" / "SD_v1_5_input_conv_weight_bias.pth").rename(tmp_path / "moved.pth")
+    with pytest.raises(BackendError, match="SD_v1_5_input_conv_weight_bias.pth is missing .*re-clone"):
+        InstanceDiffusionGenerator(repo=str(instance_clone))
+    (tmp_path / "moved.pth").rename(instance_clone / "pretrained" / "SD_v1_5_input_conv_weight_bias.pth")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendError, match=r"needs a CUDA GPU \(their code calls .cuda\(\).*device='cpu'") as info:
+        InstanceDiffusionGenerator(repo=str(instance_clone))
+    assert "\n" not in str(info.value)
 
 
-def test_rich_context_calls_their_pipeline_with_pixel_corners(rich_repo):
-    gen = RichContextGenerator(repo=str(rich_repo))
-    out = gen.generate(GenerationRequest(prompt="a cat and a dog", layout=LAYOUT, seed=3, width=512, height=512, steps=20))
-    import inference_on_dataset as rc
-
-    assert rc.CALLS[0][:2] == ("get_pipe", "sdxl") and rc.CALLS[0][3] == str(rich_repo)
-    assert rc.CALLS[1] == ("load_ckpt", str(rich_repo / "rich_context_sdxl_e580.pt"))
-    _, kwargs, cwd = rc.CALLS[-1]
-    assert isinstance(kwargs["boxes"], np.ndarray) and kwargs["boxes"].tolist() == [[0, 51, 179, 282], [333, 102, 512, 358]]
-    assert kwargs["labels"] == ["a gray cat on a rock", "a dog"] and (kwargs["height"], kwargs["width"]) == (512, 512)
-    assert kwargs["negative_prompt"] == "their negative prompts" and kwargs["scheduled_sampling_beta"] == 1.0
-    assert kwargs["num_inference_steps"] == 20 and kwargs["guidance_scale"] == 5.0
-    assert kwargs["generator"].initial_seed() == 3 and cwd == str(rich_repo)
-    assert out.image.getpixel((0, 0)) == (4, 5, 6) and out.notes == []
+def test_a_missing_requirement_is_one_line_naming_the_requirements(instance_clone):
+    (instance_clone / "inference.py").write_text("import a_package_from_their_requirements\n")
+    with pytest.raises(BackendError, match=r"cannot import 'inference' .*a_package_from_their_requirements.*requirements.txt") as info:
+        InstanceDiffusionGenerator(device="cpu")
+    assert "\n" not in str(info.value)
 
 
-def test_rich_context_empty_layout_and_missing_code(rich_repo, monkeypatch):
-    boxes, labels, notes = rich_context_input("a quiet street", Layout())
-    assert boxes.tolist() == [[0, 0, 512, 512]] and labels == ["a quiet street"] and notes
+def test_provide_tkinter_only_where_it_is_missing(monkeypatch):
+    monkeypatch.delitem(sys.modules, "tkinter.messagebox", raising=False)
+    monkeypatch.setitem(sys.modules, "tkinter", None)  # import tkinter raises ImportError, as without python3-tk
+    assert provide_tkinter() is True
+    from tkinter.messagebox import NO
+
+    assert NO == "no"
+    assert provide_tkinter() is False  # present now
+    monkeypatch.delitem(sys.modules, "tkinter.messagebox")
+
+
+# ---- the worker itself -------------------------------------------------------------------------------
+
+
+def test_worker_runs_in_the_checkout_and_reports_failures_in_one_line(tmp_path, monkeypatch):
+    code = ResearchCode("Probe", str(tmp_path), "PROBE_REPO", "https://example.org/probe", "see its README")
+    monkeypatch.chdir(tmp_path.parent)
+    worker = ResearchWorker(code, "tests.backends.research_standins:ProbeDriver", {"root": str(code.root)})
+    try:
+        where = worker.call("where")  # the driver also writes to stdout: replies have a pipe of their own
+        assert where == {"cwd": str(code.root), "pid": worker.pid, "root_on_path": True}
+        assert str(code.root) not in sys.path and os.getcwd() == str(tmp_path.parent)
+        boxes = np.array([[0, 51, 179, 282]])
+        assert (worker.call("echo", value=boxes) == boxes).all()
+        with pytest.raises(BackendError, match=r"^Probe: their code raised ValueError: bad input$"):
+            worker.call("fail")
+        assert worker.call("echo", value=1) == 1  # still serving
+        with pytest.raises(BackendError, match=r"worker process ended \(exit code 3\)"):
+            worker.call("crash")
+        with pytest.raises(BackendError, match="has ended"):
+            worker.call("echo", value=1)
+    finally:
+        worker.close()
+    with pytest.raises(BackendError, match=r"^Probe: cannot load \(a one-line reason\)$"):
+        ResearchWorker(code, "tests.backends.research_standins:ProbeDriver", {"root": str(code.root), "fail_at_load": True})
+
+
+def test_closing_ends_the_worker(tmp_path):
+    code = ResearchCode("Probe", str(tmp_path), "PROBE_REPO", "https://example.org/probe", "see its README")
+    worker = ResearchWorker(code, "tests.backends.research_standins:ProbeDriver", {"root": str(code.root)})
+    process = worker._process
+    worker.close()
+    assert process.wait(timeout=30) == 0
+
+
+# ---- Rich-context L2I --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def standin_imported(clone: Path):
+    """The Rich-context stand-in imported in this process, as a naive adapter would (for the checks below)."""
+    names = ("inference_on_dataset", "pipelines", "pipelines.sdxl_pipeline", "regional_attention", "regional_attention.diffusers_unet")
+    sys.path.insert(0, str(clone))
+    try:
+        import inference_on_dataset
+
+        yield inference_on_dataset
+    finally:
+        sys.path.remove(str(clone))
+        for name in names:
+            sys.modules.pop(name, None)
+
+
+def test_rich_context_standin_fails_where_theirs_does(rich_clone, standin_log, monkeypatch):
+    """Their old loader downloads the refiner, and their fp16 UNet / fp32 VAE pipeline fails without autocast."""
+    clone, _ = rich_clone
+    monkeypatch.chdir(clone)
+    with standin_imported(clone) as module:
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.load("configs/layout_sdxl.yaml")
+        with pytest.raises(Exception, match="stable-diffusion-xl-refiner-1.0"):
+            module.get_pipe("sdxl", config)
+        pipe = module.StableDiffusionXLRegionalAttnPipeline.from_pretrained(
+            "stabilityai/stable-diffusion-xl-base-1.0", variant="fp16", torch_dtype=torch.float16,
+            unet=module.UNet2DConditionModel.from_pretrained("regional_attn_sdxl_512_init_weights", torch_dtype=torch.float16),
+            vae=module.AutoencoderKL.from_pretrained("madebyollin/sdxl-vae-fp16-fix"))
+        call = dict(prompt="", boxes=np.array([[0, 0, 256, 256]]), labels=["a cat"], height=512, width=512,
+                    num_inference_steps=1, generator=torch.Generator().manual_seed(0))
+        with pytest.raises(RuntimeError, match="should be the same"):
+            pipe(**call)
+
+
+def test_rich_context_current_release_runs_under_fp16_autocast(rich_clone, standin_log, tmp_path, monkeypatch, generators):
+    clone, release = rich_clone
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    gen = RichContextGenerator(model=str(release), repo=str(clone), device="cpu")
+    generators.append(gen)
+    out = gen.generate(GenerationRequest(prompt="a cat and a dog", layout=LAYOUT, seed=3, width=512, height=512, steps=1))
+    events = read_log(standin_log)
+    assert [e["event"] for e in events] == ["call"]  # no get_pipe: nothing of the old route is loaded
+    call = events[0]
+    assert call["autocast"] is True and call["autocast_dtype"] == "torch.float16" and call["cwd"] == str(clone)
+    assert call["boxes_type"] == "ndarray" and call["boxes"] == [[0, 51, 179, 282], [333, 102, 512, 358]]
+    assert call["labels"] == ["a gray cat on a rock", "a dog"] and (call["height"], call["width"]) == (512, 512)
+    assert call["negative"] == "stand-in negative prompts" and call["beta"] == 1.0
+    assert call["steps"] == 1 and call["guidance"] == 5.0 and call["seed"] == 3
+    assert out.image.size == (512, 512) and out.notes == []
+    assert files_under(elsewhere) == {}
+
+
+def test_rich_context_old_checkpoint_only_when_asked_and_without_the_refiner(rich_clone, standin_log, generators):
+    clone, _ = rich_clone
+    gen = RichContextGenerator(model="rich_context_sdxl_e580.pt", repo=str(clone), device="cpu", beta=0.5)
+    generators.append(gen)
+    out = gen.generate(GenerationRequest(prompt="a cat", layout=LAYOUT, seed=1, width=512, height=512, steps=1,
+                                         negative_prompt="blurry"))
+    get_pipe, load_ckpt, call = read_log(standin_log)
+    assert get_pipe["refiner"] == "_RefinerNotLoaded"  # their get_pipe ran; the refiner was never fetched
+    assert get_pipe["unet_from"] == str(clone / "regional_attn_sdxl_512_init_weights")
+    assert load_ckpt["path"] == str(clone / "rich_context_sdxl_e580.pt") and load_ckpt["keys"] > 0
+    assert (call["unet"], call["vae"]) == ("torch.float16", "torch.float32") and call["autocast"] is True
+    assert call["negative"] == "blurry" and call["beta"] == 0.5
+    assert out.image.size == (512, 512)
+
+
+def test_rich_context_missing_pieces(rich_clone, tmp_path, monkeypatch):
+    clone, _ = rich_clone
     monkeypatch.delenv("RICH_CONTEXT_L2I_REPO", raising=False)
     with pytest.raises(BackendError, match="git clone https://github.com/cplusx/rich_context_L2I .*RICH_CONTEXT_L2I_REPO"):
         RichContextGenerator()
+    with pytest.raises(BackendError, match="checkpoint .*old.pt is missing .*cplusx/rich_context_sdxl"):
+        RichContextGenerator(model="old.pt", repo=str(clone), device="cpu")
+    bare = tmp_path / "bare"
+    (bare / "configs").mkdir(parents=True)
+    for name in ("configs/layout_sdxl.yaml", "rich_context_sdxl_e580.pt"):
+        (bare / name).write_bytes((clone / name).read_bytes())
+    with pytest.raises(BackendError, match="initial regional-attention UNet .*regional_attn_sdxl_512_init_weights is missing "
+                                           r"\(run python misc_utils/init_regional_unet.py"):
+        RichContextGenerator(model="rich_context_sdxl_e580.pt", repo=str(bare), device="cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendError, match=r"needs a CUDA GPU .*device='cpu'"):
+        RichContextGenerator(repo=str(clone))
+
+
+def test_rich_context_empty_layout():
+    boxes, labels, notes = rich_context_input("a quiet street", Layout())
+    assert boxes.tolist() == [[0, 0, 512, 512]] and labels == ["a quiet street"] and notes
+
+
+# ---- the benchmark runner with a research adapter -----------------------------------------------------
+
+
+class ChdirGenerator(SketchGenerator):
+    """What the adapters did before: change the working directory for the length of a call."""
+
+    name = "chdir-sketch"
+
+    def __init__(self, into: Path) -> None:
+        super().__init__()
+        self.into = into
+
+    def generate(self, request):
+        previous = os.getcwd()
+        os.chdir(self.into)
+        try:
+            time.sleep(0.3)
+            return super().generate(request)
+        finally:
+            os.chdir(previous)
+
+
+@pytest.mark.parametrize("adapter", ["worker", "chdir (the old way, to show the check can fail)"])
+def test_bench_runner_with_a_research_adapter_keeps_every_file_under_a_relative_out(adapter, instance_clone, standin_log,
+                                                                                     tmp_path, monkeypatch, generators):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    data = tmp_path / "mini.txt"
+    data.write_text("".join(f"A cat number {i} sits next to a dog.\n" for i in range(6)))
+    clone_before = files_under(instance_clone)
+    if adapter == "worker":
+        monkeypatch.setenv("STANDIN_RUN_SECONDS", "0.3")
+        generator = InstanceDiffusionGenerator(device="cpu")
+        generators.append(generator)
+    else:
+        generator = ChdirGenerator(instance_clone)
+    written: list[float] = []
+    spec = BenchSpec(dataset=str(data), out=Path("out"), mllm=StepChatModel(delay=0.05), generator=generator,
+                     config={"self_correct": False}, concurrency=4)
+    records = asyncio.run(run_bench(spec, on_record=lambda r: written.append(time.time())))
+
+    files = files_under(work)
+    everything_under_out = bool(files) and all(Path(f).parts[0] == "out" for f in files)
+    untouched_clone = files_under(instance_clone) == clone_before
+    if adapter != "worker":
+        assert not (everything_under_out and untouched_clone and all(r["status"] == "ok" for r in records))
+        return
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records), records
+    assert everything_under_out and untouched_clone and os.getcwd() == str(work)
+    assert all((work / "out" / r["image"]).exists() for r in records)
+    runs = [(e["started"], e["time"]) for e in read_log(standin_log) if e["event"] == "run"]
+    assert len(runs) == 6
+    assert any(start < t < end for t in written for start, end in runs)  # other items were writing during their calls
+
+
+# ---- box conversions -----------------------------------------------------------------------------------
 
 
 @st.composite
