@@ -382,10 +382,10 @@ class Layout(BaseModel):
 
 _ARTICLE = re.compile(r"^(a|an|the)\s+")
 # terminal escape sequences: CSI (ESC [ ... final byte, or the one-byte C1 CSI), OSC (ESC ] ...
-# ended by BEL or ESC \\ or nothing), and the two-byte ESC forms
+# ended by BEL, by ESC \ or by nothing), and the two-byte ESC forms
 _ANSI = re.compile(
     r"(?:\x1b\[|\x9b)[0-?]*+[ -/]*+[@-~]?"
-    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*+(?:\x07|\x1b\\\\|\x9c)?"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*+(?:\x07|\x1b\\|\x9c)?"
     r"|\x1b[ -~]?"
 )
 _SURROGATE = re.compile(r"[\ud800-\udfff]")

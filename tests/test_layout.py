@@ -199,6 +199,7 @@ def test_diff_summaries_stay_short():
 @pytest.mark.parametrize("raw,clean", [
     ("\x1b[31mred\x1b[0m car", "red car"),
     ("a cat\x1b]0;new title\x07", "a cat"),
+    ("a \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ cat", "a link cat"),
     ("a\x00b\x7f\x80c\x9b2Jd", "abcd"),
     ("a\tcat\nsleeping\x85", "a cat sleeping"),
     ("\u202eevil\u202c cat\u2066", "evil cat"),

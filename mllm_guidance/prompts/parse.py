@@ -59,6 +59,7 @@ _NAME_KEYS = ("name", "object", "label", "description", "phrase", "caption", "de
 _BOX_KEYS = ("box", "bbox", "bounding_box", "boundingbox", "coordinates", "coords", "bounding box")
 _LIST_KEYS = ("updated_objects", "objects", "layout", "boxes", "bounding_boxes", "updated objects")
 _STRIP = " \t\r\n'\"`‘’“”[](){}<>,;:*_=#|•·-–—"
+_OPENER = {")": "(", "]": "["}
 _STRIP_RUN = re.compile("[" + re.escape(_STRIP) + "]*+")
 # a bullet a description may start with (``1.``, ``-``, ``Object 2:``); used with match(pos)
 _BULLET_RE = re.compile(r"(?:\d++[.)]|[-*•]|object\s*+\d*+\s*+[:.)-])\s*+", re.IGNORECASE)
@@ -69,7 +70,9 @@ _SCORE_RE = re.compile(
     rf"(?:[\s*_`]*+(?:(?P<percent>%)|(?:/|out\s++of\b)\s*+(?P<scale>{_NUM})))?"
 )
 _OUT_OF_RE = re.compile(rf"(?i)(?<![\w.])(?P<value>{_NUM})\s*+(?:/\s*+5|out\s++of\s++5)\b")
-_FRACTION_RE = re.compile(rf"(?i)^(?P<value>{_NUM})\s*+(?:/|out\s++of\b)\s*+(?P<scale>{_NUM})$")
+_FRACTION_RE = re.compile(
+    rf"(?i)^(?P<value>{_NUM}|nan|inf|one|two|three|four|five)\s*+(?:/|out\s++of\b)\s*+(?P<scale>{_NUM})$"
+)
 _THINK_TAG = re.compile(r"(?i)<\s*+(?P<close>/?)\s*+think(?:ing)?\s*+>")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _JSON_MARK = re.compile(r'[\[\]{}"]')
@@ -311,11 +314,12 @@ def _clean_name(name: str) -> str:
         left = _STRIP_RUN.match(name, start, end).end()  # type: ignore[union-attr]
         drop(start, left)
         start = left
-        while end > start and name[end - 1] in _STRIP:
-            opener = {")": "(", "]": "["}.get(name[end - 1])
-            if opener and counts[opener] >= counts[name[end - 1]]:
+        while end > start and (last := name[end - 1]) in _STRIP:
+            opener = _OPENER.get(last)
+            if opener and counts[opener] >= counts[last]:
                 break
-            drop(end - 1, end)
+            if last in counts:
+                counts[last] -= 1
             end -= 1
 
     strip_edges()
@@ -368,7 +372,6 @@ def _json_spans(text: str) -> list[int]:
     # there would end); a quote is escaped by an odd run of backslashes before it
     next_quote = [-1] * (count + 1)
     for k in range(count - 1, -1, -1):
-        pos, char = marks[k]
         next_quote[k] = next_quote[k + 1]
         if k + 1 < count and marks[k + 1][1] == '"' and not _escaped(text, marks[k + 1][0]):
             next_quote[k] = k + 1
@@ -491,13 +494,13 @@ def _score_from_json(text: str) -> str | None:
 
 def _score_value(found: str, text: str) -> int:
     raw = found.strip().lower()
-    if raw in _WORD_SCORES:
-        return _WORD_SCORES[raw]
     fraction = _FRACTION_RE.match(raw)
     if fraction:
         if float(fraction.group("scale")) != 5:
             raise ScoreParseError(_other_scale(found), text)
         raw = fraction.group("value")
+    if raw in _WORD_SCORES:
+        return _WORD_SCORES[raw]
     try:
         value = float(raw)
     except ValueError:

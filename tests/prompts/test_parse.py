@@ -322,14 +322,14 @@ def test_strip_reasoning():
 
 @pytest.mark.parametrize("text", [
     "Score: 4/10", "**Score:** 8/10", "Score: 4 out of 10", "Score: 80%", "Rating: 3/4", '{"score": "4/10"}',
-    "Reasoning: fine.\nScore: 7 / 10",
+    "Reasoning: fine.\nScore: 7 / 10", "Score: four out of 10",
 ])
 def test_scores_on_other_scales_are_refused(text):
     with pytest.raises(ScoreParseError, match="another scale; score on the 1 to 5 rubric"):
         parse_score(text)
 
 
-@pytest.mark.parametrize("text,score", [("Score: 4/5", 4), ("Score: 3 out of 5", 3), ('{"score": "5/5"}', 5), ("Score: 2 / 5.", 2)])
+@pytest.mark.parametrize("text,score", [("Score: 4/5", 4), ("Score: 3 out of 5", 3), ('{"score": "5/5"}', 5), ("Score: 2 / 5.", 2), ("Score: four out of 5", 4)])
 def test_scores_out_of_five_still_read(text, score):
     assert parse_score(text) == score
 
