@@ -70,7 +70,7 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     probe = subprocess.run(
-        [sys.executable, "-c", "import mllm_guidance; print(mllm_guidance.__file__)"],
+        [sys.executable, "-P", "-c", "import mllm_guidance; print(mllm_guidance.__file__)"],
         capture_output=True, text=True, check=True,
     )
     print(f"package: {probe.stdout.strip()}")

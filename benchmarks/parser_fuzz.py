@@ -253,7 +253,7 @@ def main() -> None:
 
 
 def _report(results: list[dict[str, Any]], hangs: list[tuple[int, str]], args: argparse.Namespace, seconds: float) -> None:
-    probe = subprocess.run([sys.executable, "-c", "import mllm_guidance; print(mllm_guidance.__file__)"], capture_output=True, text=True)
+    probe = subprocess.run([sys.executable, "-P", "-c", "import mllm_guidance; print(mllm_guidance.__file__)"], capture_output=True, text=True)
     print(f"package: {probe.stdout.strip()}   seed {args.seed}   {seconds:.0f} s in all\n")
     calls = Counter()
     crashes = Counter()
@@ -276,6 +276,13 @@ def _report(results: list[dict[str, Any]], hangs: list[tuple[int, str]], args: a
     print(f"reads over {args.hang:g} s        {len(slow)} finished slowly + {len(hangs)} stopped")
     print(f"slowest finished case  {max((r['slowest'] for r in results), default=0):.3f} s")
     print(f"most warning text      {max((r.get('warnings_chars', 0) for r in results), default=0)} characters")
+    print("\nby family: cases, layout values/clear errors, score values/clear errors, crashes")
+    for family in sorted({r["family"] for r in results}):
+        rows = [r for r in results if r["family"] == family]
+        tally = Counter((reader, r[reader].split()[0]) for r in rows for reader in ("layout", "score"))
+        crashed = sum(1 for r in rows if any(str(v).startswith("crash") for v in r.values()))
+        print(f"  {family:14s} {len(rows):5d}   {tally[('layout', 'value')]:5d}/{tally[('layout', 'clear')]:<5d}"
+              f"   {tally[('score', 'value')]:5d}/{tally[('score', 'clear')]:<5d}   {crashed}")
     if crashes:
         print("\ncrashes by family, reader and exception:")
         for (family, reader, what), n in sorted(crashes.items()):

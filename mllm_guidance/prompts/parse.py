@@ -173,6 +173,17 @@ def strip_reasoning(text: str) -> str:
     return "".join(kept)
 
 
+def clean_reply(text: str) -> str:
+    """A reply as it may be sent back to the MLLM with a retry request: reasoning blocks
+    removed (reasoning models are not meant to see their own chain of thought again), lone
+    surrogates replaced (HTTP clients encode requests as strict UTF-8 and would fail), and
+    cut to ``MAX_ANSWER_CHARS``."""
+    text = strip_reasoning(text[:MAX_REPLY_CHARS])
+    if len(text) > MAX_ANSWER_CHARS:
+        text = text[:MAX_ANSWER_CHARS] + " [... cut]"
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def layout_from_pairs(
     pairs: Sequence[tuple[str, Sequence[Any]]],
     image_size: tuple[int, int] | None = None,

@@ -375,3 +375,12 @@ def test_a_structured_score_too_large_for_text_is_the_typed_error():
 
     with pytest.raises(ScoreParseError, match="outside 1..5"):
         score_from_answer(ScoreAnswer(reasoning="x", score=10**5000))
+
+
+def test_a_reply_is_cleaned_before_it_is_sent_back():
+    from mllm_guidance.prompts.parse import clean_reply
+
+    reply = "<think>long</think>Objects:\n- a \ud800 cat" + "x" * (2 * MAX_ANSWER_CHARS)
+    cleaned = clean_reply(reply)
+    cleaned.encode("utf-8")  # strict UTF-8, as HTTP clients encode requests
+    assert cleaned.startswith("Objects:\n- a \ufffd cat") and len(cleaned) < MAX_ANSWER_CHARS + 20
