@@ -1,10 +1,15 @@
-"""Drawing layouts: boxes and labels on an image. Used by the sketch generator and the overlays."""
+"""Drawing layouts: boxes and labels on an image. Used by the sketch generator and the overlays.
+
+Any image mode is drawn on (as RGB), and a label the font cannot encode is drawn with its
+unencodable characters replaced rather than failing the overlay.
+"""
 
 from __future__ import annotations
 
 import textwrap
 from typing import Any
 
+from mllm_guidance.images import to_rgb
 from mllm_guidance.layout import Layout
 
 PALETTE = [
@@ -26,7 +31,7 @@ def draw_layout(image: Any, layout: Layout | None, *, filled: bool = False) -> A
     """A copy of ``image`` with every box outlined (and lightly filled) and labelled."""
     from PIL import Image, ImageDraw
 
-    base = image.convert("RGBA")
+    base = to_rgb(image).convert("RGBA")
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     w, h = base.size
@@ -43,7 +48,7 @@ def draw_layout(image: Any, layout: Layout | None, *, filled: bool = False) -> A
             fill=color + ((70,) if filled else (0,)),
             width=line,
         )
-        label = obj.name if len(obj.name) <= 40 else obj.name[:37] + "..."
+        label = _drawable(obj.name if len(obj.name) <= 40 else obj.name[:37] + "...", font)
         tb = draw.textbbox((0, 0), label, font=font)
         tw, th = tb[2] - tb[0], tb[3] - tb[1]
         ty = y1 if y1 + th + 4 <= h else max(0, y2 - th - 4)
@@ -57,11 +62,21 @@ def draw_caption(image: Any, text: str) -> Any:
     """``image`` with ``text`` wrapped across its middle: a preview for a render with no layout."""
     from PIL import ImageDraw
 
-    out = image.copy()
+    out = to_rgb(image).copy()
     draw = ImageDraw.Draw(out)
     w, h = out.size
     font = _font(max(10, round(min(w, h) / 24)))
-    wrapped = textwrap.fill(text, width=max(10, w // max(6, round(min(w, h) / 40))))
+    wrapped = _drawable(textwrap.fill(text, width=max(10, w // max(6, round(min(w, h) / 40)))), font)
     tb = draw.multiline_textbbox((0, 0), wrapped, font=font)
     draw.multiline_text(((w - (tb[2] - tb[0])) / 2, (h - (tb[3] - tb[1])) / 2), wrapped, fill=(40, 40, 40), font=font)
     return out
+
+
+def _drawable(text: str, font: Any) -> str:
+    """``text`` if the font can render it, else with the characters it cannot encode replaced
+    (Pillow's bitmap fallback font only knows Latin-1)."""
+    try:
+        font.getbbox(text)
+        return text
+    except (UnicodeError, ValueError):
+        return text.encode("latin-1", "replace").decode("latin-1")

@@ -8,13 +8,19 @@ slightly off are fixed only by ``Box.repair``, which says what it changed, so a 
 The thesis's layout rules (minimum size 0.1 x 0.1, no box more than half covered by another) are
 checked by ``Layout.rule_warnings`` and reported, never enforced: the MLLM is asked to respect them
 and the align step deliberately overlaps interacting objects.
+
+Layouts come from MLLM answers, so they are bounded and cleaned here, once for every way in:
+at most ``MAX_OBJECTS`` objects, and names without control characters, terminal escape codes,
+bidi overrides or lone surrogates (which would reach a terminal, a report or a UTF-8 log as is).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +31,19 @@ MIN_SIDE = 0.1
 MAX_COVERED = 0.5
 #: Default tolerance (max absolute coordinate difference) under which two boxes count as equal.
 DEFAULT_TOLERANCE = 0.01
+
+#: Most objects one layout may hold. The thesis's scenes have 3-4 objects, benchmark prompts
+#: rarely more than 10, and GLIGEN's position net holds 30 (backends keep the 30 largest); 64 is
+#: twice that, so no real answer comes near it. The cap is what keeps every pairwise step cheap
+#: and bounded: rule checks, layout matching and diffs touch at most 64 x 64 pairs, in
+#: milliseconds, where an answer of 1,000 identical objects used to take a minute and overflow
+#: the stack.
+MAX_OBJECTS = 64
+#: Longest object description (characters); CLIP-based generators read only 77 tokens anyway.
+MAX_NAME_CHARS = 2000
+#: Most rule warnings listed for one layout; the rest are counted in one closing line, so a
+#: crowded layout cannot fill the run directory with warnings (200 stacked boxes made 40,000).
+MAX_WARNINGS = 20
 
 _EPS = 1e-9
 
@@ -162,13 +181,15 @@ class LayoutObject(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(min_length=1, max_length=2000)
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     box: Box
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _clean_name(cls, value: str) -> str:
-        value = " ".join(value.split())
+    def _clean_name(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = clean_name(value)
         if not value:
             raise ValueError("object name is empty")
         return value
@@ -201,7 +222,7 @@ class LayoutDiff(BaseModel):
         if self.moved:
             parts.append(f"{len(self.moved)} moved ({_names(b for _, b in self.moved)})")
         if self.renamed:
-            pairs = ", ".join(f"{a.name} -> {b.name}" for a, b in self.renamed)
+            pairs = _listed([f"{_cut(a.name)} -> {_cut(b.name)}" for a, b in self.renamed])
             parts.append(f"{len(self.renamed)} redescribed ({pairs})")
         return "; ".join(parts)
 
@@ -211,7 +232,7 @@ class Layout(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    objects: list[LayoutObject] = []
+    objects: list[LayoutObject] = Field(default=[], max_length=MAX_OBJECTS)
     repairs: list[str] = Field(
         default=[], description="What was changed to make the boxes valid (clamps, format reads)."
     )
@@ -231,6 +252,9 @@ class Layout(BaseModel):
         """
         if box_format not in ("xyxy", "xywh"):
             raise ValueError(f"unknown box format {box_format!r}: use 'xyxy' or 'xywh'")
+        pairs = list(pairs)
+        if len(pairs) > MAX_OBJECTS:
+            raise ValueError(too_many_objects(len(pairs)))
         notes = list(repairs)
         objects = []
         for name, values in pairs:
@@ -271,24 +295,44 @@ class Layout(BaseModel):
     # -- the thesis's rules -------------------------------------------------------------------
 
     def rule_warnings(
-        self, min_side: float = MIN_SIDE, max_covered: float = MAX_COVERED
+        self,
+        min_side: float = MIN_SIDE,
+        max_covered: float = MAX_COVERED,
+        limit: int = MAX_WARNINGS,
     ) -> list[str]:
-        """Human-readable breaches of the layout rules the prompts ask for (never enforced)."""
-        out = []
+        """Human-readable breaches of the layout rules the prompts ask for (never enforced).
+
+        At most ``limit`` breaches are spelled out, then one line counts the rest; names are
+        shortened, so the list stays small however crowded the layout is.
+        """
+        breaches: list[str] = []
+        more = 0
         for o in self.objects:
             if o.box.width < min_side - _EPS or o.box.height < min_side - _EPS:
-                out.append(
-                    f"{o.name!r} is smaller than {min_side} x {min_side} "
-                    f"({o.box.width:.3f} x {o.box.height:.3f})"
-                )
+                if len(breaches) < limit:
+                    breaches.append(
+                        f"{_short(o.name)} is smaller than {min_side} x {min_side} "
+                        f"({o.box.width:.3f} x {o.box.height:.3f})"
+                    )
+                else:
+                    more += 1
         for i, a in enumerate(self.objects):
             for j, b in enumerate(self.objects):
-                if i != j and a.box.covered_by(b.box) > max_covered + _EPS:
-                    out.append(
-                        f"{a.box.covered_by(b.box):.0%} of {a.name!r} lies inside {b.name!r} "
+                if i == j:
+                    continue
+                covered = a.box.covered_by(b.box)
+                if covered <= max_covered + _EPS:
+                    continue
+                if len(breaches) < limit:
+                    breaches.append(
+                        f"{covered:.0%} of {_short(a.name)} lies inside {_short(b.name)} "
                         f"(the rules allow at most {max_covered:.0%})"
                     )
-        return out
+                else:
+                    more += 1
+        if more:
+            breaches.append(f"... and {more} more breaches of the layout rules")
+        return breaches
 
     # -- comparison ---------------------------------------------------------------------------
 
@@ -296,6 +340,8 @@ class Layout(BaseModel):
         """Same objects (descriptions equal up to case, spacing and a leading article) and boxes
         within ``tolerance``, in any order. This is the self-correct loop's stop test."""
         if len(self.objects) != len(other.objects):
+            return False
+        if sorted(_key(o.name) for o in self.objects) != sorted(_key(o.name) for o in other.objects):
             return False
 
         def ok(a: LayoutObject, b: LayoutObject) -> bool:
@@ -335,8 +381,46 @@ class Layout(BaseModel):
 # -- helpers ----------------------------------------------------------------------------------
 
 _ARTICLE = re.compile(r"^(a|an|the)\s+")
+# terminal escape sequences: CSI (ESC [ ... final byte, or the one-byte C1 CSI), OSC (ESC ] ...
+# ended by BEL, by ESC \ or by nothing), and the two-byte ESC forms
+_ANSI = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*+[ -/]*+[@-~]?"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*+(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -~]?"
+)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# controls become a space when they separate words (tab, newline...), else disappear; the bidi
+# embeddings, overrides and isolates (and the marks) can make a name display as another text
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_NAME_TABLE = {
+    **{c: (" " if chr(c).isspace() else None) for c in range(0xA0) if unicodedata.category(chr(c)) == "Cc"},
+    **{ord(c): None for c in _BIDI},
+}
 
 
+def clean_name(name: str) -> str:
+    """``name`` safe to print, log and draw: terminal escape codes, control characters and bidi
+    overrides removed, lone surrogates replaced by U+FFFD, whitespace collapsed."""
+    if "\x1b" in name or "\x9b" in name or "\x9d" in name:
+        name = _ANSI.sub("", name)
+    name = _SURROGATE.sub("\ufffd", name.translate(_NAME_TABLE))
+    return " ".join(name.split())
+
+
+def too_many_objects(count: int) -> str:
+    """The message for a layout over the cap, meant to be shown back to the MLLM."""
+    return (
+        f"the layout has {count} objects; at most {MAX_OBJECTS} are allowed: give one entry "
+        "per object the prompt names"
+    )
+
+
+def _short(name: str, limit: int = 60) -> str:
+    """A quoted name for messages, cut to ``limit`` characters."""
+    return repr(_cut(name, limit))
+
+
+@lru_cache(maxsize=4096)
 def _key(name: str) -> str:
     """Comparison key of a description: case, spacing, end punctuation and a leading article
     do not make two descriptions different."""
@@ -360,27 +444,63 @@ def _fmt(values: Sequence[float]) -> str:
 
 
 def _names(objects: Iterable[LayoutObject]) -> str:
-    return ", ".join(o.name for o in objects)
+    return _listed([_cut(o.name) for o in objects])
+
+
+def _listed(items: list[str], limit: int = 8) -> str:
+    """``a, b, c``; past ``limit`` items the rest are counted, so a summary stays one short line."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, +{len(items) - limit} more"
+
+
+def _cut(name: str, limit: int = 60) -> str:
+    return name if len(name) <= limit else name[: limit - 3] + "..."
 
 
 def _match(left: list[Any], right: list[Any], ok: Callable[[Any, Any], bool]) -> dict[int, int]:
     """Maximum one-to-one matching (left index -> right index) under ``ok`` (Kuhn's algorithm).
 
-    Layouts are small (tens of objects), so the quadratic search is cheaper than anything clever,
-    and unlike a greedy pass it never misses a matching that exists.
+    Unlike a greedy pass it never misses a matching that exists. Layouts hold at most
+    ``MAX_OBJECTS`` objects, so the pair table (``ok`` called once per pair) and the augmenting
+    searches stay in milliseconds; a greedy first pass settles the usual case (identical or
+    clearly distinct objects) at once, and the search keeps its own stack, so no layout can
+    reach Python's recursion limit.
     """
+    adjacent = [[j for j, b in enumerate(right) if ok(a, b)] for a in left]
     owner: dict[int, int] = {}  # right index -> left index
+    matched: dict[int, int] = {}  # left index -> right index
+    for i, options in enumerate(adjacent):  # greedy start
+        for j in options:
+            if j not in owner:
+                owner[j], matched[i] = i, j
+                break
+    for start in range(len(left)):
+        if start in matched:
+            continue
+        _augment(start, adjacent, owner, matched)
+    return dict(matched)
 
-    def augment(i: int, seen: set[int]) -> bool:
-        for j in range(len(right)):
-            if j in seen or not ok(left[i], right[j]):
-                continue
-            seen.add(j)
-            if j not in owner or augment(owner[j], seen):
-                owner[j] = i
-                return True
-        return False
 
-    for i in range(len(left)):
-        augment(i, set())
-    return {i: j for j, i in owner.items()}
+def _augment(start: int, adjacent: list[list[int]], owner: dict[int, int], matched: dict[int, int]) -> None:
+    """One depth-first search for an augmenting path from ``start``, with an explicit stack."""
+    seen: set[int] = set()
+    # each frame: (left index, position in its options, right index reached through it)
+    stack: list[list[int]] = [[start, 0, -1]]
+    while stack:
+        frame = stack[-1]
+        i, k = frame[0], frame[1]
+        options = adjacent[i]
+        while k < len(options) and options[k] in seen:
+            k += 1
+        if k == len(options):
+            stack.pop()
+            continue
+        j = options[k]
+        frame[1], frame[2] = k + 1, j
+        seen.add(j)
+        if j not in owner:
+            # free right vertex: flip the path held on the stack
+            for left_i, _, right_j in stack:
+                owner[right_j], matched[left_i] = left_i, right_j
+            return
+        stack.append([owner[j], 0, -1])

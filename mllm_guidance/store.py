@@ -10,7 +10,10 @@ Layout of a run directory::
     run.json           the finished run in one file; report.html its visual view
 
 Every write is atomic (temporary file + rename), so a crash never leaves half a file, and every
-JSON write passes through ``redact``, so keys never land on disk.
+JSON write passes through ``redact``, so keys never land on disk. Text is written so that any
+string survives: MLLM replies may hold lone UTF-16 surrogates, which UTF-8 cannot encode; they
+are written as ``\\udXXX`` escapes (in JSON, the escape of the same character) instead of
+stopping the run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_guidance.errors import InputError
+from mllm_guidance.images import to_rgb
 from mllm_guidance.redact import redact
 from mllm_guidance.state import ImageRef
 
@@ -58,7 +62,9 @@ class RunStore:
     # -- images -------------------------------------------------------------------------------
 
     def save_image(self, image: Any, name: str) -> ImageRef:
-        """Write a PIL image as PNG and return its reference."""
+        """Write a PIL image as an RGB PNG and return its reference. Any mode is converted
+        (transparency onto white); an empty image or a non-image is a ``BackendError``."""
+        image = to_rgb(image)
         data = png_bytes(image)
         self.write_bytes(name, data)
         return ImageRef(
@@ -121,7 +127,7 @@ class RunStore:
 
     def write_json(self, name: str, data: Any) -> Path:
         text = json.dumps(redact(data), indent=2, ensure_ascii=False, default=str)
-        return self.write_bytes(name, (text + "\n").encode("utf-8"))
+        return self.write_bytes(name, _utf8(text + "\n"))
 
     def read_json(self, name: str) -> Any:
         path = self.path(name)
@@ -133,7 +139,7 @@ class RunStore:
             raise InputError(f"{path} is not valid JSON ({exc})") from None
 
     def write_text(self, name: str, text: str) -> Path:
-        return self.write_bytes(name, text.encode("utf-8"))
+        return self.write_bytes(name, _utf8(text))
 
     # -- the call log -------------------------------------------------------------------------
 
@@ -141,8 +147,8 @@ class RunStore:
         """Append one MLLM call to the log and return its id."""
         call_id = record.get("id") or uuid.uuid4().hex[:12]
         line = json.dumps(redact({**record, "id": call_id}), ensure_ascii=False, default=str)
-        with self._lock, open(self.path(CALLS_FILE), "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        with self._lock, open(self.path(CALLS_FILE), "ab") as f:
+            f.write(_utf8(line + "\n"))
             f.flush()
         return call_id
 
@@ -161,3 +167,9 @@ class RunStore:
             except json.JSONDecodeError:
                 continue
         return out
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 that never fails: a lone surrogate becomes the six characters of its escape,
+    which inside a JSON string decodes back to the same character."""
+    return text.encode("utf-8", errors="backslashreplace")

@@ -133,3 +133,83 @@ class TestEqualityAndDiff:
 
     def test_to_lines(self):
         assert lay(("a cat", [0.1, 0.25, 0.5, 1.0])).to_lines() == "- a cat [0.1, 0.25, 0.5, 1]"
+
+
+# -- hostile layouts (issue 10, items 4 and 9) ------------------------------------------------
+
+import inspect  # noqa: E402
+import itertools  # noqa: E402
+import sys  # noqa: E402
+
+from mllm_guidance.layout import MAX_OBJECTS, MAX_WARNINGS, _match  # noqa: E402
+
+CAT = [0.1, 0.1, 0.5, 0.5]
+
+
+def test_a_layout_holds_at_most_max_objects():
+    assert len(lay(*[("a cat", CAT)] * MAX_OBJECTS)) == MAX_OBJECTS
+    with pytest.raises(ValueError, match=f"at most {MAX_OBJECTS}"):
+        lay(*[("a cat", CAT)] * (MAX_OBJECTS + 1))
+    with pytest.raises(ValidationError):
+        Layout(objects=[LayoutObject(name="a cat", box=Box.of(CAT))] * (MAX_OBJECTS + 1))
+
+
+def test_matching_a_full_layout_of_identical_objects_needs_no_recursion():
+    """Identical objects made the recursive matching nest once per object (1,000 objects hit
+    the recursion limit after 13-57 s). The matching keeps its own stack now: it works with
+    only a few frames of room left."""
+    a = lay(*[("a cat", CAT)] * MAX_OBJECTS)
+    b = lay(*[("the cat", [0.105, 0.1, 0.5, 0.5])] * MAX_OBJECTS)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 25)
+    try:
+        same, diff = a.same_as(b), a.diff(b)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert same and diff.is_empty
+
+
+@given(st.lists(st.lists(st.booleans(), min_size=5, max_size=5), min_size=1, max_size=5))
+def test_matching_is_maximum(table):
+    """The iterative search finds as many pairs as the best assignment found by brute force."""
+    left, right = list(range(len(table))), list(range(5))
+    pairs = _match(left, right, lambda i, j: table[i][j])
+    assert len(set(pairs.values())) == len(pairs) and all(table[i][j] for i, j in pairs.items())
+    best = max(
+        sum(1 for i, j in zip(left, perm, strict=False) if j is not None and table[i][j])
+        for perm in itertools.permutations(right + [None] * len(left), len(left))
+    )
+    assert len(pairs) == best
+
+
+def test_rule_warnings_are_bounded():
+    """200 stacked boxes made 40,000 warnings per round (a 36 MB run directory)."""
+    stacked = lay(*[("a very long description of a small cat " * 20, [0.1, 0.1, 0.15, 0.15])] * MAX_OBJECTS)
+    warnings = stacked.rule_warnings()
+    assert len(warnings) == MAX_WARNINGS + 1
+    assert warnings[-1] == f"... and {MAX_OBJECTS + MAX_OBJECTS * (MAX_OBJECTS - 1) - MAX_WARNINGS} more breaches of the layout rules"
+    assert sum(map(len, warnings)) < 200 * (MAX_WARNINGS + 1)
+
+
+def test_diff_summaries_stay_short():
+    old = lay(*[(f"object number {i} " * 30, [0.0, 0.0, 0.1, 0.1]) for i in range(MAX_OBJECTS)])
+    assert "+56 more" in Layout().diff(old).summary() and len(Layout().diff(old).summary()) < 1000
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ("\x1b[31mred\x1b[0m car", "red car"),
+    ("a cat\x1b]0;new title\x07", "a cat"),
+    ("a \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ cat", "a link cat"),
+    ("a\x00b\x7f\x80c\x9b2Jd", "abcd"),
+    ("a\tcat\nsleeping\x85", "a cat sleeping"),
+    ("\u202eevil\u202c cat\u2066", "evil cat"),
+    ("a \ud800 cat", "a \ufffd cat"),
+    ("漢字 and العربية", "漢字 and العربية"),
+])
+def test_names_are_safe_to_print(raw, clean):
+    assert LayoutObject(name=raw, box=Box.of(CAT)).name == clean
+
+
+def test_a_name_of_only_control_characters_is_refused():
+    with pytest.raises(ValidationError, match="empty"):
+        LayoutObject(name="\x1b[2J\x00\u202e", box=Box.of(CAT))

@@ -3,7 +3,7 @@ import json
 import pytest
 from PIL import Image
 
-from mllm_guidance.errors import InputError
+from mllm_guidance.errors import BackendError, InputError
 from mllm_guidance.redact import redact, redact_text
 from mllm_guidance.store import RunStore
 
@@ -70,3 +70,50 @@ def test_images_for_the_model_and_copies(tmp_path):
     assert Image.open(io.BytesIO(store.image_for_model(big, 50))).size == (50, 25)
     final = store.copy_image(big, "final.png")
     assert final.path == "final.png" and final.sha256 == big.sha256 and store.load_image(final).size == (200, 100)
+
+
+# -- hostile text and images (issue 10, items 4 and 9) ----------------------------------------
+
+
+def test_lone_surrogates_survive_the_call_log_and_json_files(tmp_path):
+    """A reply holding a lone UTF-16 surrogate stopped the run (UnicodeEncodeError) when the
+    call log was written, and again on resume. It is written as its escape and reads back."""
+    store = RunStore(tmp_path)
+    reply = "Objects:\n- a \ud800 cat [0.1, 0.1, 0.5, 0.5] \udfff"
+    store.record_call({"step": "place", "reply": reply, "error": None})
+    store.write_json("run.json", {"reply": reply, "\udc80key": 1})
+    store.write_text("report.html", f"<p>{reply}</p>")
+    assert store.calls()[0]["reply"] == reply
+    assert store.read_json("run.json") == {"reply": reply, "\udc80key": 1}
+    assert "\\ud800" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    (tmp_path / "calls.jsonl").read_text(encoding="utf-8")  # valid UTF-8 on disk
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "F", "LA", "PA", "La", "RGBa", "I;16", "RGBX"])
+def test_images_of_any_mode_are_saved_as_rgb(tmp_path, mode):
+    store = RunStore(tmp_path)
+    ref = store.save_image(Image.new(mode, (12, 10)), "round-0.png")
+    image = store.load_image(ref)
+    assert image.mode == "RGB" and image.size == (12, 10) == (ref.width, ref.height)
+
+
+def test_transparency_lands_on_white_and_float_images_keep_their_tones(tmp_path):
+    store = RunStore(tmp_path)
+    clear = store.load_image(store.save_image(Image.new("RGBA", (4, 4), (255, 0, 0, 0)), "a.png"))
+    assert clear.getpixel((0, 0)) == (255, 255, 255)
+    grey = store.load_image(store.save_image(Image.new("F", (4, 4), 0.5), "f.png"))
+    assert grey.getpixel((0, 0)) == (127, 127, 127)  # a 0..1 float image, not clipped to black
+    deep = store.load_image(store.save_image(Image.new("I;16", (4, 4), 65535), "i.png"))
+    assert deep.getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("size", [(0, 0), (16, 0), (0, 16)])
+def test_an_empty_image_is_a_clear_backend_error(tmp_path, size):
+    with pytest.raises(BackendError, match=f"empty {size[0]}x{size[1]} image"):
+        RunStore(tmp_path).save_image(Image.new("RGB", size), "round-0.png")
+    assert not (tmp_path / "round-0.png").exists()
+
+
+def test_a_non_image_is_a_clear_backend_error(tmp_path):
+    with pytest.raises(BackendError, match="not a PIL image"):
+        RunStore(tmp_path).save_image([[0, 0, 0]], "round-0.png")

@@ -22,7 +22,7 @@ from mllm_guidance.backends.retry import explain
 from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context, context_of
 from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, ParseError
-from mllm_guidance.prompts.parse import extract_reasoning
+from mllm_guidance.prompts.parse import clean_reply, extract_reasoning
 from mllm_guidance.prompts.steps import ROUND_KEY, STEP_KEY, STEPS, Step
 from mllm_guidance.state import Failure, GuidanceState, ImageRef, Usage
 
@@ -171,7 +171,7 @@ async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request
             return answer
         answer.error = error
         history = history + [
-            AIMessage(content=text or json.dumps(tool_calls)),
+            AIMessage(content=clean_reply(text) or json.dumps(tool_calls)),
             HumanMessage(
                 content=f"Your answer could not be used: {error}. Answer again, following the "
                 "format of the examples exactly."

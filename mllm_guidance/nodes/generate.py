@@ -16,6 +16,7 @@ from mllm_guidance.backends.generator import GenerationRequest, render
 from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import context_of
 from mllm_guidance.errors import BackendError, GuidanceError
+from mllm_guidance.images import check_image
 from mllm_guidance.state import GuidanceState, Plan, Round, Usage
 
 
@@ -44,6 +45,7 @@ class GenerateNode:
         def render_and_save() -> tuple[Any, Any, float]:
             generated = render(ctx.generator, request)
             seconds = time.perf_counter() - started
+            generated.notes.extend(check_image(generated.image, (request.width, request.height)))
             return generated, ctx.store.save_image(generated.image, f"round-{k}.png"), seconds
 
         try:

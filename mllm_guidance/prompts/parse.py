@@ -6,6 +6,11 @@ pixels or on a 0..1000 scale, and sometimes as ``[x, y, width, height]``. The pa
 of that and turn it into the project's one convention, recording every reinterpretation in
 ``Layout.repairs``. Anything they cannot read without guessing raises ``LayoutParseError`` or
 ``ScoreParseError`` with a message meant to be shown back to the MLLM, never another exception.
+
+Answers are hostile input as far as this module is concerned: every answer ends as a value or
+the typed error in time linear in its length (no regex backtracks over a run of characters, no
+JSON decode is retried at every bracket), and messages quote at most a short piece of it.
+Reasoning blocks of reasoning models (``<think>...</think>``) are removed before anything is read.
 """
 
 from __future__ import annotations
@@ -16,19 +21,35 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from mllm_guidance.errors import LayoutParseError, ScoreParseError
-from mllm_guidance.layout import Layout
+from mllm_guidance.errors import LayoutParseError, ParseError, ScoreParseError
+from mllm_guidance.layout import MAX_NAME_CHARS, MAX_OBJECTS, Layout, too_many_objects
+
+#: Longest answer read, in characters, once reasoning blocks are removed. A real answer is a
+#: few hundred characters (the thesis's) to about 10 KB (64 objects, the cap, with long
+#: descriptions, as indented JSON); 64 Ki characters is several times that and still parses in
+#: milliseconds. A longer answer is a runaway generation: it gets a typed error asking for less.
+MAX_ANSWER_CHARS = 65_536
+#: Longest reply looked at at all, reasoning included: a reasoning model's chain of thought
+#: stays under about 40k tokens (~160 KB of text); anything past 1 Mi characters is refused
+#: before it is scanned.
+MAX_REPLY_CHARS = 1_048_576
+#: Deepest JSON nesting decoded: a layout is at most 4 deep ({"objects": [{"box": [...]}]});
+#: deeper spans are skipped (their inner parts are still tried), which bounds the decoder's
+#: work and keeps it far from the recursion limit.
+MAX_JSON_DEPTH = 32
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = re.compile(rf"^{_NUM}$")
 _GROUP_RE = re.compile(r"[\[(]([^\[\]()]*)[\])]")
+# possessive runs (*+) and a leading class without newlines keep every pattern linear: a run
+# of spaces or blank lines is scanned once, never re-split by backtracking
 _HEADER_RE = re.compile(
-    r"(?i)(?P<kind>updated\s+objects|updated\s+layout|current\s+(?:output\s+)?objects|objects|layout)"
-    r"[\s*_`]*(?:section)?[\s*_`]*:"
+    r"(?i)(?P<kind>updated\s++objects|updated\s++layout|current\s++(?:output\s++)?objects|objects|layout)"
+    r"[\s*_`]*+(?:section[\s*_`]*+)?:"
 )
 _STOP_RE = re.compile(
-    r"(?im)^[\s#>*_`-]*(?:reasoning|score|user\s+prompt|explanation|justification|note|notes)"
-    r"[\s*_`]*:"
+    r"(?im)^(?:[^\S\n]|[#>*_`-])*+(?:reasoning|score|user\s+prompt|explanation|justification|note|notes)"
+    r"[\s*_`]*+:"
 )
 _EMPTY_WORDS = {
     "", "none", "n/a", "na", "nothing", "empty", "blank", "no changes", "no change",
@@ -38,13 +59,23 @@ _NAME_KEYS = ("name", "object", "label", "description", "phrase", "caption", "de
 _BOX_KEYS = ("box", "bbox", "bounding_box", "boundingbox", "coordinates", "coords", "bounding box")
 _LIST_KEYS = ("updated_objects", "objects", "layout", "boxes", "bounding_boxes", "updated objects")
 _STRIP = " \t\r\n'\"`‘’“”[](){}<>,;:*_=#|•·-–—"
-_BULLET_RE = re.compile(r"^(?:\d+[.)]|[-*•]|object\s*\d*\s*[:.)-])\s*", re.IGNORECASE)
+_OPENER = {")": "(", "]": "["}
+_STRIP_RUN = re.compile("[" + re.escape(_STRIP) + "]*+")
+# a bullet a description may start with (``1.``, ``-``, ``Object 2:``); used with match(pos)
+_BULLET_RE = re.compile(r"(?:\d++[.)]|[-*•]|object\s*+\d*+\s*+[:.)-])\s*+", re.IGNORECASE)
 _WORD_SCORES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _SCORE_RE = re.compile(
-    rf"(?i)\b(?:score|rating)\b[\s*_`]*(?:\(1\s*-\s*5\))?[\s*_`]*[:=\-]?[\s*_`\[(\"']*(?:of\s+)?"
+    rf"(?i)\b(?:score|rating)\b[\s*_`]*+(?:\(1\s*-\s*5\))?[\s*_`]*+[:=\-]?[\s*_`\[(\"']*+(?:of\s++)?"
     rf"(?P<value>{_NUM}|nan|inf|one|two|three|four|five)?"
+    rf"(?:[\s*_`]*+(?:(?P<percent>%)|(?:/|out\s++of\b)\s*+(?P<scale>{_NUM})))?"
 )
-_OUT_OF_RE = re.compile(rf"(?i)(?<![\w.])(?P<value>{_NUM})\s*(?:/\s*5|out\s+of\s+5)\b")
+_OUT_OF_RE = re.compile(rf"(?i)(?<![\w.])(?P<value>{_NUM})\s*+(?:/\s*+5|out\s++of\s++5)\b")
+_FRACTION_RE = re.compile(
+    rf"(?i)^(?P<value>{_NUM}|nan|inf|one|two|three|four|five)\s*+(?:/|out\s++of\b)\s*+(?P<scale>{_NUM})$"
+)
+_THINK_TAG = re.compile(r"(?i)<\s*+(?P<close>/?)\s*+think(?:ing)?\s*+>")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_JSON_MARK = re.compile(r'[\[\]{}"]')
 
 
 def parse_layout(text: str, image_size: tuple[int, int] | None = None) -> Layout:
@@ -53,10 +84,7 @@ def parse_layout(text: str, image_size: tuple[int, int] | None = None) -> Layout
     An explicitly empty objects section (``Updated objects:`` followed by nothing, ``[]`` or
     ``none``) is a valid empty layout: that is how align says the image already matches.
     """
-    if not isinstance(text, str):
-        raise LayoutParseError(f"expected the answer as text, got {type(text).__name__}")
-    if not text.strip():
-        raise LayoutParseError("the answer is empty; give the objects with their boxes", text)
+    text = _answer(text, LayoutParseError, "give the objects with their boxes")
     from_json = _layout_from_json(text, image_size)
     if from_json is not None:
         return from_json
@@ -73,17 +101,21 @@ def parse_layout(text: str, image_size: tuple[int, int] | None = None) -> Layout
 
 
 def parse_score(text: str) -> int:
-    """Read the 1..5 score from an MLLM answer (``Score: 4``, ``**Score:** 4/5``, JSON, ...)."""
-    if not isinstance(text, str):
-        raise ScoreParseError(f"expected the answer as text, got {type(text).__name__}")
-    if not text.strip():
-        raise ScoreParseError("the answer is empty; end it with 'Score: N' (N from 1 to 5)", text)
+    """Read the 1..5 score from an MLLM answer (``Score: 4``, ``**Score:** 4/5``, JSON, ...).
+
+    A score on another scale (``Score: 4/10``, ``80%``) is refused, never read as 1..5."""
+    text = _answer(text, ScoreParseError, "end it with 'Score: N' (N from 1 to 5)")
     found = _score_from_json(text)
     if found is None:
         labelled = list(_SCORE_RE.finditer(text))
-        numbered = [m.group("value") for m in labelled if m.group("value")]
+        numbered = [m for m in labelled if m.group("value")]
         if numbered:
-            found = numbered[-1]
+            last = numbered[-1]
+            found = last.group("value")
+            if last.group("percent"):
+                raise ScoreParseError(_other_scale(f"{found}%"), text)
+            if last.group("scale") is not None:
+                found = f"{found}/{last.group('scale')}"
         elif labelled:
             raise ScoreParseError("the score section has no number; give 'Score: N' (1..5)", text)
         else:
@@ -100,14 +132,56 @@ def parse_score(text: str) -> int:
 
 def extract_reasoning(text: str) -> str:
     """The reasoning part of an answer: after ``Reasoning:`` up to the next section, else the
-    text before the objects/score section. Never raises."""
+    text before the objects/score section. Reasoning-model blocks (``<think>``) are not part of
+    it. Never raises."""
     if not isinstance(text, str):
         return ""
-    m = re.search(r"(?is)reasoning[\s*_`]*:[\s*_`]*(.*?)(?=(?:updated\s+objects|updated\s+layout|score)[\s*_`]*:|\Z)", text)
+    text = _SURROGATE.sub("\ufffd", strip_reasoning(text[:MAX_REPLY_CHARS])[:MAX_ANSWER_CHARS])
+    m = re.search(
+        r"(?is)reasoning[\s*_`]*+:[\s*_`]*+(.*?)"
+        r"(?=(?:updated\s++objects|updated\s++layout|score)[\s*_`]*+:|\Z)",
+        text,
+    )
     if m:
         return _tidy(m.group(1))
-    cut = re.search(r"(?i)(updated\s+objects|objects|score)[\s*_`]*:", text)
+    cut = re.search(r"(?i)(updated\s++objects|objects|score)[\s*_`]*+:", text)
     return _tidy(text[: cut.start()] if cut else "")
+
+
+def strip_reasoning(text: str) -> str:
+    """``text`` without the reasoning blocks of reasoning models (DeepSeek-R1, Qwen3, QwQ).
+
+    ``<think>...</think>`` blocks go; a ``</think>`` with no opening tag (the chat template
+    opened the block in the prompt) ends a block that started with the reply; an opening tag
+    never closed (the model ran out of tokens) takes the rest of the reply with it. One pass.
+    """
+    if "<" not in text:
+        return text
+    kept: list[str] = []
+    pos, inside = 0, False
+    for m in _THINK_TAG.finditer(text):
+        closing = bool(m.group("close"))
+        if not inside and not closing:
+            kept.append(text[pos : m.start()])
+            inside = True
+        elif closing:
+            if not inside:
+                kept = []  # everything so far was reasoning whose opening tag we never saw
+            pos, inside = m.end(), False
+    if not inside:
+        kept.append(text[pos:])
+    return "".join(kept)
+
+
+def clean_reply(text: str) -> str:
+    """A reply as it may be sent back to the MLLM with a retry request: reasoning blocks
+    removed (reasoning models are not meant to see their own chain of thought again), lone
+    surrogates replaced (HTTP clients encode requests as strict UTF-8 and would fail), and
+    cut to ``MAX_ANSWER_CHARS``."""
+    text = strip_reasoning(text[:MAX_REPLY_CHARS])
+    if len(text) > MAX_ANSWER_CHARS:
+        text = text[:MAX_ANSWER_CHARS] + " [... cut]"
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def layout_from_pairs(
@@ -118,23 +192,31 @@ def layout_from_pairs(
 ) -> Layout:
     """Named number quadruples -> Layout: detects the scale (normalized, pixels, 0..100,
     0..1000) and the format (corners or x/y/w/h), repairs small overshoots, records every read."""
+    if len(pairs) > MAX_OBJECTS:
+        raise LayoutParseError(too_many_objects(len(pairs)), text)
     names: list[str] = []
     quads: list[list[float]] = []
     for name, values in pairs:
         label = _clean_name(str(name))
-        if not label:
-            raise LayoutParseError(f"a box {list(values)} has no object description before it", text)
         vals = list(values)
+        if not label:
+            raise LayoutParseError(f"a box {_q(vals)} has no object description before it", text)
+        if len(label) > MAX_NAME_CHARS:
+            raise LayoutParseError(
+                f"the description {_q(label)} is {len(label):,} characters long; keep each "
+                f"under {MAX_NAME_CHARS:,}",
+                text,
+            )
         if len(vals) != 4:
             raise LayoutParseError(
-                f"{label!r} has {len(vals)} numbers; a box needs exactly 4: [x1, y1, x2, y2]", text
+                f"{_q(label)} has {len(vals)} numbers; a box needs exactly 4: [x1, y1, x2, y2]", text
             )
         try:
             nums = [float(v) for v in vals]
         except (TypeError, ValueError, OverflowError):
-            raise LayoutParseError(f"{label!r} has a box with non-numbers: {vals}", text) from None
+            raise LayoutParseError(f"{_q(label)} has a box with non-numbers: {_q(vals)}", text) from None
         if not all(math.isfinite(v) for v in nums):
-            raise LayoutParseError(f"{label!r} has a box with a non-finite number: {vals}", text)
+            raise LayoutParseError(f"{_q(label)} has a box with a non-finite number: {_q(vals)}", text)
         names.append(label)
         quads.append(nums)
     notes: list[str] = []
@@ -163,7 +245,7 @@ def layout_from_pairs(
         else:
             i = inverted[0]
             raise LayoutParseError(
-                f"{names[i]!r}: corners {quads[i]} are out of order; give [x1, y1, x2, y2] with "
+                f"{_q(names[i])}: corners {quads[i]} are out of order; give [x1, y1, x2, y2] with "
                 "x1 < x2 and y1 < y2",
                 text,
             )
@@ -201,7 +283,7 @@ def _boxes_in(region: str, strict: bool) -> list[tuple[str, list[str]]]:
         numeric = [p for p in parts if _NUM_RE.match(p)]
         if has_bad and len(parts) >= 3:
             name = _clean_name(_last_line(region[prev_end : m.start()]))
-            raise LayoutParseError(f"{name or 'a box'!r} has a non-finite number: [{m.group(1)}]", region)
+            raise LayoutParseError(f"{_q(name or 'a box')} has a non-finite number: {_q(f'[{m.group(1)}]')}", region)
         if len(numeric) != len(parts) or not parts:
             continue  # words in brackets are part of a description, e.g. "a cup (blue)"
         if len(parts) == 4:
@@ -210,7 +292,7 @@ def _boxes_in(region: str, strict: bool) -> list[tuple[str, list[str]]]:
         elif len(parts) == 3 or len(parts) > 4 or (strict and len(parts) == 2):
             name = _clean_name(_last_line(region[prev_end : m.start()]))
             raise LayoutParseError(
-                f"{name or 'a box'!r} has {len(parts)} numbers; a box needs exactly 4: "
+                f"{_q(name or 'a box')} has {len(parts)} numbers; a box needs exactly 4: "
                 "[x1, y1, x2, y2]",
                 region,
             )
@@ -223,27 +305,41 @@ def _last_line(segment: str) -> str:
 
 
 def _clean_name(name: str) -> str:
-    name = _strip_edges(name)
-    while True:
-        stripped = _strip_edges(_BULLET_RE.sub("", name))
-        if stripped == name:
-            break
-        name = stripped
-    name = re.sub(r"\*\*|__|`", "", name)
+    """The description before a box: quotes, brackets and punctuation stripped from both ends
+    (a closing bracket that closes one opened inside the name stays: ``a cat (sleeping)``),
+    then bullets (``1.``, ``-``, ``Object 2:``) and again the ends, until nothing changes;
+    markdown emphasis dropped, spacing collapsed.
+
+    Works on indices into ``name`` with bracket counts kept up to date, so each character is
+    looked at a bounded number of times however many bullets or brackets a line holds.
+    """
+    counts = {c: name.count(c) for c in "()[]"}
+    start, end = 0, len(name)
+
+    def drop(i: int, j: int) -> None:
+        for c in "()[]":
+            counts[c] -= name.count(c, i, j)
+
+    def strip_edges() -> None:
+        nonlocal start, end
+        left = _STRIP_RUN.match(name, start, end).end()  # type: ignore[union-attr]
+        drop(start, left)
+        start = left
+        while end > start and (last := name[end - 1]) in _STRIP:
+            opener = _OPENER.get(last)
+            if opener and counts[opener] >= counts[last]:
+                break
+            if last in counts:
+                counts[last] -= 1
+            end -= 1
+
+    strip_edges()
+    while (bullet := _BULLET_RE.match(name, start, end)) is not None:
+        drop(start, bullet.end())
+        start = bullet.end()
+        strip_edges()
+    name = re.sub(r"\*\*|__|`", "", name[start:end])
     return " ".join(name.split())
-
-
-def _strip_edges(name: str) -> str:
-    """Strip quotes, brackets and punctuation from both ends, keeping a closing bracket that
-    closes one opened inside the name: ``a cat (sleeping)`` stays whole."""
-    name = name.lstrip(_STRIP)
-    while name and name[-1] in _STRIP:
-        closer = name[-1]
-        opener = {")": "(", "]": "["}.get(closer)
-        if opener and name.count(opener) >= name.count(closer):
-            break
-        name = name[:-1]
-    return name
 
 
 def _says_empty(region: str) -> bool:
@@ -252,22 +348,91 @@ def _says_empty(region: str) -> bool:
 
 
 def _json_values(text: str) -> list[Any]:
-    """Every JSON value that parses at a ``{`` or ``[`` in the text, largest first."""
-    decoder = json.JSONDecoder()
+    """Every JSON value that parses at a ``{`` or ``[`` in the text, largest first.
+
+    Left to right, the first value found at a position wins and the scan goes on after it. Only
+    the openers of balanced spans (``_json_spans``) at most ``MAX_JSON_DEPTH`` deep are tried,
+    so the decoder never runs to the end of the text from every bracket of ``[[[[...``; a failed
+    try costs at most its span, and a character lies inside at most that many tried spans.
+    """
     found: list[tuple[int, Any]] = []
-    i = 0
-    while i < len(text):
-        if text[i] in "{[":
-            try:
-                value, end = decoder.raw_decode(text, i)
-            except (json.JSONDecodeError, RecursionError):
-                i += 1
-                continue
-            found.append((end - i, value))
-            i = end
-        else:
-            i += 1
+    resume = 0
+    for start in _json_spans(text):
+        if start < resume:
+            continue  # inside a value already read
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            continue
+        found.append((end - start, value))
+        resume = end
     return [v for _, v in sorted(found, key=lambda t: -t[0])]
+
+
+def _json_spans(text: str) -> list[int]:
+    """Positions of ``{``/``[`` whose brackets close in order (strings skipped, JSON-style)
+    within ``MAX_JSON_DEPTH`` levels: the only places a JSON array or object can start.
+
+    A superset of where ``raw_decode`` succeeds: it ignores commas, colons and the words
+    between brackets. One pass from the right over the bracket and quote characters; each
+    opener walks its own level, jumping over inner spans (already known) and strings.
+    """
+    marks = [(m.start(), text[m.start()]) for m in _JSON_MARK.finditer(text)]
+    count = len(marks)
+    # for each mark: the index of the first unescaped quote after it (where a string opened
+    # there would end); a quote is escaped by an odd run of backslashes before it
+    next_quote = [-1] * (count + 1)
+    for k in range(count - 1, -1, -1):
+        next_quote[k] = next_quote[k + 1]
+        if k + 1 < count and marks[k + 1][1] == '"' and not _escaped(text, marks[k + 1][0]):
+            next_quote[k] = k + 1
+    close_of = [-1] * count  # opener mark -> its closer mark
+    depth = [0] * count
+    starts: list[int] = []
+    for k in range(count - 1, -1, -1):
+        char = marks[k][1]
+        if char not in "[{":
+            continue
+        want = "]" if char == "[" else "}"
+        t, levels = k + 1, 1
+        while t < count:
+            c = marks[t][1]
+            if c == '"':
+                if next_quote[t] < 0:
+                    break
+                t = next_quote[t] + 1
+            elif c in "[{":
+                if close_of[t] < 0:
+                    break
+                levels = max(levels, depth[t] + 1)
+                t = close_of[t] + 1
+            else:
+                if c == want:
+                    close_of[k], depth[k] = t, levels
+                break
+        if close_of[k] >= 0 and depth[k] <= MAX_JSON_DEPTH:
+            starts.append(marks[k][0])
+    starts.reverse()
+    return starts
+
+
+def _escaped(text: str, pos: int) -> bool:
+    run = 0
+    while pos - run - 1 >= 0 and text[pos - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
+
+
+def _parse_int(digits: str) -> int | float:
+    """JSON integers; one too long for ``int`` (over 4,300 digits) reads as an infinite float,
+    which the box and score checks then refuse, instead of a ``ValueError`` from the decoder."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
 def _layout_from_json(text: str, image_size: tuple[int, int] | None) -> Layout | None:
@@ -340,17 +505,63 @@ def _score_from_json(text: str) -> str | None:
 
 def _score_value(found: str, text: str) -> int:
     raw = found.strip().lower()
+    fraction = _FRACTION_RE.match(raw)
+    if fraction:
+        if float(fraction.group("scale")) != 5:
+            raise ScoreParseError(_other_scale(found), text)
+        raw = fraction.group("value")
     if raw in _WORD_SCORES:
         return _WORD_SCORES[raw]
     try:
         value = float(raw)
     except ValueError:
-        raise ScoreParseError(f"the score {found!r} is not a number; give an integer from 1 to 5", text) from None
+        raise ScoreParseError(f"the score {_q(found)} is not a number; give an integer from 1 to 5", text) from None
     if not math.isfinite(value) or value != int(value):
-        raise ScoreParseError(f"the score {found!r} is not a whole number from 1 to 5", text)
+        raise ScoreParseError(f"the score {_q(found)} is not a whole number from 1 to 5", text)
     if not 1 <= value <= 5:
-        raise ScoreParseError(f"the score {int(value)} is outside 1..5; use the 1 to 5 rubric", text)
+        raise ScoreParseError(f"the score {_q(found)} is outside 1..5; use the 1 to 5 rubric", text)
     return int(value)
+
+
+def _other_scale(found: str) -> str:
+    return (
+        f"the score {_q(found)} is on another scale; score on the 1 to 5 rubric and write "
+        "'Score: N' with N from 1 to 5"
+    )
+
+
+# -- every answer -----------------------------------------------------------------------------
+
+
+def _answer(text: Any, error: type[ParseError], ask: str) -> str:
+    """The part of a reply to read: reasoning blocks removed, lone surrogates replaced, and
+    the length checked, so that the readers after it work on bounded, encodable text."""
+    if not isinstance(text, str):
+        raise error(f"expected the answer as text, got {type(text).__name__}")
+    if len(text) > MAX_REPLY_CHARS:
+        raise error(
+            f"the answer is {len(text):,} characters long; keep it under {MAX_ANSWER_CHARS:,}: {ask}",
+            text[:200],
+        )
+    answer = strip_reasoning(text)
+    if not answer.strip():
+        if text.strip():
+            raise error(f"the answer holds only a reasoning block (<think>); after it, {ask}", text)
+        raise error(f"the answer is empty; {ask}", text)
+    if len(answer) > MAX_ANSWER_CHARS:
+        raise error(
+            f"the answer is {len(answer):,} characters long; keep it under {MAX_ANSWER_CHARS:,}: {ask}",
+            text[:200],
+        )
+    if _SURROGATE.search(answer):
+        answer = _SURROGATE.sub("\ufffd", answer)
+    return answer
+
+
+def _q(value: Any, limit: int = 80) -> str:
+    """A short quoted piece of the answer for a message: at most ``limit`` characters."""
+    shown = value if isinstance(value, str) else str(value)
+    return repr(shown if len(shown) <= limit else shown[: limit - 3] + "...")
 
 
 def _tidy(text: str) -> str:

@@ -45,7 +45,11 @@ def layout_from_answer(answer: LayoutAnswer, image_size: tuple[int, int] | None 
 
 
 def score_from_answer(answer: ScoreAnswer) -> int:
-    """The structured score through the same range check as a text answer."""
+    """The structured score through the same range check as a text answer (checked as a
+    number first: a huge integer has no decimal form to put into text)."""
+    from mllm_guidance.errors import ScoreParseError
     from mllm_guidance.prompts.parse import parse_score
 
+    if not 1 <= answer.score <= 5:
+        raise ScoreParseError("the score is outside 1..5; use the 1 to 5 rubric")
     return parse_score(f"Score: {answer.score}")

@@ -196,3 +196,191 @@ def test_layouts_round_trip_through_every_format(layout, style):
     parsed = parse_layout(_render(layout, style))
     assert parsed.names == layout.names
     assert parsed.same_as(layout, tolerance=1e-6)
+
+
+# -- hostile answers (issue 10, items 4, 5 and 9) ---------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+
+from mllm_guidance.layout import MAX_OBJECTS  # noqa: E402
+from mllm_guidance.prompts import parse as parse_module  # noqa: E402
+from mllm_guidance.prompts.parse import MAX_ANSWER_CHARS, MAX_JSON_DEPTH, strip_reasoning  # noqa: E402
+
+HUGE = "9" * 5000  # past Python's 4,300-digit limit for int()
+
+
+@pytest.mark.parametrize("text", [
+    '{"objects": [{"name": "a cat", "box": [' + HUGE + ', 0, 1, 1]}]}',
+    "Objects:\n- a cat [" + HUGE + ", 0, 1, 1]",
+    '{"a cat": [0.1, 0.1, 0.5, -' + HUGE + ']}',
+])
+def test_huge_numbers_in_a_layout_are_the_typed_error(text):
+    with pytest.raises(LayoutParseError, match="non-finite"):
+        parse_layout(text)
+
+
+@pytest.mark.parametrize("text", ['{"reasoning": "ok", "score": ' + HUGE + "}", "Score: " + HUGE, HUGE])
+def test_huge_numbers_as_a_score_are_the_typed_error(text):
+    with pytest.raises(ScoreParseError) as info:
+        parse_score(text)
+    assert len(str(info.value)) < 300  # the message quotes a short piece, not 5,000 digits
+
+
+@pytest.mark.parametrize("style", ["lines", "json"])
+def test_more_objects_than_the_cap_is_the_typed_error_naming_it(style):
+    many = Layout.from_pairs([("a cat", [0.1, 0.1, 0.5, 0.5])] * MAX_OBJECTS)
+    over = [{"name": "a cat", "box": [0.1, 0.1, 0.5, 0.5]}] * 1000
+    text = json.dumps({"objects": over}) if style == "json" else "Objects:\n" + "\n".join(["- a cat [0.1, 0.1, 0.5, 0.5]"] * 1000)
+    with pytest.raises(LayoutParseError, match=f"1000 objects; at most {MAX_OBJECTS}"):
+        parse_layout(text)
+    assert len(parse_layout(_render(many, style))) == MAX_OBJECTS  # the cap itself is accepted
+
+
+def test_overlong_answers_are_the_typed_error():
+    text = "Objects:\n- a cat [0.1, 0.1, 0.5, 0.5]\n" + "x" * MAX_ANSWER_CHARS
+    with pytest.raises(LayoutParseError, match="characters long; keep it under 65,536"):
+        parse_layout(text)
+    with pytest.raises(ScoreParseError, match="characters long"):
+        parse_score("Score: 4\n" + " " * MAX_ANSWER_CHARS)
+    # a long reasoning block does not count against the answer
+    assert parse_score("<think>" + "hmm " * MAX_ANSWER_CHARS + "</think>Score: 4") == 4
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 4000,
+    '{"a": ' * 2000,
+    '["' * 2000,
+    "[" * 2000 + "x" + "]" * 2000,
+    "[" * 2000 + "]" * 2000,
+])
+def test_the_json_scan_does_not_decode_from_every_bracket(text, monkeypatch):
+    """A bracket run made the old scan decode to the end of the text from every bracket:
+    quadratic. Only openers of balanced spans at most MAX_JSON_DEPTH deep are tried now."""
+    tries = []
+    real = json.JSONDecoder.raw_decode
+
+    def counting(self, s, idx=0):
+        tries.append(idx)
+        return real(self, s, idx)
+
+    monkeypatch.setattr(json.JSONDecoder, "raw_decode", counting)
+    for parse in (parse_layout, parse_score):
+        tries.clear()
+        try:
+            parse(text)
+        except (LayoutParseError, ScoreParseError):
+            pass
+        assert len(tries) <= MAX_JSON_DEPTH + 1
+
+
+def test_json_candidates_match_what_the_decoder_reads():
+    """Every position where json can decode an array or object is a candidate (strings with
+    brackets and escaped quotes included), so no answer the old scan read is lost."""
+    text = 'x [1, "a]\\"[", {"k": "}"}] y {"objects": [{"name": "a [b]", "box": [0.1, 0.1, 0.5, 0.5]}]} ]['
+    decoder = json.JSONDecoder()
+    readable = []
+    for i, c in enumerate(text):
+        if c in "[{":
+            try:
+                decoder.raw_decode(text, i)
+                readable.append(i)
+            except ValueError:
+                pass
+    assert set(readable) <= set(parse_module._json_spans(text))
+    assert parse_layout(text).names == ["a [b]"]
+
+
+@pytest.mark.parametrize("text,names", [
+    # DeepSeek-R1 / Qwen3: a closed block before the answer, boxes inside it are drafts
+    ("<think>First try: a dog [0.1, 0.1, 0.3, 0.3]. Hmm, no.</think>\n- a cat [0.5, 0.5, 0.9, 0.9]", ["a cat"]),
+    ('<think>{"objects": [{"name": "a ghost", "box": [0, 0, 1, 1]}]} is too big</think>\nObjects:\n- a cat [0.5, 0.5, 0.9, 0.9]', ["a cat"]),
+    # QwQ: the chat template opened the block, only the closing tag is in the reply
+    ("so a dog [0.1, 0.1, 0.3, 0.3] maybe\n</think>\n\nObjects:\n- a cat [0.5, 0.5, 0.9, 0.9]", ["a cat"]),
+    ("<THINKING>\na bird [0.1, 0.1, 0.3, 0.3]\n</thinking>- a cat [0.5, 0.5, 0.9, 0.9]", ["a cat"]),
+])
+def test_reasoning_blocks_are_not_read_as_objects(text, names):
+    assert parse_layout(text).names == names
+
+
+def test_reasoning_blocks_do_not_override_the_score():
+    assert parse_score("<think>I would say Score: 2, no, higher.</think>\n4") == 4
+    assert parse_score("Score: 4\n<think>or score: 1?</think>") == 4
+    assert extract_reasoning("<think>long thoughts</think>Reasoning: the cat is there.\nScore: 4") == "the cat is there."
+
+
+@pytest.mark.parametrize("parse,error", [(parse_layout, LayoutParseError), (parse_score, ScoreParseError)])
+def test_an_unclosed_reasoning_block_is_the_typed_error(parse, error):
+    with pytest.raises(error, match="only a reasoning block"):
+        parse("<think>Let me place a cat [0.1, 0.1, 0.5, 0.5] and score it 4/5 ...")
+
+
+def test_strip_reasoning():
+    assert strip_reasoning("a<think>b</think>c<think>d") == "ac"
+    assert strip_reasoning("b</think>c") == "c"
+    assert strip_reasoning("no tags < here >") == "no tags < here >"
+
+
+@pytest.mark.parametrize("text", [
+    "Score: 4/10", "**Score:** 8/10", "Score: 4 out of 10", "Score: 80%", "Rating: 3/4", '{"score": "4/10"}',
+    "Reasoning: fine.\nScore: 7 / 10", "Score: four out of 10",
+])
+def test_scores_on_other_scales_are_refused(text):
+    with pytest.raises(ScoreParseError, match="another scale; score on the 1 to 5 rubric"):
+        parse_score(text)
+
+
+@pytest.mark.parametrize("text,score", [("Score: 4/5", 4), ("Score: 3 out of 5", 3), ('{"score": "5/5"}', 5), ("Score: 2 / 5.", 2), ("Score: four out of 5", 4)])
+def test_scores_out_of_five_still_read(text, score):
+    assert parse_score(text) == score
+
+
+def test_object_names_lose_escape_codes_and_control_characters():
+    text = "Objects:\n- \x1b[2J\x1b]0;pwned\x07a \x1b[31mred\x1b[0m\x00 car\u202e [0.1, 0.1, 0.5, 0.5]\n- a \ud800 dog [0.5, 0.5, 0.9, 0.9]"
+    assert parse_layout(text).names == ["a red car", "a \ufffd dog"]
+
+
+# -- properties: any text, bounded time -------------------------------------------------------
+
+RUNS = ["[", "{", '["', '{"a":', "(", ")", "]", "<think>", "</think>", "<", " ", "\n", "1. ", "- ", "objects ", "score ",
+        "9", "\\", '"', "\x00", "\x1b[", "\ud800", "漢", "a cat [0.1, 0.1, 0.5, 0.5]\n", '{"name": "a", "box": [0.1, 0.1, 0.5, 0.5]},']
+hostile_text = st.builds(
+    lambda head, run, count, tail: head + run * count + tail,
+    st.sampled_from(["", "Objects:\n", "Updated objects:", "Score:", "Reasoning:", "<think>", '{"objects": [', "- a cat"]),
+    st.sampled_from(RUNS),
+    st.integers(0, 16_000),
+    st.sampled_from(["", "]", "}", "\nScore: 4", " [0.1, 0.1, 0.5, 0.5]", "</think>", ":"]),
+)
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=3))
+@given(hostile_text)
+def test_hostile_text_gives_a_value_or_the_typed_error_in_bounded_time(text):
+    """Runs of one token up to 16k long (the shapes that made the old scans quadratic: 2.3 s
+    at 4 KB, 20 s at 32 KB); the deadline is a hang guard with wide headroom, not a benchmark
+    (benchmarks/parser_adversarial.py measures)."""
+    try:
+        layout = parse_layout(text)
+        assert len(layout) <= MAX_OBJECTS
+    except LayoutParseError as exc:
+        assert len(str(exc)) < 500
+    try:
+        assert parse_score(text) in (1, 2, 3, 4, 5)
+    except ScoreParseError as exc:
+        assert len(str(exc)) < 500
+    extract_reasoning(text)
+
+
+def test_a_structured_score_too_large_for_text_is_the_typed_error():
+    from mllm_guidance.prompts.schemas import ScoreAnswer, score_from_answer
+
+    with pytest.raises(ScoreParseError, match="outside 1..5"):
+        score_from_answer(ScoreAnswer(reasoning="x", score=10**5000))
+
+
+def test_a_reply_is_cleaned_before_it_is_sent_back():
+    from mllm_guidance.prompts.parse import clean_reply
+
+    reply = "<think>long</think>Objects:\n- a \ud800 cat" + "x" * (2 * MAX_ANSWER_CHARS)
+    cleaned = clean_reply(reply)
+    cleaned.encode("utf-8")  # strict UTF-8, as HTTP clients encode requests
+    assert cleaned.startswith("Objects:\n- a \ufffd cat") and len(cleaned) < MAX_ANSWER_CHARS + 20

@@ -1,0 +1,65 @@
+"""Hostile MLLM answers through a whole run (issue 10, items 4, 5 and 9).
+
+Each of these answers once stopped the run with an untyped exception, and stopped it again on
+resume (the failing step re-ran and re-read the same answer). Now each is refused with the typed
+parse error, fed back to the MLLM, recorded as a failure, and the run goes on to the next answer.
+"""
+
+import json
+
+import pytest
+
+from mllm_guidance import guide, resume
+from mllm_guidance.layout import MAX_OBJECTS
+from tests.conftest import PROMPT
+from tests.fakes import ALIGNED, PLACE, CountingGenerator, RecordingChatModel, score
+
+HOSTILE_LAYOUTS = {
+    "huge number": '{"objects": [{"name": "a man", "box": [' + "9" * 5000 + ", 0, 1, 1]}]}",
+    "lone surrogate": "Objects:\n- a man \ud800 [0.1, 0.45, 0.45] \udfff",
+    "1000 identical objects": "Objects:\n" + "- a man [0.1, 0.45, 0.45, 0.95]\n" * 1000,
+    "bracket run": "[" * 32_000,
+    "only reasoning": "<think>a man [0.1, 0.45, 0.45, 0.95] ... and then",
+}
+HOSTILE_SCORES = {
+    "huge number": '{"score": ' + "9" * 5000 + "}",
+    "lone surrogate": "Reasoning: \ud800\nScore: \udfff",
+    "other scale": "Reasoning: good.\nScore: 4/10",
+    "bracket run": "[" * 32_000,
+    "only reasoning": "<think>Score: 5 for sure",
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_LAYOUTS))
+def test_a_hostile_answer_is_refused_and_the_run_goes_on(tmp_path, kind):
+    layout, judged = HOSTILE_LAYOUTS[kind], HOSTILE_SCORES.get(kind, "Score: 6")
+    model = RecordingChatModel(replies={
+        "place": [layout, PLACE],
+        "self_correct": [layout, layout],
+        "reason": [judged, judged, score(5)],
+        "align": [ALIGNED],
+    })
+    result = guide(PROMPT, mllm=model, generator=CountingGenerator(), config={"parse_retries": 1}, run_dir=tmp_path / "run")
+    assert result.stop_reason == "good" and result.score == 5
+    assert [f.step for f in result.failures] == ["self_correct", "reason"]
+    assert result.rounds[0].layout.names == ["a man sitting", "a tree", "a bird"]
+    # every refusal was fed back to the MLLM with a short, typed reason
+    for step, messages in model.calls:
+        if len(messages) > 2:
+            assert messages[-1].content.startswith("Your answer could not be used: ") and len(messages[-1].content) < 600
+    logged = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))["calls"]
+    assert sum(1 for c in logged if c["error"]) == 1 + 2 + 2
+    assert sum(p.stat().st_size for p in (tmp_path / "run").rglob("*")) < 5_000_000
+    # resuming the finished run reads it back without tripping over what it stored
+    assert resume(tmp_path / "run", mllm=model, generator=CountingGenerator()).score == 5
+
+
+def test_escape_codes_never_reach_the_names(tmp_path):
+    answer = "Objects:\n- \x1b[2J\x1b[31ma man\x1b[0m sitting\u202e [0.1, 0.45, 0.45, 0.95]"
+    model = RecordingChatModel(replies={"place": [answer], "self_correct": [answer], "reason": [score(5)]})
+    result = guide(PROMPT, mllm=model, generator=CountingGenerator(), run_dir=tmp_path / "run")
+    assert result.rounds[0].layout.names == ["a man sitting"]
+
+
+def test_the_object_cap_is_well_above_real_layouts():
+    assert MAX_OBJECTS >= 2 * 30  # GLIGEN's 30 slots, twice over
