@@ -30,6 +30,8 @@ from mllm_guidance.prompts.steps import STEP_NAMES
 Mode = Literal["plain", "place", "place+correct", "align", "full"]
 MODES: tuple[str, ...] = ("plain", "place", "place+correct", "align", "full")
 SeedPolicy = Literal["same", "increment"]
+AlignContext = Literal["image", "reasoning", "reasoning+layout"]
+AlignEmpty = Literal["stop", "reask"]
 #: ``is_good`` callables receive the score (1..5) and the reasoning text.
 IsGood = Callable[[int, str], bool]
 ALL_STEPS = frozenset(STEP_NAMES)
@@ -50,6 +52,16 @@ class GuidanceConfig(BaseModel):
     )
     self_correct: bool | None = Field(
         default=None, description="Run self-correct before the first render; None: as the mode says."
+    )
+    align_context: AlignContext = Field(
+        default="reasoning+layout",
+        description="What align sees besides the prompt and image: image (Table 6.1 as written), reasoning "
+                    "(+ the judge's score and reasoning), reasoning+layout (+ the boxes the image was drawn from).",
+    )
+    align_empty: AlignEmpty = Field(
+        default="reask",
+        description="Full mode, when align answers an empty layout although the score is not good: stop, or "
+                    "reask once with the score and reasoning.",
     )
     seed: int | None = Field(default=None, ge=0, lt=2**63, description="None picks one at random (recorded).")
     seed_policy: SeedPolicy = Field(
@@ -130,6 +142,19 @@ class GuidanceConfig(BaseModel):
         if callable(self.is_good):
             return bool(self.is_good(score, reasoning))
         return score >= self.is_good
+
+    def align_blocks(self) -> set[str]:
+        """The optional blocks of the align template this config uses."""
+        if not self.aligns:
+            return set()
+        needed = set()
+        if self.reasons and self.align_context != "image":
+            needed.add("evaluation")
+        if self.align_context == "reasoning+layout":
+            needed.add("layout")
+        if self.reasons and self.align_empty == "reask":
+            needed.add("empty answer")
+        return needed
 
     def round_seed(self, base: int, round_index: int) -> int:
         return base if self.seed_policy == "same" else (base + round_index) % 2**63

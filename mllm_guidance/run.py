@@ -186,6 +186,7 @@ class Run:
             raise InputError(str(exc)) from None
         cfg = make_config(config)
         templates = load_templates(cfg.templates_dir)
+        templates.require("align", cfg.align_blocks(), f"align_context={cfg.align_context}, align_empty={cfg.align_empty}")
         if backends is None:
             backends = build_backends(mllm, generator, mllm_options=mllm_options,
                                       generator_options=generator_options, needs_mllm=cfg.mode != "plain")

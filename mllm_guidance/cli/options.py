@@ -30,6 +30,8 @@ CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
     "max_align_rounds": ("-k", "--max-rounds"),
     "max_correct_rounds": ("--correct-rounds",),
     "is_good": ("--good",),
+    "align_context": ("--align-context",),
+    "align_empty": ("--align-empty",),
     "seed": ("--seed",),
     "seed_policy": ("--seed-policy",),
     "steps": ("--steps",),

@@ -48,7 +48,8 @@ def templates(
         raise InputError(str(exc.args[0])) from None
     for step in steps:
         tpl = loaded.steps[step]
-        print(f"===== {step} ({loaded.version}) =====\n{tpl.instructions}\n--- request ---\n{tpl.request.template}\n")
+        blocks = "".join(f"--- {name} (optional) ---\n{block.template}\n" for name, block in tpl.blocks.items())
+        print(f"===== {step} ({loaded.version}) =====\n{tpl.instructions}\n--- request ---\n{tpl.request.template}\n{blocks}")
     return 0
 
 

@@ -41,6 +41,15 @@ class Answer:
     input_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
+    reply: str = ""
+
+    def then(self, later: Answer) -> Answer:
+        """This answer followed by another call of the same step: the later value, all the costs."""
+        return Answer(step=self.step, round=self.round, value=later.value, reasoning=later.reasoning, error=later.error,
+                      attempts=self.attempts + later.attempts, call_ids=self.call_ids + later.call_ids,
+                      input_tokens=self.input_tokens + later.input_tokens,
+                      output_tokens=self.output_tokens + later.output_tokens, seconds=self.seconds + later.seconds,
+                      reply=later.reply)
 
     def updates(self) -> dict[str, Any]:
         """What every MLLM node adds to the state: usage, the calls it used, and the failure
@@ -76,6 +85,9 @@ class ModelNode:
         ctx = await context_of(runtime)
         request = await asyncio.to_thread(self.request, state, ctx)  # reads the image file
         answer = await ask(ctx, self.config, self.step, request, emit=runtime.stream_writer)
+        again = self.follow_up(state, ctx, request, answer)
+        if again is not None:
+            answer = answer.then(await ask(ctx, self.config, self.step, again, emit=runtime.stream_writer))
         updates = answer.updates()
         updates.update(self.decide(state, answer))
         runtime.stream_writer({"event": "step", "step": self.step.name, "round": request.round,
@@ -84,6 +96,10 @@ class ModelNode:
 
     def request(self, state: GuidanceState, ctx: Context) -> Request:
         raise NotImplementedError
+
+    def follow_up(self, state: GuidanceState, ctx: Context, request: Request, answer: Answer) -> Request | None:
+        """A second request of the same step when the first answer calls for one (none by default)."""
+        return None
 
     def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
         raise NotImplementedError
@@ -166,6 +182,7 @@ async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request
         if emit:
             emit({"event": "mllm_call", "step": step.name, "round": request.round, "attempt": attempt + 1,
                   "ok": error is None, "error": error})
+        answer.reply = text
         if error is None:
             answer.value, answer.reasoning, answer.error = value, reasoning, None
             return answer

@@ -17,7 +17,7 @@ step               request fields   sees image   answer
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -54,6 +54,8 @@ class Step:
     allow_empty: bool
     #: one line for the progress display, from the node's ``step`` event.
     describe: Callable[[dict[str, Any]], str]
+    #: optional request blocks (``=== NAME ===`` in its template) and the fields each may use.
+    optional_blocks: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def reads_layout(self) -> bool:
@@ -127,6 +129,11 @@ STEPS: dict[str, Step] = {
     "align": Step(
         name="align", request_fields=frozenset({"prompt"}), example_fields=("reasoning", "objects"), sees_image=True,
         schema=LayoutAnswer, error=LayoutParseError, allow_empty=True, describe=_align_line,
+        optional_blocks={
+            "evaluation": frozenset({"score", "reasoning"}),  # align_context: reasoning
+            "layout": frozenset({"objects"}),  # align_context: reasoning+layout
+            "empty answer": frozenset({"score", "reasoning"}),  # align_empty: reask
+        },
     ),
 }
 STEP_NAMES: tuple[str, ...] = tuple(STEPS)

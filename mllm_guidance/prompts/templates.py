@@ -17,8 +17,9 @@ import base64
 import functools
 import hashlib
 import json
+import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from mllm_guidance.prompts.steps import STEP_NAMES, STEPS, StepName
 #: Name of the built-in set; bump it whenever the built-in files change meaning.
 BUILTIN_NAME = "builtin-v1"
 _SPLIT = "=== request ==="
+_BLOCK = re.compile(r"^=== ([a-z][a-z ]*[a-z]) ===[ \t]*$", re.MULTILINE)
 
 
 class ExampleObject(BaseModel):
@@ -51,6 +53,7 @@ class Example(BaseModel):
     reasoning: str | None = None
     score: int | None = None
     note: str | None = None
+    modes: list[str] | None = None  # the graph modes it is shown in; None: every mode
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,13 @@ class StepTemplate:
     step: StepName
     instructions: str
     request: string.Template
+    #: optional request parts (``=== NAME ===`` blocks after the request), added when a run asks
+    blocks: dict[str, string.Template] = field(default_factory=dict)
+    #: the instructions for modes whose examples differ from the default ``full`` mode's
+    by_mode: dict[str, str] = field(default_factory=dict)
+
+    def instructions_for(self, mode: str | None) -> str:
+        return self.by_mode.get(mode or "full", self.instructions)
 
 
 @dataclass(frozen=True)
@@ -75,11 +85,19 @@ class TemplateSet:
         *,
         objects: Layout | None = None,
         image_png: bytes | None = None,
+        mode: str | None = None,
+        extra: dict[str, dict[str, str]] | None = None,
     ) -> list[BaseMessage]:
-        """Chat messages for one call: static instructions, then the request, then the image."""
+        """Chat messages for one call: static instructions (with the examples of ``mode``), then
+        the request, each optional block named in ``extra`` filled with its values, then the image."""
         tpl = self.steps[step]
         values = {"prompt": prompt, "objects": objects.to_lines() if objects else "(none)"}
-        request = tpl.request.safe_substitute(values).strip()
+        parts = [tpl.request.safe_substitute(values).strip()]
+        for name, block_values in (extra or {}).items():
+            if name not in tpl.blocks:
+                raise ConfigError(f"{step}.txt has no '=== {name} ===' block, which this run's settings need")
+            parts.append(tpl.blocks[name].safe_substitute({**values, **block_values}).strip())
+        request = "\n".join(p for p in parts if p)
         content: list[dict[str, Any]] = [{"type": "text", "text": request}]
         if image_png is not None:
             content.append(
@@ -89,7 +107,22 @@ class TemplateSet:
                     "mime_type": "image/png",
                 }
             )
-        return [SystemMessage(content=tpl.instructions), HumanMessage(content=content)]
+        return [SystemMessage(content=tpl.instructions_for(mode)), HumanMessage(content=content)]
+
+    def require(self, step: StepName, blocks: set[str], why: str) -> None:
+        """Fail before a run starts when its settings need blocks this set's template lacks."""
+        missing = sorted(blocks - set(self.steps[step].blocks))
+        if missing:
+            names = ", ".join(f"'=== {m} ==='" for m in missing)
+            raise ConfigError(f"the {step} template ({self.source}) has no {names} block, which {why} needs; add it "
+                              f"(see: mllm-guidance templates show {step}) or change that setting")
+
+    def block(self, step: StepName, name: str, **values: str) -> str:
+        """One optional block of a step as text (e.g. align's follow-up after an empty answer)."""
+        tpl = self.steps[step]
+        if name not in tpl.blocks:
+            raise ConfigError(f"{step}.txt has no '=== {name} ===' block, which this run's settings need")
+        return tpl.blocks[name].safe_substitute(values).strip()
 
 
 def load_templates(directory: str | Path | None = None) -> TemplateSet:
@@ -146,13 +179,29 @@ def export_templates(directory: str | Path) -> list[Path]:
 # -- internals --------------------------------------------------------------------------------
 
 
+def _fields(template: string.Template) -> set[str]:
+    used = {m.group("named") or m.group("braced") for m in template.pattern.finditer(template.template)}
+    used.discard(None)
+    return used  # type: ignore[return-value]
+
+
 def _build_step(step: StepName, text: str, examples: list[Example]) -> StepTemplate:
     if _SPLIT not in text:
         raise ConfigError(f"{step}.txt: the line '{_SPLIT}' that starts the request part is missing")
     head, _, tail = text.partition(_SPLIT)
-    request = string.Template(tail.strip("\n"))
-    used = {m.group("named") or m.group("braced") for m in request.pattern.finditer(request.template)}
-    used.discard(None)
+    pieces = _BLOCK.split(tail)
+    request = string.Template(pieces[0].strip("\n"))
+    blocks: dict[str, string.Template] = {}
+    allowed = STEPS[step].optional_blocks
+    for name, body in zip(pieces[1::2], pieces[2::2], strict=True):
+        if name not in allowed:
+            raise ConfigError(f"{step}.txt: unknown block '=== {name} ==='; this step takes {sorted(allowed) or 'none'}")
+        block = string.Template(body.strip("\n"))
+        unknown = _fields(block) - allowed[name] - STEPS[step].request_fields
+        if unknown:
+            raise ConfigError(f"{step}.txt: the '{name}' block may use {sorted(allowed[name])}; unknown {sorted(unknown)}")
+        blocks[name] = block
+    used = _fields(request)
     needs = STEPS[step].request_fields
     missing = needs - used
     unknown = used - needs
@@ -162,12 +211,16 @@ def _build_step(step: StepName, text: str, examples: list[Example]) -> StepTempl
             + (f"; missing {sorted(missing)}" if missing else "")
             + (f"; unknown {sorted(unknown)}" if unknown else "")
         )
-    rendered = "\n\n".join(STEPS[step].render_example(ex) for ex in examples)
-    try:
-        instructions = string.Template(head.strip()).substitute(examples=rendered)
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"{step}.txt: only $examples may appear in the instructions ({exc})") from exc
-    return StepTemplate(step=step, instructions=instructions, request=request)
+    def instructions(mode: str) -> str:
+        rendered = "\n\n".join(STEPS[step].render_example(ex) for ex in examples if ex.modes is None or mode in ex.modes)
+        try:
+            return string.Template(head.strip()).substitute(examples=rendered)
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"{step}.txt: only $examples may appear in the instructions ({exc})") from exc
+
+    modes = sorted({m for ex in examples for m in (ex.modes or [])})
+    return StepTemplate(step=step, instructions=instructions("full"), request=request, blocks=blocks,
+                        by_mode={m: instructions(m) for m in modes})
 
 
 def _load_examples(step: StepName, text: str, filename: str) -> list[Example]:

@@ -106,3 +106,20 @@ def test_export_round_trips(tmp_path):
     assert load_templates(tmp_path / "mine").steps["place"].instructions == load_templates().steps["place"].instructions
     with pytest.raises(ConfigError, match="already exists"):
         export_templates(tmp_path / "mine")
+
+
+def test_optional_blocks_are_checked_and_required_before_a_run(tmp_path):
+    from mllm_guidance import guide
+    from tests.fakes import RecordingChatModel
+
+    (tmp_path / "align.txt").write_text("Align it.\n=== request ===\nPrompt: $prompt\n=== surprise ===\n$prompt\n")
+    with pytest.raises(ConfigError, match="unknown block '=== surprise ==='"):
+        load_templates(tmp_path)
+    (tmp_path / "align.txt").write_text("Align it.\n=== request ===\nPrompt: $prompt\n")
+    bare = load_templates(tmp_path)
+    assert bare.steps["align"].blocks == {}
+    model = RecordingChatModel(replies={})
+    with pytest.raises(ConfigError, match="no '=== empty answer ===', '=== evaluation ===', '=== layout ===' block"):
+        guide("a cat on a sofa", mllm=model, generator="sketch", config={"templates_dir": str(tmp_path)},
+              run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists() and model.calls == []
