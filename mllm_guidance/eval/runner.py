@@ -45,7 +45,7 @@ class BenchSpec:
     images_per_prompt: int = 1
     seed: int = 0
     mllm: Any = None
-    generator: Any = "sketch"
+    generator: Any = None  # None: what generate picks (gligen-xl with a CUDA GPU, else sketch), named in every record
     config: dict[str, Any] = field(default_factory=dict)
     mllm_options: dict[str, Any] = field(default_factory=dict)
     generator_options: dict[str, Any] = field(default_factory=dict)
