@@ -17,24 +17,28 @@ from mllm_guidance.redact import redact_text
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Silence diffusers/transformers deprecation warnings and progress chatter while loading."""
-    import diffusers.utils.logging as dlog
-    import transformers.utils.logging as tlog
+    """Silence the deprecation warnings and progress chatter of transformers and diffusers (where
+    installed: the eval extra has transformers only) while loading and running models."""
+    import importlib
 
-    levels = (dlog.get_verbosity(), tlog.get_verbosity())
-    dlog.set_verbosity_error()
-    tlog.set_verbosity_error()
-    dlog.disable_progress_bar()
-    tlog.disable_progress_bar()
+    loggers = []
+    for name in ("transformers.utils.logging", "diffusers.utils.logging"):
+        try:
+            loggers.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    levels = [log.get_verbosity() for log in loggers]
+    for log in loggers:
+        log.set_verbosity_error()
+        log.disable_progress_bar()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        dlog.set_verbosity(levels[0])
-        tlog.set_verbosity(levels[1])
-        dlog.enable_progress_bar()
-        tlog.enable_progress_bar()
+        for log, level in zip(loggers, levels, strict=True):
+            log.set_verbosity(level)
+            log.enable_progress_bar()
 
 
 def load_pipeline(what: str, model: str, load: Callable[[Any], Any], *, device: str | None, dtype: str | None,

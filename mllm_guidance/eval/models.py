@@ -9,11 +9,10 @@ fp32 in eval mode; torch and transformers are imported only when a model is aske
 from __future__ import annotations
 
 import threading
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
+from mllm_guidance.backends.diffusers_base import quiet
 from mllm_guidance.errors import BackendError
 
 _LOADED: dict[tuple[str, str, str, str], tuple[Any, Any, str]] = {}
@@ -35,7 +34,7 @@ def load_scoring_model(what: str, model: str, device: str | None, model_class: s
     with _LOCK:
         if key not in _LOADED:
             try:
-                with _quiet_transformers():
+                with quiet():
                     net = getattr(transformers, model_class).from_pretrained(model).to(device).eval()
                     processor = getattr(transformers, processor_class).from_pretrained(model)
             except (OSError, ValueError) as exc:
@@ -70,21 +69,3 @@ def embed_texts(clip: Any, processor: Any, texts: Sequence[str], device: str) ->
         features = clip.get_text_features(**tokens)
         features = getattr(features, "pooler_output", features)
     return torch.nn.functional.normalize(features.float(), dim=-1)
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No deprecation warnings or progress bars while loading (transformers only: the eval extra
-    has no diffusers)."""
-    import transformers.utils.logging as tlog
-
-    level = tlog.get_verbosity()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        tlog.set_verbosity(level)
-        tlog.enable_progress_bar()
