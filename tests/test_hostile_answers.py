@@ -44,7 +44,7 @@ def test_a_hostile_answer_is_refused_and_the_run_goes_on(tmp_path, kind):
     assert [f.step for f in result.failures] == ["self_correct", "reason"]
     assert result.rounds[0].layout.names == ["a man sitting", "a tree", "a bird"]
     # every refusal was fed back to the MLLM with a short, typed reason
-    for step, messages in model.calls:
+    for _step, messages in model.calls:
         if len(messages) > 2:
             assert messages[-1].content.startswith("Your answer could not be used: ") and len(messages[-1].content) < 600
     logged = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))["calls"]

@@ -230,9 +230,9 @@ def _load_examples(step: StepName, text: str, filename: str) -> list[Example]:
     except (json.JSONDecodeError, TypeError, ValidationError) as exc:
         raise ConfigError(f"{filename}: not a list of examples ({exc})") from exc
     for i, ex in enumerate(examples):
-        for field in STEPS[step].example_fields:
-            if getattr(ex, field) is None:
-                raise ConfigError(f"{filename}: example {i} needs '{field}'")
+        for name in STEPS[step].example_fields:
+            if getattr(ex, name) is None:
+                raise ConfigError(f"{filename}: example {i} needs '{name}'")
         for obj in (ex.objects or []) + (ex.current or []):
             try:
                 Box.of(obj.box)
