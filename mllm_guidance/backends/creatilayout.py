@@ -30,13 +30,18 @@ Checked against the authors' pipelines on tiny random models (fp32, CPU, same co
 boxes): final latents agree to about 1e-6 on SD3 and FLUX, which is what plain SD3 and FLUX differ by
 between the diffusers the authors used and the one pinned here; transformers saved by the authors'
 classes load into these with no missing or unexpected parameters.
+
+Batches (``generate_batch``): the pipelines take one box list per prompt, so requests that share
+size, steps, guidance, negative prompt and whether they are grounded render in one call, each equal
+to its lone render to float rounding.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet, read_model_json
+from mllm_guidance.backends.batching import in_groups
+from mllm_guidance.backends.diffusers_base import load_pipeline, quiet, read_model_json
 from mllm_guidance.backends.generator import GenerationRequest, Generated
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
@@ -115,33 +120,47 @@ class CreatiLayoutGenerator:
         self.attention_slicing_ignored = attention_slicing
 
     def generate(self, request: GenerationRequest) -> Generated:
-        width, height, notes = fit_size(request.width, request.height, 16)
+        return self._render_group([request])[0]
+
+    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
+        grounded = request.layout is not None and not request.layout.is_empty
+        return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt, grounded)
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
+        """One pipeline call for requests that share ``batch_key``: each prompt on its own boxes."""
+        return in_groups(requests, self.batch_key, self._render_group)
+
+    def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
+        first, single = requests[0], len(requests) == 1
+        width, height, size_notes = fit_size(first.width, first.height, 16)
         if self.family == "sd3":
             tokenizers, limit, specials = [self.pipe.tokenizer, self.pipe.tokenizer_2], None, 2
         else:
             tokenizers, limit, specials = [self.pipe.tokenizer_2], self.pipe.transformer.config.max_boxes_token_length, 1
-        phrases, boxes, more = grounding_inputs(request.layout, tokenizers, max_objects=MAX_BOXES, token_limit=limit,
-                                                specials=specials)
-        notes += more
+        inputs = [grounding_inputs(r.layout, tokenizers, max_objects=MAX_BOXES, token_limit=limit, specials=specials)
+                  for r in requests]
+        after: list[str] = []
         if self.attention_slicing_ignored:
-            notes.append("attention slicing does not apply to these transformers; use --cpu-offload to save memory")
+            after.append("attention slicing does not apply to these transformers; use --cpu-offload to save memory")
         kwargs: dict[str, Any] = dict(
-            height=height, width=width, num_inference_steps=request.steps or self.steps,
-            guidance_scale=request.guidance_scale if request.guidance_scale is not None else self.guidance_scale,
-            generator=seeded_generator(request.seed),
+            height=height, width=width, num_inference_steps=first.steps or self.steps,
+            guidance_scale=first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
+            generator=seeded_generator(first.seed) if single else [seeded_generator(r.seed) for r in requests],
             grounding_share=self.grounding_share,
             max_sequence_length=self.max_sequence_length,
         )
-        if phrases and int(kwargs["grounding_share"] * kwargs["num_inference_steps"]) == 0:
-            notes.append(f"{kwargs['num_inference_steps']} steps: the layout branch, on for the first "
+        if inputs[0][0] and int(kwargs["grounding_share"] * kwargs["num_inference_steps"]) == 0:
+            after.append(f"{kwargs['num_inference_steps']} steps: the layout branch, on for the first "
                          f"{kwargs['grounding_share']:.0%} of them (rounded down), never runs")
         if self.family == "flux":
-            kwargs.update(true_cfg_scale=self.true_cfg_scale, negative_prompt=request.negative_prompt or "")
-        elif request.negative_prompt:
-            kwargs["negative_prompt"] = request.negative_prompt
+            kwargs.update(true_cfg_scale=self.true_cfg_scale, negative_prompt=first.negative_prompt or "")
+        elif first.negative_prompt:
+            kwargs["negative_prompt"] = first.negative_prompt
+        regions = [list(zip(phrases, boxes, strict=True)) for phrases, boxes, _ in inputs]
         try:
             with quiet():
-                image = first_image(self.pipe(request.prompt, list(zip(phrases, boxes, strict=True)), **kwargs))
+                images = self.pipe(first.prompt if single else [r.prompt for r in requests],
+                                   regions[0] if single else regions, **kwargs).images
         except ValueError as exc:
             raise BackendError(f"creatilayout could not render: {exc}") from exc
-        return Generated(image=image, notes=notes)
+        return [Generated(image=image, notes=size_notes + notes + after) for image, (_, _, notes) in zip(images, inputs, strict=True)]

@@ -82,3 +82,10 @@ def read_model_json(path: str, name: str) -> dict[str, Any]:
     from huggingface_hub import hf_hub_download
 
     return json.loads(Path(hf_hub_download(path, name)).read_text())
+
+
+def negative_prompts(requests: list[Any]) -> list[str] | None:
+    """The negative prompts of a batch as a pipeline takes them: None when no request has one."""
+    if all(r.negative_prompt is None for r in requests):
+        return None
+    return [r.negative_prompt or "" for r in requests]

@@ -5,6 +5,12 @@ device, dtype, memory settings and the backend's own defaults such as GLIGEN's `
 constructor keywords, fixed when it is built (``registry.create_generator``); a request carries only
 what changes per image. ``render`` is how every caller uses a generator: one render at a time per
 device, because diffusion schedulers keep per-call state and a GPU holds one model's activations.
+
+A generator may also render several requests in one call: ``generate_batch(requests)`` returns one
+image per request, each the image its lone ``generate`` would give (same prompt, layout and seed)
+to float rounding; ``batch_key(request)`` says which requests may share a call (same size, steps,
+...). One without ``generate_batch`` renders batches of one. ``render_batch`` is the batched twin of
+``render``; ``backends.batching`` gathers concurrent requests into such batches.
 """
 
 from __future__ import annotations
@@ -51,6 +57,35 @@ class Generator(Protocol):
         """Return a PIL image, or a ``Generated`` with notes."""
         ...
 
+    # optional:
+    #   generate_batch(requests: list[GenerationRequest]) -> list[image or Generated], in order
+    #   batch_key(request) -> hashable: requests with equal keys may share one generate_batch call
+    #   max_batch_size: int, the most requests one generate_batch call takes (memory)
+    #   schedules_itself = True: it orders its own device use (a batching or remote generator), so
+    #       ``render`` must not hold a lock around it
+
+
+def can_batch(generator: Any) -> bool:
+    """Whether ``generator`` renders several requests in one call."""
+    return callable(getattr(generator, "generate_batch", None)) and batch_limit(generator) > 1
+
+
+def batch_limit(generator: Any) -> int:
+    """The most requests one ``generate_batch`` call of ``generator`` takes (1: it does not batch)."""
+    if not callable(getattr(generator, "generate_batch", None)):
+        return 1
+    limit = getattr(generator, "max_batch_size", None)
+    return int(limit) if isinstance(limit, int) and limit >= 1 else 1_000_000
+
+
+def batch_key(generator: Any, request: GenerationRequest) -> Any:
+    """Which requests may share a batch: the generator's own ``batch_key``, else everything that is
+    one value per pipeline call (size, steps, guidance, whether there is a negative prompt)."""
+    own = getattr(generator, "batch_key", None)
+    if callable(own):
+        return own(request)
+    return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt is None)
+
 
 def as_generated(result: Any) -> Generated:
     if isinstance(result, Generated):
@@ -83,6 +118,26 @@ def device_lock(generator: Generator) -> threading.Lock:
 
 def render(generator: Generator, request: GenerationRequest) -> Generated:
     """One image from ``generator``, holding its device's lock for the whole render (blocking:
-    async callers run it in a worker thread)."""
+    async callers run it in a worker thread). A generator that schedules itself is called as is."""
+    if getattr(generator, "schedules_itself", False):
+        return as_generated(generator.generate(request))
     with device_lock(generator):
         return as_generated(generator.generate(request))
+
+
+def render_batch(generator: Generator, requests: list[GenerationRequest]) -> list[Generated]:
+    """One image per request, in order: one ``generate_batch`` call holding the device's lock where
+    the generator batches, else lone renders. A batch of one is always a lone ``generate``."""
+    requests = list(requests)
+    if len(requests) <= 1 or not callable(getattr(generator, "generate_batch", None)):
+        return [render(generator, r) for r in requests]
+    if getattr(generator, "schedules_itself", False):
+        results = generator.generate_batch(requests)  # type: ignore[attr-defined]
+    else:
+        with device_lock(generator):
+            results = generator.generate_batch(requests)  # type: ignore[attr-defined]
+    results = list(results)
+    if len(results) != len(requests):
+        raise BackendError(f"{getattr(generator, 'name', '?')}.generate_batch returned {len(results)} images "
+                           f"for {len(requests)} requests")
+    return [as_generated(r) for r in results]

@@ -13,15 +13,23 @@ lists) renders without grounding on the same components; more than 30 objects (t
 silently drops the rest) keeps the 30 largest and says so; phrases over 77 tokens (the pipeline
 raises) are cut; sizes not divisible by 8 are rounded down. The pipeline class is deprecated in
 diffusers and lives on in ``diffusers.pipelines.deprecated``: the pinned range (< 0.43) has it.
+
+Batches (``generate_batch``): that pipeline grounds every sample of a call on one layout, so a batch
+with a layout per prompt runs Stable Diffusion on the same components with GLIGEN's grounding
+inputs built per sample (``gligen_grounding``: the pipeline's own recipe, one row per sample), the
+fusers switched off after the same number of steps; each image equals its lone render to float
+rounding (tested on a tiny model). A batch shares size, steps and guidance, and is either all
+grounded or all plain (``batch_key``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet
+from mllm_guidance.backends.batching import in_groups
+from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, negative_prompts, quiet
 from mllm_guidance.backends.generator import GenerationRequest, Generated
-from mllm_guidance.backends.grounding import fit_size, grounding_inputs
+from mllm_guidance.backends.grounding import GLIGEN_MAX_OBJECTS, fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
 
 DEFAULT_MODEL = "masterful/gligen-1-4-generation-text-box"
@@ -81,3 +89,87 @@ class GligenGenerator:
                 image = first_image(self.pipe(**common, gligen_phrases=phrases, gligen_boxes=boxes,
                                               gligen_scheduled_sampling_beta=self.beta))
         return Generated(image=image, notes=notes)
+
+    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
+        grounded = request.layout is not None and not request.layout.is_empty
+        return (request.width, request.height, request.steps, request.guidance_scale, grounded)
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
+        return in_groups(requests, self.batch_key, self._render_group)
+
+    def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
+        """Requests that share size, steps, guidance and whether they are grounded, in one call."""
+        if len(requests) == 1:
+            return [self.generate(requests[0])]
+        first = requests[0]
+        width, height, size_notes = fit_size(first.width, first.height)
+        inputs = [grounding_inputs(r.layout, [self.pipe.tokenizer]) for r in requests]
+        steps = first.steps or self.steps
+        common = {
+            "prompt": [r.prompt for r in requests],
+            "negative_prompt": negative_prompts(requests),
+            "height": height,
+            "width": width,
+            "num_inference_steps": steps,
+            "guidance_scale": first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
+            "generator": [seeded_generator(r.seed) for r in requests],
+        }
+        plain = self.plain()
+        with quiet():
+            if not inputs[0][1]:
+                images = plain(**common).images
+            else:
+                images = self._grounded(plain, common, [p for p, _, _ in inputs], [b for _, b, _ in inputs], steps)
+        return [Generated(image=image, notes=size_notes + notes) for image, (_, _, notes) in zip(images, inputs, strict=True)]
+
+    def _grounded(self, plain: Any, common: dict[str, Any], phrases: list[list[str]], boxes: list[list[list[float]]],
+                  steps: int) -> list[Any]:
+        """Stable Diffusion with per-sample GLIGEN grounding, the fusers on for the first ``beta`` of the
+        scheduler's timesteps, as ``StableDiffusionGLIGENPipeline`` runs them."""
+        scheduler = plain.scheduler
+        scheduler.set_timesteps(steps)
+        grounded_steps = int(self.beta * len(scheduler.timesteps))
+        grounding = gligen_grounding(self.pipe, phrases, boxes, common["guidance_scale"] > 1.0)
+
+        def after_step(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if step + 1 == grounded_steps:
+                set_fusers(self.pipe.unet, False)
+            return tensors
+
+        set_fusers(self.pipe.unet, grounded_steps > 0)
+        try:
+            return plain(**common, cross_attention_kwargs={"gligen": grounding}, callback_on_step_end=after_step).images
+        finally:
+            set_fusers(self.pipe.unet, True)
+
+
+def set_fusers(unet: Any, enabled: bool) -> None:
+    """Switch GLIGEN's gated self-attention layers on or off (scheduled sampling)."""
+    for module in unet.modules():
+        if type(module).__name__ == "GatedSelfAttentionDense":
+            module.enabled = enabled
+
+
+def gligen_grounding(pipe: Any, phrases: list[list[str]], boxes: list[list[list[float]]], guided: bool) -> dict[str, Any]:
+    """The GLIGEN position net's inputs with one layout per sample: ``StableDiffusionGLIGENPipeline``'s
+    recipe (each phrase's pooled CLIP embedding, boxes and masks in 30 slots) done row by row, the
+    unconditional half of classifier-free guidance ungrounded."""
+    import torch
+
+    device, dtype = pipe._execution_device, pipe.text_encoder.dtype
+    batch, width = len(phrases), pipe.unet.config.cross_attention_dim
+    box_t = torch.zeros(batch, GLIGEN_MAX_OBJECTS, 4, device=device, dtype=dtype)
+    embeds = torch.zeros(batch, GLIGEN_MAX_OBJECTS, width, device=device, dtype=dtype)
+    masks = torch.zeros(batch, GLIGEN_MAX_OBJECTS, device=device, dtype=dtype)
+    with torch.no_grad():
+        for i, (names, corners) in enumerate(zip(phrases, boxes, strict=True)):
+            names, corners = names[:GLIGEN_MAX_OBJECTS], corners[:GLIGEN_MAX_OBJECTS]
+            tokens = pipe.tokenizer(names, padding=True, return_tensors="pt").to(device)
+            n = len(corners)
+            embeds[i, :n] = pipe.text_encoder(**tokens).pooler_output
+            box_t[i, :n] = torch.tensor(corners)
+            masks[i, :n] = 1
+    if guided:
+        box_t, embeds, masks = torch.cat([box_t] * 2), torch.cat([embeds] * 2), torch.cat([masks] * 2)
+        masks[:batch] = 0
+    return {"boxes": box_t, "positive_embeddings": embeds, "masks": masks}

@@ -16,13 +16,18 @@ projection), ``tokenizer/``, ``tokenizer_2/`` and ``scheduler/`` are SDXL's. ``l
 reads each of those subfolders with its class and assembles ``StableDiffusionXLGLIGENPipeline``.
 A phrase is embedded as CLIP-L's pooled output (768) concatenated with bigG's projected text
 embedding (1280): 2048, SDXL's cross-attention width, as the authors trained it.
+
+Batches (``generate_batch``): the pipeline takes a layout per prompt, so one call renders several
+requests that share size, steps, guidance, whether they are grounded and whether they have a
+negative prompt (SDXL zeroes an absent one); each image equals its lone render to float rounding.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet, read_model_json
+from mllm_guidance.backends.batching import in_groups
+from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, negative_prompts, quiet, read_model_json
 from mllm_guidance.backends.generator import GenerationRequest, Generated
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
@@ -85,3 +90,29 @@ class GligenXLGenerator:
         except ValueError as exc:
             raise BackendError(f"gligen-xl could not render: {exc}") from exc
         return Generated(image=image, notes=notes)
+
+    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
+        grounded = request.layout is not None and not request.layout.is_empty
+        return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt is None, grounded)
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
+        return in_groups(requests, self.batch_key, self._render_group)
+
+    def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
+        if len(requests) == 1:
+            return [self.generate(requests[0])]
+        first = requests[0]
+        width, height, size_notes = fit_size(first.width, first.height)
+        inputs = [grounding_inputs(r.layout, [self.pipe.tokenizer, self.pipe.tokenizer_2]) for r in requests]
+        try:
+            with quiet():
+                images = self.pipe(
+                    [r.prompt for r in requests], negative_prompt=negative_prompts(requests), height=height, width=width,
+                    num_inference_steps=first.steps or self.steps,
+                    guidance_scale=first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
+                    generator=[seeded_generator(r.seed) for r in requests], gligen_phrases=[p for p, _, _ in inputs],
+                    gligen_boxes=[b for _, b, _ in inputs], gligen_scheduled_sampling_beta=self.beta,
+                ).images
+        except ValueError as exc:
+            raise BackendError(f"gligen-xl could not render: {exc}") from exc
+        return [Generated(image=image, notes=size_notes + notes) for image, (_, _, notes) in zip(images, inputs, strict=True)]

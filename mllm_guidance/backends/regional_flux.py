@@ -28,13 +28,18 @@ What changes from the authors' code, on purpose: a pixel inside two boxes belong
 background mask turns overlaps into background too), the background region is added whenever any
 token is outside every box, and a box smaller than one token keeps the token under its centre. On
 non-overlapping boxes the two pipelines agree to float rounding (tiny random FLUX models, fp32).
+
+Batches (``generate_batch``): the pipeline takes one region list per prompt, so requests that share
+size, steps, guidance and whether they are grounded render in one call, each equal to its lone render
+to float rounding.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet
+from mllm_guidance.backends.batching import in_groups
+from mllm_guidance.backends.diffusers_base import load_pipeline, quiet
 from mllm_guidance.backends.generator import GenerationRequest, Generated
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
@@ -84,27 +89,42 @@ class RegionalFluxGenerator:
         self.attention_slicing_ignored = attention_slicing
 
     def generate(self, request: GenerationRequest) -> Generated:
-        width, height, notes = fit_size(request.width, request.height, 16)
-        phrases, boxes, more = grounding_inputs(request.layout, [self.pipe.tokenizer_2], max_objects=self.max_regions,
-                                                token_limit=self.max_sequence_length, specials=1)
-        notes += more
-        if request.negative_prompt:
-            notes.append("regional-flux ignores the negative prompt (FLUX is guidance-distilled)")
+        return self._render_group([request])[0]
+
+    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
+        grounded = request.layout is not None and not request.layout.is_empty
+        return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt, grounded)
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
+        """One pipeline call for requests that share ``batch_key``: each prompt on its own regions."""
+        return in_groups(requests, self.batch_key, self._render_group)
+
+    def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
+        first, single = requests[0], len(requests) == 1
+        width, height, size_notes = fit_size(first.width, first.height, 16)
+        inputs = [grounding_inputs(r.layout, [self.pipe.tokenizer_2], max_objects=self.max_regions,
+                                   token_limit=self.max_sequence_length, specials=1) for r in requests]
+        after: list[str] = []
+        if first.negative_prompt:
+            after.append("regional-flux ignores the negative prompt (FLUX is guidance-distilled)")
         if self.attention_slicing_ignored:
-            notes.append("attention slicing does not apply to FLUX; use --cpu-offload to save memory")
-        steps = request.steps or self.steps
+            after.append("attention slicing does not apply to FLUX; use --cpu-offload to save memory")
+        regions = [list(zip(phrases, boxes, strict=True)) for phrases, boxes, _ in inputs]
+        steps = first.steps or self.steps
         share = self.mask_share
         try:
             with quiet():
-                image = first_image(self.pipe(
-                    request.prompt, list(zip(phrases, boxes, strict=True)), height=height, width=width, num_inference_steps=steps,
-                    guidance_scale=request.guidance_scale if request.guidance_scale is not None else self.guidance_scale,
-                    generator=seeded_generator(request.seed), max_sequence_length=self.max_sequence_length,
+                images = self.pipe(
+                    first.prompt if single else [r.prompt for r in requests], regions[0] if single else regions,
+                    height=height, width=width, num_inference_steps=steps,
+                    guidance_scale=first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
+                    generator=seeded_generator(first.seed) if single else [seeded_generator(r.seed) for r in requests],
+                    max_sequence_length=self.max_sequence_length,
                     mask_inject_steps=round(share * steps),
                     base_ratio=self.base_ratio,
                     double_inject_interval=self.double_interval, single_inject_interval=self.single_interval,
                     background_prompt=self.background_prompt,
-                ))
+                ).images
         except ValueError as exc:
             raise BackendError(f"regional-flux could not render: {exc}") from exc
-        return Generated(image=image, notes=notes)
+        return [Generated(image=image, notes=size_notes + notes + after) for image, (_, _, notes) in zip(images, inputs, strict=True)]

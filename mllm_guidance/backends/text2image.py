@@ -5,13 +5,16 @@ pipeline knows (SDXL ``stabilityai/stable-diffusion-xl-base-1.0``, SD 3.5
 It ignores the layout and says so in the round's notes: use it for the thesis's plain baselines
 (``--mode plain``) or to see what the bare model does. Default size: the model's own (its UNet or
 transformer sample size times the VAE scale), else 1024 x 1024; steps and guidance: the pipeline's.
+Batches (``generate_batch``): one pipeline call for requests that share size, steps, guidance and
+whether they have a negative prompt, each with its own prompt and seed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, quiet
+from mllm_guidance.backends.batching import in_groups
+from mllm_guidance.backends.diffusers_base import load_pipeline, negative_prompts, quiet
 from mllm_guidance.backends.generator import GenerationRequest, Generated
 from mllm_guidance.backends.grounding import fit_size
 from mllm_guidance.backends.torch_device import seeded_generator
@@ -42,17 +45,32 @@ class Text2ImageGenerator:
         self.default_size = (side, side)
 
     def generate(self, request: GenerationRequest) -> Generated:
-        width, height, notes = fit_size(request.width, request.height, 16)
-        if request.layout is not None and not request.layout.is_empty:
-            notes.append("text2image ignores the layout")
-        kwargs: dict[str, Any] = {"prompt": request.prompt, "height": height, "width": width,
-                                  "generator": seeded_generator(request.seed)}
-        if request.negative_prompt is not None:
-            kwargs["negative_prompt"] = request.negative_prompt
-        if request.steps is not None:
-            kwargs["num_inference_steps"] = request.steps
-        if request.guidance_scale is not None:
-            kwargs["guidance_scale"] = request.guidance_scale
+        return self._render_group([request])[0]
+
+    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
+        return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt is None)
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
+        return in_groups(requests, self.batch_key, self._render_group)
+
+    def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
+        first, single = requests[0], len(requests) == 1
+        width, height, notes = fit_size(first.width, first.height, 16)
+        kwargs: dict[str, Any] = {
+            "prompt": first.prompt if single else [r.prompt for r in requests], "height": height, "width": width,
+            "generator": seeded_generator(first.seed) if single else [seeded_generator(r.seed) for r in requests],
+        }
+        negatives = negative_prompts(requests)
+        if negatives is not None:
+            kwargs["negative_prompt"] = negatives[0] if single else negatives
+        if first.steps is not None:
+            kwargs["num_inference_steps"] = first.steps
+        if first.guidance_scale is not None:
+            kwargs["guidance_scale"] = first.guidance_scale
         with quiet():
-            image = first_image(self.pipe(**kwargs))
-        return Generated(image=image, notes=notes)
+            images = self.pipe(**kwargs).images
+        out = []
+        for request, image in zip(requests, images, strict=True):
+            ignored = ["text2image ignores the layout"] if request.layout is not None and not request.layout.is_empty else []
+            out.append(Generated(image=image, notes=notes + ignored))
+        return out

@@ -14,6 +14,9 @@ Example::
     image = pipe("a cat and a dog", gligen_phrases=["a cat", "a dog"],
                  gligen_boxes=[[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9]],
                  gligen_scheduled_sampling_beta=0.4).images[0]
+    # a batch, each prompt on its own layout (lists of lists):
+    images = pipe(["a cat", "a dog"], gligen_phrases=[["a cat"], ["a dog"]],
+                  gligen_boxes=[[[0.1, 0.1, 0.5, 0.5]], [[0.5, 0.5, 0.9, 0.9]]]).images
 """
 
 from __future__ import annotations
@@ -47,30 +50,21 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
                 module.enabled = enabled
 
     @torch.no_grad()
-    def __call__(self, prompt: Any = None, *, gligen_phrases: list[str] | None = None,
-                 gligen_boxes: list[list[float]] | None = None, gligen_scheduled_sampling_beta: float = 0.4,
-                 num_inference_steps: int = 50, guidance_scale: float = 5.0, num_images_per_prompt: int = 1,
-                 **kwargs: Any) -> Any:
-        phrases, boxes = list(gligen_phrases or []), list(gligen_boxes or [])
-        if len(phrases) != len(boxes):
-            raise ValueError(f"{len(phrases)} phrases for {len(boxes)} boxes: give one phrase per box")
+    def __call__(self, prompt: Any = None, *, gligen_phrases: list[str] | list[list[str]] | None = None,
+                 gligen_boxes: list[list[float]] | list[list[list[float]]] | None = None,
+                 gligen_scheduled_sampling_beta: float = 0.4, num_inference_steps: int = 50, guidance_scale: float = 5.0,
+                 num_images_per_prompt: int = 1, **kwargs: Any) -> Any:
         common = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                       num_images_per_prompt=num_images_per_prompt, **kwargs)
-        if not phrases:
+        prompts = 1 if isinstance(prompt, str) or prompt is None else len(prompt)
+        samples = _per_sample(gligen_phrases, gligen_boxes, prompts)
+        if not any(phrases for phrases, _ in samples):
             return super().__call__(prompt, **common)
-        phrases, boxes = phrases[:GLIGEN_MAX_OBJECTS], boxes[:GLIGEN_MAX_OBJECTS]
+        if not all(phrases for phrases, _ in samples):
+            raise ValueError("some prompts have boxes and some have none: render those separately")
         device = self._execution_device
-        dtype = self.unet.dtype
-        width = self.unet.config.cross_attention_dim
-        n = len(phrases)
-        embeds = torch.zeros(GLIGEN_MAX_OBJECTS, width, device=device, dtype=dtype)
-        embeds[:n] = self.encode_phrases(phrases, device).to(dtype)
-        box_t = torch.zeros(GLIGEN_MAX_OBJECTS, 4, device=device, dtype=dtype)
-        box_t[:n] = torch.tensor(boxes, device=device, dtype=dtype)
-        masks = torch.zeros(GLIGEN_MAX_OBJECTS, device=device, dtype=dtype)
-        masks[:n] = 1
-        batch = (1 if isinstance(prompt, str) or prompt is None else len(prompt)) * num_images_per_prompt
-        embeds, box_t, masks = (t.unsqueeze(0).expand(batch, *t.shape).clone() for t in (embeds, box_t, masks))
+        rows = [sample for sample in samples for _ in range(num_images_per_prompt)]  # SDXL's sample order
+        embeds, box_t, masks = self.grounding_rows(rows, device, self.unet.dtype)
         if guidance_scale > 1.0:  # the unconditional half (first, as SDXL stacks it) is not grounded
             embeds, box_t = torch.cat([embeds] * 2), torch.cat([box_t] * 2)
             masks = torch.cat([torch.zeros_like(masks), masks])
@@ -89,3 +83,37 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
             return super().__call__(prompt, cross_attention_kwargs=attention_kwargs, callback_on_step_end=after_step, **common)
         finally:
             self.set_fusers(True)
+
+    def grounding_rows(self, rows: list[tuple[list[str], list[list[float]]]], device: Any, dtype: Any) -> tuple[Any, Any, Any]:
+        """Phrase embeddings, boxes and masks in GLIGEN's 30 slots, one row per sample (a layout
+        shared by several rows is embedded once)."""
+        width = self.unet.config.cross_attention_dim
+        embeds = torch.zeros(len(rows), GLIGEN_MAX_OBJECTS, width, device=device, dtype=dtype)
+        box_t = torch.zeros(len(rows), GLIGEN_MAX_OBJECTS, 4, device=device, dtype=dtype)
+        masks = torch.zeros(len(rows), GLIGEN_MAX_OBJECTS, device=device, dtype=dtype)
+        encoded: dict[tuple[str, ...], Any] = {}
+        for i, (phrases, boxes) in enumerate(rows):
+            phrases, boxes = phrases[:GLIGEN_MAX_OBJECTS], boxes[:GLIGEN_MAX_OBJECTS]
+            if tuple(phrases) not in encoded:
+                encoded[tuple(phrases)] = self.encode_phrases(phrases, device).to(dtype)
+            n = len(phrases)
+            embeds[i, :n] = encoded[tuple(phrases)]
+            box_t[i, :n] = torch.tensor(boxes, device=device, dtype=dtype)
+            masks[i, :n] = 1
+        return embeds, box_t, masks
+
+
+def _per_sample(phrases: Any, boxes: Any, prompts: int) -> list[tuple[list[str], list[list[float]]]]:
+    """One (phrases, boxes) per prompt: a flat list grounds every prompt on the same layout, a list
+    of lists gives each prompt its own."""
+    phrases, boxes = list(phrases or []), list(boxes or [])
+    if phrases and isinstance(phrases[0], (list, tuple)):
+        if len(phrases) != prompts or len(boxes) != prompts:
+            raise ValueError(f"{prompts} prompts but {len(phrases)} phrase lists and {len(boxes)} box lists: give one per prompt")
+        samples = [(list(p), list(b)) for p, b in zip(phrases, boxes, strict=True)]
+    else:
+        samples = [(phrases, boxes)] * prompts
+    for p, b in samples:
+        if len(p) != len(b):
+            raise ValueError(f"{len(p)} phrases for {len(b)} boxes: give one phrase per box")
+    return samples
