@@ -83,13 +83,16 @@ async def aresume(
     *,
     is_good: Callable[[int, str], bool] | None = None,
     on_event: EventHandler | None = None,
+    mllm_options: MllmOptions | dict[str, Any] | None = None,
 ) -> GuidanceResult:
     """Continue a checkpointed run from the step that did not finish (or return it if done).
 
     The backends recorded as spec strings are rebuilt; pass ``mllm`` / ``generator`` when the
-    run was given objects, and ``is_good`` when it used a callable.
+    run was given objects, and ``is_good`` when it used a callable. ``mllm_options`` override
+    the recorded ones (a server URL with credentials in it is stored masked: give it again). A
+    run that stopped before its first checkpoint starts again in place from its spec.
     """
-    run = Run.reopen(run_dir, mllm, generator, is_good)
+    run = Run.reopen(run_dir, mllm, generator, is_good, mllm_options=mllm_options)
     return await run.execute(resume=True, on_event=on_event)
 
 
@@ -100,9 +103,10 @@ def resume(
     *,
     is_good: Callable[[int, str], bool] | None = None,
     on_event: EventHandler | None = None,
+    mllm_options: MllmOptions | dict[str, Any] | None = None,
 ) -> GuidanceResult:
     """``aresume`` for synchronous code."""
-    return run_sync(aresume(run_dir, mllm, generator, is_good=is_good, on_event=on_event))
+    return run_sync(aresume(run_dir, mllm, generator, is_good=is_good, on_event=on_event, mllm_options=mllm_options))
 
 
 class PlanResult(BaseModel):

@@ -2,6 +2,14 @@
 
 The serializer is given an explicit allow-list of the state's own model classes: LangGraph warns
 about (and will soon refuse) reviving classes it was not told about.
+
+Secrets never reach a checkpoint: the serializer masks every string of what it stores
+(``redact.redact``) before encoding it. It is the one door every checkpoint and every pending
+write passes through (state values, the run's input, the errors LangGraph records), so no node has
+to remember to mask its text and a state field added later is covered without a change here. The
+cost is that a resumed run sees ``***`` where the secret was, which is what a secret in a prompt or
+an answer should become anyway; a run that holds no secret is stored byte for byte as before.
+(The checkpoint metadata is not encoded by the serializer; ``Run.run_config`` masks it.)
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mllm_guidance.redact import redact
 from mllm_guidance.state import GuidanceState
 
 
@@ -33,11 +42,25 @@ def state_classes(model: type[BaseModel] = GuidanceState) -> set[type[BaseModel]
     return found
 
 
-def _serde() -> Any:
+class RedactingSerializer:
+    """LangGraph's serializer, given only values with their secrets masked."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        return self.inner.dumps_typed(redact(obj))
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        return self.inner.loads_typed(data)
+
+
+def serializer() -> RedactingSerializer:
+    """The checkpoint serializer: the state's classes allowed, secrets masked."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
     allowed = sorted((c.__module__, c.__name__) for c in state_classes())
-    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
+    return RedactingSerializer(JsonPlusSerializer(allowed_msgpack_modules=allowed))
 
 
 async def async_sqlite_saver(path: str | Path) -> Any:
@@ -45,4 +68,20 @@ async def async_sqlite_saver(path: str | Path) -> Any:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     conn = await aiosqlite.connect(str(path))
-    return AsyncSqliteSaver(conn, serde=_serde())
+    return AsyncSqliteSaver(conn, serde=serializer())
+
+
+def stored_checkpoints(path: str | Path) -> int:
+    """How many checkpoints the file holds (0 when it is missing, empty or unreadable): a run
+    directory whose checkpoint file holds none can be started again in place."""
+    import sqlite3
+    from contextlib import closing
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return int(conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
+    except sqlite3.Error:
+        return 0

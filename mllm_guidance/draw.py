@@ -11,6 +11,7 @@ from typing import Any
 
 from mllm_guidance.images import to_rgb
 from mllm_guidance.layout import Layout
+from mllm_guidance.redact import redact_text
 
 PALETTE = [
     (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -48,7 +49,8 @@ def draw_layout(image: Any, layout: Layout | None, *, filled: bool = False) -> A
             fill=color + ((70,) if filled else (0,)),
             width=line,
         )
-        label = _drawable(obj.name if len(obj.name) <= 40 else obj.name[:37] + "...", font)
+        name = redact_text(obj.name)  # pixels are a sink too; masked before it is cut short
+        label = _drawable(name if len(name) <= 40 else name[:37] + "...", font)
         tb = draw.textbbox((0, 0), label, font=font)
         tw, th = tb[2] - tb[0], tb[3] - tb[1]
         ty = y1 if y1 + th + 4 <= h else max(0, y2 - th - 4)
@@ -66,7 +68,7 @@ def draw_caption(image: Any, text: str) -> Any:
     draw = ImageDraw.Draw(out)
     w, h = out.size
     font = _font(max(10, round(min(w, h) / 24)))
-    wrapped = _drawable(textwrap.fill(text, width=max(10, w // max(6, round(min(w, h) / 40)))), font)
+    wrapped = _drawable(textwrap.fill(redact_text(text), width=max(10, w // max(6, round(min(w, h) / 40)))), font)
     tb = draw.multiline_textbbox((0, 0), wrapped, font=font)
     draw.multiline_text(((w - (tb[2] - tb[0])) / 2, (h - (tb[3] - tb[1])) / 2), wrapped, fill=(40, 40, 40), font=font)
     return out

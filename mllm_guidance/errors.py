@@ -1,13 +1,23 @@
 """One small error hierarchy, so callers can catch everything of ours with one class.
 
-Every message is meant to be read by a user: it says what went wrong and what to do.
+Every message is meant to be read by a user: it says what went wrong and what to do. No message
+holds a secret: whatever text an error quotes (a provider's reply, a generator's exception, a URL
+with a password in it) is masked when the error is made (``redact``), so it can be printed, logged,
+checkpointed or sent to a client as it is.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from mllm_guidance.redact import redact_text
+
 
 class GuidanceError(Exception):
     """Base of every error mllm-guidance raises on purpose."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class InputError(GuidanceError, ValueError):
@@ -32,6 +42,10 @@ class LayoutParseError(ParseError):
 
 class ScoreParseError(ParseError):
     """No valid 1..5 score could be read from an answer."""
+
+
+class StorageError(GuidanceError, RuntimeError):
+    """A directory the run writes to cannot take the write: full disk, read-only, or not a directory."""
 
 
 class BackendError(GuidanceError, RuntimeError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -34,17 +35,18 @@ from mllm_guidance.backends.generator import Generator
 from mllm_guidance.backends.mllm import MllmOptions, default_mllm_spec, describe_mllm, model_name, resolve_mllm
 from mllm_guidance.backends.registry import create_generator, default_generator_spec
 from mllm_guidance.backends.replay import ReplayChatModel
-from mllm_guidance.checkpoint import async_sqlite_saver
+from mllm_guidance.checkpoint import async_sqlite_saver, stored_checkpoints
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.context import Context
-from mllm_guidance.errors import ConfigError, InputError
+from mllm_guidance.errors import ConfigError, InputError, StorageError
 from mllm_guidance.evidence.record import package_versions, write_evidence
 from mllm_guidance.evidence.tracing import tracing_callbacks
 from mllm_guidance.graph import build_graph
 from mllm_guidance.layout import Layout
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.state import Correction, Failure, GuidanceState, ImageRef, Round, Usage, check_prompt
-from mllm_guidance.store import CHECKPOINT_FILE, SPEC_FILE, RunStore
+from mllm_guidance.redact import MASK, redact
+from mllm_guidance.store import CHECKPOINT_FILE, RUN_FILE, SPEC_FILE, RunStore, storage_error
 
 EventHandler = Callable[[dict[str, Any]], None]
 SPEC_FORMAT = "mllm-guidance.spec/1"
@@ -167,8 +169,10 @@ class GuidanceResult(BaseModel):
 class Run:
     """One run: its spec, config and context, and the one way to carry it out."""
 
-    def __init__(self, spec: RunSpec, config: GuidanceConfig, context: Context) -> None:
+    def __init__(self, spec: RunSpec, config: GuidanceConfig, context: Context, *, restart: bool = False) -> None:
         self.spec, self.config, self.context = spec, config, context
+        #: reopened before its first checkpoint: ``execute(resume=True)`` starts it again in place
+        self.restart = restart
 
     @property
     def store(self) -> RunStore:
@@ -192,10 +196,12 @@ class Run:
                                       generator_options=generator_options, needs_mllm=cfg.mode != "plain")
         store = RunStore(run_dir if run_dir is not None else default_run_dir(prompt))
         if store.path(SPEC_FILE).exists():
-            raise InputError(
-                f"{store.root} already holds a run; resume it (--resume {store.root}) or choose "
-                "another output directory"
-            )
+            if not never_started(store.root):
+                raise InputError(
+                    f"{store.root} already holds a run; resume it (--resume {store.root}) or choose "
+                    "another output directory"
+                )
+            store.clear_attempt()  # an attempt that stopped before its first checkpoint (a full disk, a kill)
         spec = RunSpec(
             prompt=prompt, seed=cfg.seed if cfg.seed is not None else random.randrange(2**31),
             config=cfg.describe(), mllm=backends.mllm_setting, generator=backends.generator_setting,
@@ -207,14 +213,22 @@ class Run:
 
     @classmethod
     def reopen(cls, run_dir: str | Path, mllm: Any = None, generator: Any = None,
-               is_good: Callable[[int, str], bool] | None = None) -> Run:
-        """A checkpointed run as it was set up, its backends rebuilt from the spec (or given)."""
+               is_good: Callable[[int, str], bool] | None = None,
+               mllm_options: MllmOptions | dict[str, Any] | None = None) -> Run:
+        """A checkpointed run as it was set up, its backends rebuilt from the spec (or given).
+
+        A run that stopped before its first checkpoint (a full disk right after spec.json, a kill)
+        is reopened too, to start again in place from its spec. ``mllm_options`` override the
+        recorded ones: a server URL that held credentials was stored masked and must be given again."""
         root = Path(run_dir)
-        if not (root / CHECKPOINT_FILE).exists():
-            raise InputError(
-                f"{root} has no checkpoint to resume (a run made with --no-checkpoint, or not a "
-                "run directory); start the run again in a new directory"
-            )
+        restart = False
+        if not root.is_dir() or stored_checkpoints(root / CHECKPOINT_FILE) == 0:
+            if not never_started(root):
+                raise InputError(
+                    f"{root} has no checkpoint to resume (a run made with --no-checkpoint, or not a "
+                    "run directory); start the run again in a new directory"
+                )
+            restart = True
         store = RunStore(root)
         try:
             spec = RunSpec.model_validate(store.read_json(SPEC_FILE))
@@ -229,14 +243,22 @@ class Run:
             generator = spec.generator.spec
             if generator is None:
                 raise InputError("this run was given a generator object; pass generator= to resume it")
+        options = None
+        if spec.mllm and isinstance(mllm, str):
+            given = mllm_options.model_dump(exclude_unset=True) if isinstance(mllm_options, MllmOptions) else dict(mllm_options or {})
+            options = {**spec.mllm.options, **{k: v for k, v in given.items() if v is not None}}
+            if MASK in str(options.get("base_url") or ""):
+                raise InputError(
+                    f"this run's MLLM server URL held credentials, which are never stored ({options['base_url']}); "
+                    f"give it again: mllm-guidance generate --resume {root} --mllm-base-url URL"
+                )
         backends = build_backends(
-            mllm, generator, needs_mllm=spec.mllm is not None,
-            mllm_options=spec.mllm.options if (spec.mllm and isinstance(mllm, str)) else None,
+            mllm, generator, needs_mllm=spec.mllm is not None, mllm_options=options,
             generator_options=spec.generator.options if isinstance(generator, str) else None,
         )
         context = Context(mllm=backends.mllm, generator=backends.generator, store=store,
                           templates=load_templates(cfg.templates_dir))
-        return cls(spec, cfg, context)
+        return cls(spec, cfg, context, restart=restart)
 
     def run_config(self, callbacks: list[Any] | None = None) -> dict[str, Any]:
         cfg, models = self.config, self.spec.models()
@@ -245,14 +267,14 @@ class Run:
             "recursion_limit": 4 * (cfg.correct_limit + cfg.max_align_rounds) + 20,
             "callbacks": list(callbacks or []) + tracing_callbacks(),
             "tags": ["mllm-guidance", f"mode:{cfg.mode}"],
-            "metadata": {
+            "metadata": redact({  # checkpoint metadata and traces carry it
                 "thread_id": self.spec.thread_id,
                 "mllm_guidance_mode": cfg.mode,
                 "mllm_guidance_k": cfg.max_align_rounds,
                 "mllm_guidance_templates": self.context.templates.version,
                 "mllm_guidance_mllm": models["mllm"],
                 "mllm_guidance_generator": models["generator"],
-            },
+            }),
         }
 
     async def execute(self, *, resume: bool = False, checkpoint: bool = True, on_event: EventHandler | None = None,
@@ -261,7 +283,20 @@ class Run:
         evidence. This is the only execution path; the sync API drives it on the background loop."""
         if resume and not checkpoint:
             raise ConfigError("resuming needs the run's checkpoint")
+        if resume and self.restart:
+            self.store.clear_attempt()
+            resume = False
         started = time.perf_counter()
+        try:
+            return await self._execute(resume, checkpoint, on_event, callbacks, started)
+        except sqlite3.OperationalError as exc:  # the checkpoint file: a full or read-only disk
+            error = sqlite_storage_error(exc, self.store.path(CHECKPOINT_FILE))
+            if error is exc:
+                raise
+            raise error from None
+
+    async def _execute(self, resume: bool, checkpoint: bool, on_event: EventHandler | None,
+                       callbacks: list[Any] | None, started: float) -> GuidanceResult:
         saver = await async_sqlite_saver(self.store.path(CHECKPOINT_FILE)) if checkpoint else None
         try:
             graph = build_graph(self.config, checkpointer=saver)
@@ -285,13 +320,13 @@ class Run:
         if state.final_image is None or state.best is None:
             raise InputError(f"the run in {self.store.root} has not finished; resume it")
         write_evidence(self.store, state, self.config, self.context.templates, self.spec)
-        return GuidanceResult(
+        return redact(GuidanceResult(  # what every face prints or sends on: secrets masked
             prompt=state.prompt, run_dir=str(self.store.root), image=state.final_image, best_round=state.best,
             score=state.rounds[state.best].score, stop_reason=state.stop_reason or "done", rounds=state.rounds,
             corrections=state.corrections, failures=state.failures, usage=state.usage,
             seconds=round(time.perf_counter() - started, 4), template_version=self.context.templates.version,
             thread_id=self.spec.thread_id,
-        )
+        ))
 
     def _before_resume(self, values: Any) -> None:
         """A replayed MLLM continues after the answers the checkpointed steps already used."""
@@ -300,6 +335,25 @@ class Run:
         if isinstance(self.context.mllm, ReplayChatModel):
             committed = set(values.get("call_ids") or [])
             self.context.mllm.skip_used([c for c in self.store.calls() if c.get("id") in committed])
+
+
+def never_started(root: Path) -> bool:
+    """A run directory whose run stopped before its first checkpoint (spec.json, no run.json, no
+    checkpoint stored): nothing in it can be resumed, so it may be started again in place."""
+    return ((root / SPEC_FILE).is_file() and not (root / RUN_FILE).exists()
+            and stored_checkpoints(root / CHECKPOINT_FILE) == 0)
+
+
+def sqlite_storage_error(exc: Exception, path: Path) -> StorageError | Exception:
+    """SQLite's own words for a refused write, as the store's one line."""
+    import errno
+
+    text = str(exc).lower()
+    if "full" in text:
+        return storage_error(OSError(errno.ENOSPC, "No space left on device"), path, None)
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return storage_error(OSError(errno.EACCES, "Permission denied"), path, None)
+    return exc
 
 
 def default_run_dir(prompt: str) -> Path:

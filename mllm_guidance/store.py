@@ -10,7 +10,9 @@ Layout of a run directory::
     run.json           the finished run in one file; report.html its visual view
 
 Every write is atomic (temporary file + rename), so a crash never leaves half a file, and every
-JSON write passes through ``redact``, so keys never land on disk. Text is written so that any
+text write (JSON, the call log, report.html) passes through ``redact``, so keys never land on disk.
+A write the disk refuses (full, read-only, a file where a directory should be) is one
+``StorageError`` line naming the directory and the space it needs, never a traceback. Text is written so that any
 string survives: MLLM replies may hold lone UTF-16 surrogates, which UTF-8 cannot encode; they
 are written as ``\\udXXX`` escapes (in JSON, the escape of the same character) instead of
 stopping the run.
@@ -18,19 +20,22 @@ stopping the run.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import tempfile
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
-from mllm_guidance.errors import InputError
+from mllm_guidance.errors import InputError, StorageError
 from mllm_guidance.images import to_rgb
-from mllm_guidance.redact import redact
+from mllm_guidance.redact import redact, redact_text
 from mllm_guidance.state import ImageRef
 
 CALLS_FILE = "calls.jsonl"
@@ -53,7 +58,7 @@ class RunStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.root)
         self._lock = threading.Lock()
 
     def path(self, name: str) -> Path:
@@ -112,18 +117,7 @@ class RunStore:
     # -- files --------------------------------------------------------------------------------
 
     def write_bytes(self, name: str, data: bytes) -> Path:
-        target = self.path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; run files are meant to be shared
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomic(self.path(name), data)
 
     def write_json(self, name: str, data: Any) -> Path:
         text = json.dumps(redact(data), indent=2, ensure_ascii=False, default=str)
@@ -135,11 +129,14 @@ class RunStore:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{path} does not exist; is {self.root} a run directory?") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path} is not valid JSON ({exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path} is not valid UTF-8 JSON ({exc})") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
     def write_text(self, name: str, text: str) -> Path:
-        return self.write_bytes(name, _utf8(text))
+        """Text (a report, a results file) with its secrets masked."""
+        return self.write_bytes(name, _utf8(redact_text(text)))
 
     # -- the call log -------------------------------------------------------------------------
 
@@ -147,10 +144,19 @@ class RunStore:
         """Append one MLLM call to the log and return its id."""
         call_id = record.get("id") or uuid.uuid4().hex[:12]
         line = json.dumps(redact({**record, "id": call_id}), ensure_ascii=False, default=str)
-        with self._lock, open(self.path(CALLS_FILE), "ab") as f:
-            f.write(_utf8(line + "\n"))
-            f.flush()
+        append_line(self.path(CALLS_FILE), _utf8(line + "\n"), self._lock)
         return call_id
+
+    def clear_attempt(self) -> None:
+        """Remove what an attempt that never reached a checkpoint left (the call log, images, a
+        checkpoint file without checkpoints), so the run can start again in place. Only this
+        module's own file names are touched; spec.json is rewritten by the new attempt."""
+        names = [CALLS_FILE, "final.png", "report.html"] + [CHECKPOINT_FILE + s for s in ("", "-wal", "-shm", "-journal")]
+        for name in names:
+            self.path(name).unlink(missing_ok=True)
+        for image in self.root.glob("round-*.png"):
+            if image.is_file() and re.fullmatch(r"round-\d+(-overlay)?\.png", image.name):
+                image.unlink()
 
     def calls(self) -> list[dict[str, Any]]:
         """Every logged call, including calls of steps that crashed before they finished.
@@ -173,3 +179,88 @@ def _utf8(text: str) -> bytes:
     """UTF-8 that never fails: a lone surrogate becomes the six characters of its escape,
     which inside a JSON string decodes back to the same character."""
     return text.encode("utf-8", errors="backslashreplace")
+
+
+# -- writing files, and what a refused write says ---------------------------------------------
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` whose failure is one line (a file in the way, a read-only or full disk)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, path / ".", 0) from None
+    if not path.is_dir():
+        raise StorageError(f"{path} is not a directory; choose another output directory")
+
+
+def write_atomic(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` through a temporary file and a rename: a crash, a kill or a
+    full disk leaves the old file or the new one, never half of one."""
+    make_dirs(target.parent)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; run files are meant to be shared
+        os.replace(tmp, target)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise storage_error(exc, target, len(data)) from None
+        raise
+    return target
+
+
+def append_line(path: Path, line: bytes, lock: threading.Lock, *, durable: bool = False) -> None:
+    """Append one line (``durable``: synced to the disk); a full disk leaves at most a torn last
+    line, which the readers skip."""
+    try:
+        with lock, open(path, "ab") as f:
+            f.write(line)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+    except OSError as exc:
+        raise storage_error(exc, path, len(line)) from None
+
+
+def storage_error(exc: OSError, target: Path, size: int | None) -> StorageError:
+    """One line for a write the file system refused: where, why, and what to do."""
+    directory = target.parent
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = free_bytes(directory)
+        need = f"writing {target.name} needs {human_bytes(size)}" if size else f"writing {target.name} failed"
+        return StorageError(
+            f"no space left in {directory} ({human_bytes(free)} free; {need}): free at least that much "
+            "(a run writes a few MB per round at 1024x1024) or choose another directory, then run the same command again"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write in {directory}: {exc.strerror}; choose a directory you can write to")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        blocker = next((p for p in [target, *target.parents] if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return StorageError(f"{blocker} is a file, not a directory; choose another output directory")
+    return StorageError(f"cannot write {target}: {exc.strerror or exc}")
+
+
+def free_bytes(directory: Path) -> int | None:
+    for path in [directory, *directory.parents]:
+        try:
+            return shutil.disk_usage(path).free
+        except OSError:
+            continue
+    return None
+
+
+def human_bytes(size: int | None) -> str:
+    if size is None:
+        return "an unknown amount"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"

@@ -158,7 +158,7 @@ def describe_target(model: Any) -> str:
     name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
     base = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
     text = f"{type(model).__name__}({name})" if name else type(model).__name__
-    return f"{text} at {base}" if base else text
+    return redact_text(f"{text} at {base}" if base else text)  # a URL may carry user:password or ?key=
 
 
 def unwrap(model: Any) -> Any:

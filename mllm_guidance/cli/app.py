@@ -1,7 +1,9 @@
 """The ``mllm-guidance`` command: a typer app, and the project's error manners for every command.
 
 Errors print one line that says what to do (``--debug`` adds the traceback); a closed pipe
-(``... | head``) ends the command quietly; Ctrl-C during a run says how to resume it.
+(``... | head``) ends the command quietly; Ctrl-C during a run says how to resume it. Everything a
+command prints goes through ``echo`` (or the progress renderer), which masks secrets
+(``redact``), and so do error lines and tracebacks.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import click
 import typer
 
 from mllm_guidance import __version__
 from mllm_guidance.errors import GuidanceError
+from mllm_guidance.redact import redact_text
 
 app = typer.Typer(
     name="mllm-guidance", help="MLLM Guidance for text-to-image generation.", no_args_is_help=True,
@@ -39,30 +43,46 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     model draws, until the image shows what the prompt says."""
 
 
+def echo(text: str, *, err: bool = False) -> None:
+    """Print one result line (stdout, or stderr with ``err``), secrets masked."""
+    print(redact_text(str(text)), file=sys.stderr if err else sys.stdout)
+
+
 def manners(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A command's failures as exit statuses: 2 with one line for our errors, 130 for Ctrl-C
-    (with the resume hint), 141 and silence for a closed pipe."""
+    """A command's failures as exit statuses: 2 with one line for our errors and for files and
+    directories the system refuses (``OSError``), 130 for Ctrl-C (with the resume hint), 141 and
+    silence for a closed pipe. Tracebacks (``--debug``, or a bug) are printed with secrets masked."""
 
     @functools.wraps(fn)
     def command(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except GuidanceError as exc:
+        except (GuidanceError, OSError) as exc:
+            if isinstance(exc, BrokenPipeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise SystemExit(141) from None
             if kwargs.get("debug"):
-                traceback.print_exc()
-            print(f"error: {exc}", file=sys.stderr)
+                echo(traceback.format_exc().rstrip(), err=True)
+            echo(f"error: {exc if isinstance(exc, GuidanceError) else os_error_line(exc)}", err=True)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             run_dir = current["run_dir"]
             hint = f"; continue with: mllm-guidance generate --resume {run_dir}" if run_dir else ""
             print(f"\ninterrupted{hint}", file=sys.stderr)
             raise SystemExit(130) from None
-        except BrokenPipeError:
-            # the reader went away (``| head``): say nothing more, as a program killed by SIGPIPE
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise SystemExit(141) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception:  # a bug: the traceback is for the report, without the keys
+            echo(traceback.format_exc().rstrip(), err=True)
+            raise SystemExit(1) from None
 
     return command
+
+
+def os_error_line(exc: OSError) -> str:
+    """``OSError`` as the system says it, with the file it is about."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def main(argv: list[str] | None = None) -> int:

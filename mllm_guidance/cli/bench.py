@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from mllm_guidance.cli.app import app, manners
+from mllm_guidance.cli.app import app, echo, manners
 from mllm_guidance.cli.options import (
     SHARED_CONFIG_FLAGS,
     choice_type,
@@ -59,8 +58,8 @@ def bench(
         return 0
     import asyncio
 
-    from mllm_guidance.eval import tables
-    from mllm_guidance.eval.runner import BenchSpec, rewrite_results, run_bench
+    from mllm_guidance.eval import lock, tables
+    from mllm_guidance.eval.runner import BenchSpec, plan_items, rewrite_results, run_bench
     from mllm_guidance.eval.scorers import build_scorers, score_records
 
     method = plain(method)
@@ -79,20 +78,22 @@ def bench(
         generator_options=generator_options(options), shard=(index, count), concurrency=concurrency, limit=limit,
     )
     names = [s.strip() for s in (scorer or "").split(",") if s.strip()]
-    # every scorer (and its model, and the judge's key) is ready before the first image is spent
-    built = build_scorers(names, scorer_options(options, mllm_options(options).timeout, concurrency)) if names else []
-    try:
-        records = asyncio.run(run_bench(spec, progress=progress))
-    finally:
-        progress.close()
-    if built:
-        records = score_records(spec.out, records, built)
-        rewrite_results(spec.out, records)
-    row = tables.write_summary(spec.out, records)
-    print(tables.summary_markdown(row))
+    plan_items(spec)  # a bad dataset, limit or shard is refused before --out is made
+    with lock.exclusive(spec.out):  # one process writes an output directory: run, score, summary
+        # every scorer (and its model, and the judge's key) is ready before the first image is spent
+        built = build_scorers(names, scorer_options(options, mllm_options(options).timeout, concurrency)) if names else []
+        try:
+            records = asyncio.run(run_bench(spec, progress=progress))
+        finally:
+            progress.close()
+        if built:
+            records = score_records(spec.out, records, built)
+            rewrite_results(spec.out, records)
+        row = tables.write_summary(spec.out, records)
+    echo(tables.summary_markdown(row))
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
-        print(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", file=sys.stderr)
+        echo(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", err=True)
     return 0
 
 
@@ -103,7 +104,7 @@ def datasets() -> int:
     from mllm_guidance.eval.datasets import list_datasets
 
     for name, count, about in list_datasets():
-        print(f"{name:<12} {count:>4}  {about}")
+        echo(f"{name:<12} {count:>4}  {about}")
     return 0
 
 
@@ -113,7 +114,7 @@ def compare(dirs: list[str] = typer.Argument(..., help="Benchmark output directo
     """Put several benchmark runs side by side."""
     from mllm_guidance.eval import tables
 
-    print(tables.markdown(tables.compare(dirs)))
+    echo(tables.markdown(tables.compare(dirs)))
     return 0
 
 
@@ -127,5 +128,5 @@ def correlate(
     from mllm_guidance.eval import tables
     from mllm_guidance.eval.runner import RESULTS, read_results
 
-    print(tables.markdown(tables.correlate(read_results(Path(directory) / RESULTS), human)))
+    echo(tables.markdown(tables.correlate(read_results(Path(directory) / RESULTS), human)))
     return 0

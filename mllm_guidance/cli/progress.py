@@ -1,6 +1,6 @@
 """One progress renderer for the terminal, for a single run (``generate``, ``plan``) and for a
 benchmark (``bench``): finished steps as lines, and a live status line while waiting (only on a
-terminal; piped output gets the lines alone)."""
+terminal; piped output gets the lines alone). Every line is shown with its secrets masked."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from mllm_guidance.prompts.steps import STEPS
+from mllm_guidance.redact import redact_text
 
 
 class Progress:
@@ -29,12 +30,13 @@ class Progress:
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self.console.print(redact_text(text), markup=False, highlight=False, soft_wrap=True)
 
     def show(self, text: str) -> None:
         """A transient status line (a spinner on a terminal; nothing when piped)."""
         if self.quiet or not self.live:
             return
+        text = redact_text(text)
         if self._status is None:
             self._status = self.console.status(text)
             self._status.start()

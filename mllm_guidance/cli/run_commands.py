@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from mllm_guidance.cli.app import app, current, manners
+from mllm_guidance.cli.app import app, current, echo, manners
 from mllm_guidance.cli.options import (
     SHARED_CONFIG_FLAGS,
     config_params,
@@ -50,7 +50,9 @@ def generate(
                 raise InputError("give either a prompt or --resume DIR, not both")
             current["run_dir"] = resume
             progress.say(f"resuming {resume}")
-            result = resume_run(resume, mllm=options["mllm"], generator=options["generator"], on_event=progress)
+            given = {"base_url": options["mllm_base_url"]} if options.get("mllm_base_url") else None
+            result = resume_run(resume, mllm=options["mllm"], generator=options["generator"], on_event=progress,
+                                mllm_options=given)
         else:
             if not prompt or not prompt.strip():
                 raise InputError('give a prompt, e.g. mllm-guidance generate "a cat on a sofa"')
@@ -67,20 +69,20 @@ def generate(
     finally:
         progress.close()
     if json:
-        print(result.model_dump_json(indent=2))
+        echo(result.model_dump_json(indent=2))
         return 0
     u = result.usage
     per_step = ", ".join(f"{v.calls} {k}" for k, v in u.mllm.items())
     score = f"score {result.score}/5" if result.score is not None else "not judged"
-    print(f"best: round {result.best_round}, {score} (stop: {result.stop_reason})")
-    print(f"image:  {result.image_path}")
-    print(f"report: {Path(result.run_dir) / 'report.html'}")
-    print(
+    echo(f"best: round {result.best_round}, {score} (stop: {result.stop_reason})")
+    echo(f"image:  {result.image_path}")
+    echo(f"report: {Path(result.run_dir) / 'report.html'}")
+    echo(
         f"calls:  {u.mllm_calls} MLLM ({per_step or 'none'}), {u.generator_calls} generator; "
         f"tokens {u.input_tokens} in / {u.output_tokens} out; {result.seconds:.1f}s"
     )
     if result.failures:
-        print(f"note:   {len(result.failures)} unreadable answer(s) were skipped; see run.json")
+        echo(f"note:   {len(result.failures)} unreadable answer(s) were skipped; see run.json")
     return 0
 
 
@@ -93,8 +95,6 @@ def plan(
     out: str | None = OUT, quiet: bool = QUIET, json: bool = JSON, debug: bool = DEBUG, **options: Any,
 ) -> int:
     """The layout only: place and self-correct, with a sketch preview."""
-    import sys
-
     from mllm_guidance.api import plan as plan_layout
 
     _check(prompt)
@@ -107,12 +107,12 @@ def plan(
         progress.close()
     layout = planned.layout
     if json:
-        print(layout.model_dump_json(indent=2) if layout else "null")
+        echo(layout.model_dump_json(indent=2) if layout else "null")
         return 0
-    print(layout.to_lines() if layout and not layout.is_empty else "(no layout)")
+    echo(layout.to_lines() if layout and not layout.is_empty else "(no layout)")
     for warning in planned.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"preview: {planned.preview_path}", file=sys.stderr)
+        echo(f"warning: {warning}", err=True)
+    echo(f"preview: {planned.preview_path}", err=True)
     return 0
 
 

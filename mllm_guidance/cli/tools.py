@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from mllm_guidance.cli.app import app, manners
+from mllm_guidance.cli.app import app, echo, manners
 from mllm_guidance.cli.options import (
     SHARED_CONFIG_FLAGS,
     choice_type,
@@ -39,7 +39,7 @@ def templates(
         if not target:
             raise InputError("give the directory to export into: mllm-guidance templates export DIR")
         for path in export_templates(target):
-            print(path)
+            echo(path)
         return 0
     loaded = load_templates(directory)
     try:
@@ -49,7 +49,7 @@ def templates(
     for step in steps:
         tpl = loaded.steps[step]
         blocks = "".join(f"--- {name} (optional) ---\n{block.template}\n" for name, block in tpl.blocks.items())
-        print(f"===== {step} ({loaded.version}) =====\n{tpl.instructions}\n--- request ---\n{tpl.request.template}\n{blocks}")
+        echo(f"===== {step} ({loaded.version}) =====\n{tpl.instructions}\n--- request ---\n{tpl.request.template}\n{blocks}")
     return 0
 
 
@@ -63,7 +63,7 @@ def trace(
     """Show a run's rounds as a table."""
     from mllm_guidance.evidence.tracing import show
 
-    print(show(run_dir))
+    echo(show(run_dir))
     return 0
 
 

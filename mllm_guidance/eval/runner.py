@@ -8,13 +8,21 @@ written atomically to ``images/``, then its record is appended to ``results.json
 every item with an ``ok`` record, so a killed run loses at most the items in flight.
 ``shard=(i, n)`` takes every n-th item starting at i of the full, ordered item list, so shards run
 on several machines union to the full run.
+
+What the runner trusts: nothing in a dataset names a path. A prompt id becomes a file name only
+through ``item_name`` (a plain name stays as it is; anything else is cleaned and given a hash of
+the id), duplicate ids are refused before anything runs, and the only directories the runner ever
+removes are run directories it made itself under ``<out>/runs`` (marked by ``.bench-item``).
+One process writes an output directory at a time (``eval.lock``). Records are stored with their
+secrets masked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-import os
+import re
 import shutil
 import threading
 import time
@@ -25,14 +33,18 @@ from typing import Any
 
 from mllm_guidance import __version__
 from mllm_guidance.config import make_config
-from mllm_guidance.errors import InputError
+from mllm_guidance.errors import InputError, StorageError
+from mllm_guidance.eval import lock
 from mllm_guidance.eval.datasets import Prompt, dataset_category, load_dataset
 from mllm_guidance.prompts.templates import load_templates
-from mllm_guidance.redact import redact_text
+from mllm_guidance.redact import redact
 from mllm_guidance.run import Run, build_backends
-from mllm_guidance.store import RunStore
+from mllm_guidance.store import RunStore, append_line, storage_error
 
 RESULTS = "results.jsonl"
+#: The file that marks a run directory as made by this runner: only those are ever removed.
+MARKER = ".bench-item"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass
@@ -62,11 +74,34 @@ class Item:
     seed: int
 
 
+def item_name(prompt_id: str) -> str:
+    """A prompt id as a file name: the id itself when it is a plain name (letters, digits, ``.``,
+    ``_``, ``-``; not starting with a dot; at most 64 characters), else its cleaned form followed
+    by a hash of the id, so that ``/tmp/x`` or ``../..`` name nothing outside the output
+    directory and two ids never share a name."""
+    cleaned = _UNSAFE.sub("_", prompt_id).strip("._-")[:64]
+    if cleaned == prompt_id:
+        return cleaned
+    digest = hashlib.sha256(prompt_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{cleaned}-{digest}" if cleaned else digest
+
+
 def plan_items(spec: BenchSpec) -> tuple[str, list[Item]]:
+    if spec.limit is not None and (isinstance(spec.limit, bool) or not isinstance(spec.limit, int) or spec.limit < 1):
+        raise InputError(f"--limit {spec.limit}: give a number of prompts, 1 or more")
+    if not isinstance(spec.images_per_prompt, int) or spec.images_per_prompt < 1:
+        raise InputError(f"--images-per-prompt {spec.images_per_prompt}: give 1 or more")
     name, prompts = load_dataset(spec.dataset)
     if spec.limit is not None:
         prompts = prompts[: spec.limit]
-    items = [Item(key=f"{p.id}-{j}", prompt=p, image_index=j, seed=spec.seed + j)
+    names: dict[str, str] = {}
+    for p in prompts:
+        key = item_name(p.id).casefold()  # one name on case-insensitive file systems too
+        if key in names:
+            raise InputError(f"dataset {name}: the prompt id {names[key]!r} is given twice" if names[key] == p.id else
+                             f"dataset {name}: the prompt ids {names[key]!r} and {p.id!r} name the same files")
+        names[key] = p.id
+    items = [Item(key=f"{item_name(p.id)}-{j}", prompt=p, image_index=j, seed=spec.seed + j)
              for p in prompts for j in range(spec.images_per_prompt)]
     index, count = spec.shard
     if not (count >= 1 and 0 <= index < count):
@@ -78,8 +113,12 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     """Records in order; a line torn by a kill is skipped; the last record of a key wins."""
     if not path.exists():
         return []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")  # a torn multi-byte character is skipped with its line
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
     latest: dict[str, dict[str, Any]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -96,21 +135,55 @@ class _Results:
         self._lock = threading.Lock()
 
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-        with self._lock, open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        line = json.dumps(redact(record), ensure_ascii=False, default=str) + "\n"
+        append_line(self.path, line.encode("utf-8", errors="backslashreplace"), self._lock, durable=True)
+
+
+def clear_leftover(run_dir: Path, key: str) -> None:
+    """Remove what a killed attempt of this item left, and nothing else: a directory is removed
+    only when this runner made it (its marker names the item) or when it is empty. Anything
+    else in the way (a file, a link, someone's directory) fails the item and is left alone."""
+    if not run_dir.is_symlink() and not run_dir.exists():
+        return
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        marker = run_dir / MARKER
+        try:
+            ours = marker.is_file() and not marker.is_symlink() and marker.read_text(encoding="utf-8").strip() == key
+        except (OSError, UnicodeDecodeError):
+            ours = False
+        if ours:
+            shutil.rmtree(run_dir)
+            return
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()
+            return
+    raise InputError(f"{run_dir} is in the way and was not made by this benchmark; move it away and run again "
+                     "(nothing was removed)")
+
+
+def make_run_dir(run_dir: Path, key: str) -> None:
+    try:
+        run_dir.mkdir(parents=True)
+        (run_dir / MARKER).write_text(key + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise storage_error(exc, run_dir / MARKER, len(key) + 1) from None
 
 
 async def run_bench(spec: BenchSpec, *, progress: Any = None,
                     on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Generate every pending item of the spec; returns all records of the output directory.
 
-    ``progress`` (the CLI's renderer) is told the number of pending items and each record."""
-    out = Path(spec.out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    dataset, items = plan_items(spec)
+    ``progress`` (the CLI's renderer) is told the number of pending items and each record. The
+    output directory is locked for the whole call (``eval.lock``); a full disk stops the run with
+    one line (``StorageError``), and running it again continues where it stopped."""
+    dataset, items = plan_items(spec)  # a bad dataset is refused before anything is written
+    with lock.exclusive(spec.out) as out:
+        return await _run_locked(spec, out, dataset, items, progress, on_record)
+
+
+async def _run_locked(spec: BenchSpec, out: Path, dataset: str, items: list[Item], progress: Any,
+                      on_record: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+    RunStore(out / "images")
     done = {r["key"] for r in read_results(out / RESULTS) if r.get("status") == "ok"}
     pending = [item for item in items if item.key not in done]
     results = _Results(out / RESULTS)
@@ -130,12 +203,12 @@ async def run_bench(spec: BenchSpec, *, progress: Any = None,
     async def one(item: Item) -> None:
         async with gate:
             run_dir = out / "runs" / item.key
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # left by a killed attempt
             started = time.perf_counter()
             record: dict[str, Any] = {"key": item.key, "prompt_id": item.prompt.id, "prompt": item.prompt.text,
                                       "image_index": item.image_index, "seed": item.seed, **pins}
             try:
+                clear_leftover(run_dir, item.key)
+                make_run_dir(run_dir, item.key)
                 run = Run.create(item.prompt.text, config=make_config(base, seed=item.seed), run_dir=run_dir,
                                  backends=backends)
                 result = await run.execute(checkpoint=False)
@@ -150,8 +223,10 @@ async def run_bench(spec: BenchSpec, *, progress: Any = None,
                     "generator_calls": u.generator_calls, "generator_seconds": round(u.generator_seconds, 4),
                     "failures": len(result.failures), "metrics": {},
                 })
+            except StorageError:
+                raise  # a full disk fails every item alike: stop, and let a rerun continue
             except Exception as exc:  # a failed prompt is recorded and the others go on
-                record.update({"status": "failed", "error": f"{type(exc).__name__}: {redact_text(str(exc))}"[:1000]})
+                record.update({"status": "failed", "error": f"{type(exc).__name__}: {redact(str(exc))}"[:1000]})
             record["seconds"] = round(time.perf_counter() - started, 4)
             results.append(record)
             if progress is not None:
@@ -159,11 +234,18 @@ async def run_bench(spec: BenchSpec, *, progress: Any = None,
             if on_record:
                 on_record(record)
 
-    await asyncio.gather(*(one(item) for item in pending))
+    tasks = [asyncio.ensure_future(one(item)) for item in pending]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:  # one item's StorageError stops the others, which a rerun redoes
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return read_results(out / RESULTS)
 
 
 def rewrite_results(out: Path, records: list[dict[str, Any]]) -> None:
     """Replace results.jsonl with one line per record (after scoring), atomically."""
-    text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-    RunStore(out).write_text(RESULTS, text)
+    text = "".join(json.dumps(redact(r), ensure_ascii=False, default=str) + "\n" for r in records)
+    with lock.exclusive(out):
+        RunStore(out).write_text(RESULTS, text)

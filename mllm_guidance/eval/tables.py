@@ -118,10 +118,13 @@ def warnings_for(records: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def write_summary(out: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    from mllm_guidance.store import RunStore
+
     row = summarize(records)
-    (out / "summary.md").write_text(summary_markdown(row) + "\n", encoding="utf-8")
-    (out / "summary.csv").write_text(to_csv([row]), encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(row, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    store = RunStore(out)  # atomic writes, secrets masked, a full disk as one line
+    store.write_text("summary.md", summary_markdown(row) + "\n")
+    store.write_text("summary.csv", to_csv([row]))
+    store.write_json("summary.json", row)
     return row
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mllm_guidance.backends.prices import cost_usd, price_for
 from mllm_guidance.config import GuidanceConfig
+from mllm_guidance.redact import redact
 from mllm_guidance.state import GuidanceState
 from mllm_guidance.store import RUN_FILE, RunStore
 
@@ -87,7 +88,7 @@ def write_evidence(store: RunStore, state: GuidanceState, config: GuidanceConfig
     """Write run.json and report.html for a finished run; return the run record."""
     from mllm_guidance.evidence.report import write_report
 
-    record = run_record(store, state, config, templates, spec)
+    record = redact(run_record(store, state, config, templates, spec))  # run.json and the report alike
     store.write_json(RUN_FILE, record)
     write_report(store, state, record)
     return record

@@ -4,8 +4,8 @@ LangSmith tracing works by its standard environment variables (``LANGSMITH_TRACI
 ``LANGSMITH_API_KEY``, optional ``LANGSMITH_PROJECT`` and ``LANGSMITH_ENDPOINT``;
 ``LANGSMITH_OTEL_ENABLED=true`` sends OpenTelemetry spans instead). The MLLM steps send images
 as base64 content blocks; when tracing is on, runs use a LangSmith client whose ``hide_inputs`` /
-``hide_outputs`` replace every image payload with a short placeholder, so traces stay small and
-carry no image data. Runs are tagged ``mllm-guidance`` and ``mode:...`` and carry the mode, K,
+``hide_outputs`` replace every image payload with a short placeholder and mask every secret
+(``redact``), so traces stay small and carry no image data and no keys. Runs are tagged ``mllm-guidance`` and ``mode:...`` and carry the mode, K,
 models, template-set version and thread id as metadata.
 """
 
@@ -49,23 +49,52 @@ def _size(item: Any) -> int:
     return len(json.dumps(item, default=str)) if not isinstance(item, (str, bytes, bytearray)) else len(item)
 
 
+def trace_payload(value: Any) -> Any:
+    """What a trace may carry of a run's inputs and outputs: no image data, no secrets."""
+    from mllm_guidance.redact import redact
+
+    return redact(strip_images(value))
+
+
 def image_safe_client(**kwargs: Any) -> Any:
-    """A LangSmith client that never uploads image data."""
+    """A LangSmith client that never uploads image data or secrets."""
     from langsmith import Client
 
-    return Client(hide_inputs=strip_images, hide_outputs=strip_images, **kwargs)
+    # the anonymizer also reaches run metadata and error text (a provider's raw exception)
+    return Client(anonymizer=trace_payload, hide_inputs=trace_payload, hide_outputs=trace_payload, **kwargs)
+
+
+def image_safe_tracer(client: Any = None, **kwargs: Any) -> Any:
+    """A LangChain tracer on the image-safe client that also masks what the client's hooks never
+    see: the ``serialized`` description of each model and chain (a model's repr may quote what it
+    was built with)."""
+    from langchain_core.tracers.langchain import LangChainTracer
+
+    class _Tracer(LangChainTracer):
+        def on_chat_model_start(self, serialized: dict[str, Any], *args: Any, **kw: Any) -> Any:
+            return super().on_chat_model_start(trace_payload(serialized), *args, **kw)
+
+        def on_llm_start(self, serialized: dict[str, Any], *args: Any, **kw: Any) -> Any:
+            return super().on_llm_start(trace_payload(serialized), *args, **kw)
+
+        def on_chain_start(self, serialized: dict[str, Any], *args: Any, **kw: Any) -> Any:
+            return super().on_chain_start(trace_payload(serialized), *args, **kw)
+
+        def on_tool_start(self, serialized: dict[str, Any], *args: Any, **kw: Any) -> Any:
+            return super().on_tool_start(trace_payload(serialized), *args, **kw)
+
+    return _Tracer(client=client or image_safe_client(), **kwargs)
 
 
 def tracing_callbacks() -> list[Any]:
     """The image-safe LangSmith tracer when tracing is enabled by the environment, else nothing."""
     try:
-        from langchain_core.tracers.langchain import LangChainTracer
         from langsmith.utils import tracing_is_enabled
     except ImportError:
         return []
     if not tracing_is_enabled():
         return []
-    return [LangChainTracer(client=image_safe_client())]
+    return [image_safe_tracer()]
 
 
 # -- mllm-guidance trace show ------------------------------------------------------------------
