@@ -140,3 +140,22 @@ class SlowGenerator(SketchGenerator):
 
         time.sleep(self.seconds)
         return super().generate(request)
+
+
+class WorkerSketch(SlowGenerator):
+    """The slow sketch generator, noting which process drew each image (``pid N``): for tests that
+    render on Ray workers. It batches (one sleep per batch), so coalescing shows in the timings."""
+
+    name = "worker-sketch"
+
+    def generate(self, request: GenerationRequest) -> Any:
+        return self.generate_batch([request])[0]
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Any]:
+        import os
+        import time
+
+        from mllm_guidance.backends.generator import Generated
+
+        time.sleep(self.seconds)
+        return [Generated(SketchGenerator.generate(self, r).image, [f"pid {os.getpid()}"]) for r in requests]

@@ -15,11 +15,18 @@ the id), duplicate ids are refused before anything runs, and the only directorie
 removes are run directories it made itself under ``<out>/runs`` (marked by ``.bench-item``).
 One process writes an output directory at a time (``eval.lock``). Records are stored with their
 secrets masked.
+
+Faster renders, both optional: ``max_batch`` > 1 lets renders that wait together go to the generator
+as one batch (``backends.batching``; generators that cannot batch render alone), and ``ray`` sends
+every render to Ray generator actors, one per GPU of a cluster (``backends.ray_pool``), while the
+graph, the MLLM calls and every write stay in this process: the resume rule and the files are the
+same, and a worker that dies costs only the renders it held (sent again, else recorded as failed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import re
@@ -27,18 +34,20 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mllm_guidance import __version__
+from mllm_guidance.backends.batching import DEFAULT_MAX_WAIT, coalescing
 from mllm_guidance.config import make_config
 from mllm_guidance.errors import InputError, StorageError
 from mllm_guidance.eval import lock
 from mllm_guidance.eval.datasets import Prompt, dataset_category, load_dataset
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.redact import redact
-from mllm_guidance.run import Run, build_backends
+from mllm_guidance.run import Backends, ModelSetting, Run, build_backends
 from mllm_guidance.store import RunStore, append_line, storage_error
 
 RESULTS = "results.jsonl"
@@ -64,6 +73,9 @@ class BenchSpec:
     shard: tuple[int, int] = (0, 1)
     concurrency: int = 8
     limit: int | None = None
+    max_batch: int = 1  # renders waiting together that go to the generator as one batch (1: each alone)
+    batch_wait: float = DEFAULT_MAX_WAIT  # seconds the oldest waiting render waits for a batch to fill
+    ray: Any = None  # None: renders in this process; a backends.ray_pool.RayOptions: on Ray generator actors
 
 
 @dataclass(frozen=True)
@@ -188,8 +200,18 @@ async def _run_locked(spec: BenchSpec, out: Path, dataset: str, items: list[Item
     pending = [item for item in items if item.key not in done]
     results = _Results(out / RESULTS)
     base = make_config({**spec.config, "mode": spec.method})
-    backends = build_backends(spec.mllm, spec.generator, mllm_options=spec.mllm_options,
-                              generator_options=spec.generator_options, needs_mllm=spec.method != "plain")
+    # every in-flight prompt may hold a worker thread (a render, a batch being filled, a file write)
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(spec.concurrency + 4, thread_name_prefix="bench"))
+    backends, pool = _backends(spec)
+    try:
+        return await _run_items(spec, out, dataset, pending, results, base, backends, progress, on_record)
+    finally:
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+
+
+async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Item], results: _Results, base: Any,
+                     backends: Backends, progress: Any, on_record: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
     pins = {
         "dataset": dataset, "category": dataset_category(spec.dataset), "method": spec.method, "package_version": __version__,
         "template_set": load_templates(base.templates_dir).version,
@@ -213,7 +235,7 @@ async def _run_locked(spec: BenchSpec, out: Path, dataset: str, items: list[Item
                                  backends=backends)
                 result = await run.execute(checkpoint=False)
                 image = f"images/{item.key}.png"
-                RunStore(out).write_bytes(image, result.image_path.read_bytes())
+                await asyncio.to_thread(lambda: RunStore(out).write_bytes(image, result.image_path.read_bytes()))
                 u = result.usage
                 record.update({
                     "status": "ok", "image": image, "run_dir": f"runs/{item.key}",
@@ -228,7 +250,7 @@ async def _run_locked(spec: BenchSpec, out: Path, dataset: str, items: list[Item
             except Exception as exc:  # a failed prompt is recorded and the others go on
                 record.update({"status": "failed", "error": f"{type(exc).__name__}: {redact(str(exc))}"[:1000]})
             record["seconds"] = round(time.perf_counter() - started, 4)
-            results.append(record)
+            await asyncio.to_thread(results.append, record)
             if progress is not None:
                 progress.record(record)
             if on_record:
@@ -242,6 +264,25 @@ async def _run_locked(spec: BenchSpec, out: Path, dataset: str, items: list[Item
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return read_results(out / RESULTS)
+
+
+def _backends(spec: BenchSpec) -> tuple[Backends, Any]:
+    """The shared backends: the generator built here (coalescing renders when ``max_batch`` > 1), or
+    a pool of Ray generator actors standing in for it (then also returned, to be closed)."""
+    common = dict(mllm_options=spec.mllm_options, needs_mllm=spec.method != "plain")
+    if spec.ray is None:
+        backends = build_backends(spec.mllm, spec.generator, generator_options=spec.generator_options, **common)
+        backends.generator = coalescing(backends.generator, spec.max_batch, spec.batch_wait)
+        return backends, None
+    from mllm_guidance.backends.ray_pool import RayGeneratorPool
+
+    backends = build_backends(spec.mllm, "sketch", **common)  # the MLLM (and its key) is checked before Ray starts
+    pool = RayGeneratorPool(spec.generator, spec.generator_options, spec.ray, max_batch=spec.max_batch,
+                            max_wait=spec.batch_wait)
+    # recorded as the generator the actors run (spec string and options), not as the pool object
+    setting = ModelSetting(spec=pool.spec, described=pool.name, options=pool.generator_options if pool.spec else {},
+                           license=pool.weights_license)
+    return dataclasses.replace(backends, generator=pool, generator_setting=setting), pool
 
 
 def rewrite_results(out: Path, records: list[dict[str, Any]]) -> None:
