@@ -78,7 +78,10 @@ class GuidanceConfig(BaseModel):
     )
     templates_dir: str | None = Field(default=None, description="Directory whose files override the built-in prompts.")
     layout_tolerance: float = Field(default=0.01, ge=0, le=0.5, description="Box equality tolerance for the stop test.")
-    mllm_image_side: int = Field(default=1024, ge=64, le=4096, description="Images sent to the MLLM are downscaled to this side.")
+    mllm_image_side: int = Field(default=768, ge=64, le=4096, description="Images sent to the MLLM are downscaled to this side "
+                                 "(768: what OpenAI's high detail keeps and one Gemini tile; more pixels cost tokens, not detail).")
+    mllm_image_format: Literal["jpeg", "png"] = Field(default="jpeg", description="How images are encoded for the MLLM "
+                                                      "(JPEG: a fraction of PNG's bytes and encode time).")
     prices: dict[str, tuple[float, float]] = Field(
         default={}, description="USD per 1M (input, output) tokens by model name, over the built-in table."
     )

@@ -12,9 +12,32 @@ saved: a size other than the one asked for, and a mode that had to be converted.
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from typing import Any
 
 from mllm_guidance.errors import BackendError
+
+#: JPEG quality of images sent to the MLLM: no artefacts a judge would score, a fifth of PNG's bytes.
+MODEL_JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class ModelImage:
+    """An image as an MLLM request carries it: encoded bytes and their MIME type."""
+
+    data: bytes
+    mime_type: str
+
+
+def encode_for_model(image: Any, image_format: str) -> ModelImage:
+    """``image`` (RGB) as JPEG (default) or PNG bytes for an MLLM request."""
+    buf = io.BytesIO()
+    if image_format == "png":
+        image.save(buf, format="PNG", compress_level=1)
+        return ModelImage(buf.getvalue(), "image/png")
+    image.save(buf, format="JPEG", quality=MODEL_JPEG_QUALITY)
+    return ModelImage(buf.getvalue(), "image/jpeg")
 
 #: Modes whose extra band is an alpha channel (premultiplied for the lower-case ones).
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}

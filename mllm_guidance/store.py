@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_guidance.errors import InputError, StorageError
-from mllm_guidance.images import to_rgb
+from mllm_guidance.images import ModelImage, encode_for_model, to_rgb
 from mllm_guidance.redact import redact, redact_text
 from mllm_guidance.state import ImageRef
 
@@ -104,15 +104,16 @@ class RunStore:
         image.load()
         return image
 
-    def image_for_model(self, ref: ImageRef, max_side: int) -> bytes:
-        """PNG bytes to send to the MLLM: the stored file itself when it is small enough,
-        else a copy downscaled so that its longest side is ``max_side``."""
-        if max(ref.width, ref.height) <= max_side:
-            return self.image_bytes(ref)
+    def image_for_model(self, ref: ImageRef, max_side: int, image_format: str = "jpeg") -> ModelImage:
+        """The image as the MLLM gets it: downscaled so that its longest side is at most
+        ``max_side``, as JPEG (or PNG: the stored file itself when it is small enough)."""
+        if image_format == "png" and max(ref.width, ref.height) <= max_side:
+            return ModelImage(self.image_bytes(ref), "image/png")
         image = self.load_image(ref)
-        scale = max_side / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        return png_bytes(image.resize(size))
+        if max(image.size) > max_side:
+            scale = max_side / max(image.size)
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        return encode_for_model(image, image_format)
 
     # -- files --------------------------------------------------------------------------------
 

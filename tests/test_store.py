@@ -64,10 +64,15 @@ def test_key_shapes_are_masked_without_the_environment():
 def test_images_for_the_model_and_copies(tmp_path):
     store = RunStore(tmp_path)
     small = store.save_image(Image.new("RGB", (64, 32)), "s.png")
-    assert store.image_for_model(small, 64) == (tmp_path / "s.png").read_bytes()  # sent as stored
+    as_png = store.image_for_model(small, 64, "png")
+    assert as_png.data == (tmp_path / "s.png").read_bytes() and as_png.mime_type == "image/png"  # sent as stored
     big = store.save_image(Image.new("RGB", (200, 100)), "b.png")
     import io
-    assert Image.open(io.BytesIO(store.image_for_model(big, 50))).size == (50, 25)
+    for fmt, mime, kind in (("jpeg", "image/jpeg", "JPEG"), ("png", "image/png", "PNG")):
+        sent = store.image_for_model(big, 50, fmt)
+        image = Image.open(io.BytesIO(sent.data))
+        assert sent.mime_type == mime and image.format == kind and image.size == (50, 25)
+    assert Image.open(io.BytesIO(store.image_for_model(small, 64).data)).format == "JPEG"  # the default
     final = store.copy_image(big, "final.png")
     assert final.path == "final.png" and final.sha256 == big.sha256 and store.load_image(final).size == (200, 100)
 

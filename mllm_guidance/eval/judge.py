@@ -297,9 +297,10 @@ class ReasonJudge(_Judge):
         return f"Your answer could not be used: {error}. Answer again in the format of the examples."
 
     async def _opening(self, item: ScoreItem) -> tuple[list[Any], int]:
+        from mllm_guidance.images import ModelImage
         from mllm_guidance.store import png_bytes
 
-        return self.templates.messages("reason", item.prompt, image_png=png_bytes(item.image)), 0
+        return self.templates.messages("reason", item.prompt, image=ModelImage(png_bytes(item.image), "image/png")), 0
 
     async def _call(self, messages: list[Any], step: str) -> str:
         return await super()._call(messages, "reason")

@@ -38,7 +38,7 @@ class AlignNode(ModelNode):
             extra["evaluation"] = self._evaluation(current)
         if cfg.align_context == "reasoning+layout" and current.layout is not None and not current.layout.is_empty:
             extra["layout"] = {"objects": current.layout.to_lines()}
-        messages = ctx.templates.messages("align", state.prompt, image_png=self.image_message(ctx, current.image),
+        messages = ctx.templates.messages("align", state.prompt, image=self.image_message(ctx, current.image),
                                           mode=cfg.mode, extra=extra)
         return Request(round=current.index, messages=messages, image=current.image)
 

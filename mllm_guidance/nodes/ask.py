@@ -22,6 +22,7 @@ from mllm_guidance.backends.retry import explain
 from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context, context_of
 from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, ParseError
+from mllm_guidance.images import ModelImage
 from mllm_guidance.prompts.parse import clean_reply, extract_reasoning
 from mllm_guidance.prompts.steps import ROUND_KEY, STEP_KEY, STEPS, Step
 from mllm_guidance.state import Failure, GuidanceState, ImageRef, Usage
@@ -107,9 +108,9 @@ class ModelNode:
     def event(self, updates: dict[str, Any], answer: Answer) -> dict[str, Any]:
         return {}
 
-    def image_message(self, ctx: Context, image: ImageRef) -> bytes:
-        """The image as the MLLM gets it (downscaled to ``mllm_image_side``)."""
-        return ctx.store.image_for_model(image, self.config.mllm_image_side)
+    def image_message(self, ctx: Context, image: ImageRef) -> ModelImage:
+        """The image as the MLLM gets it (``mllm_image_side``, ``mllm_image_format``)."""
+        return ctx.store.image_for_model(image, self.config.mllm_image_side, self.config.mllm_image_format)
 
 
 async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request, *, emit: Any = None) -> Answer:

@@ -28,6 +28,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mllm_guidance.errors import ConfigError
+from mllm_guidance.images import ModelImage
 from mllm_guidance.layout import Box, Layout
 from mllm_guidance.prompts.steps import STEP_NAMES, STEPS, StepName
 
@@ -84,7 +85,7 @@ class TemplateSet:
         prompt: str,
         *,
         objects: Layout | None = None,
-        image_png: bytes | None = None,
+        image: ModelImage | None = None,
         mode: str | None = None,
         extra: dict[str, dict[str, str]] | None = None,
     ) -> list[BaseMessage]:
@@ -99,12 +100,12 @@ class TemplateSet:
             parts.append(tpl.blocks[name].safe_substitute({**values, **block_values}).strip())
         request = "\n".join(p for p in parts if p)
         content: list[dict[str, Any]] = [{"type": "text", "text": request}]
-        if image_png is not None:
+        if image is not None:
             content.append(
                 {
                     "type": "image",
-                    "base64": base64.b64encode(image_png).decode("ascii"),
-                    "mime_type": "image/png",
+                    "base64": base64.b64encode(image.data).decode("ascii"),
+                    "mime_type": image.mime_type,
                 }
             )
         return [SystemMessage(content=tpl.instructions_for(mode)), HumanMessage(content=content)]

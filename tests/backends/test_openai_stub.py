@@ -33,7 +33,7 @@ def test_the_image_reaches_the_request_as_an_image_part_and_usage_is_counted(tmp
     assert reason["model"] == "gpt-4o"
     parts = reason["messages"][1]["content"]
     image = next(p for p in parts if p["type"] == "image_url")
-    assert image["image_url"]["url"].startswith("data:image/png;base64,iVBOR")
+    assert image["image_url"]["url"].startswith("data:image/jpeg;base64,/9j/")
     assert parts[0]["text"].startswith("User prompt: " + PROMPT)
     assert result.score == 5 and result.usage.mllm_calls == 3
     assert result.usage.input_tokens == 3 * 120 and result.usage.output_tokens == 3 * 15

@@ -1,5 +1,7 @@
 """Gemini (google-genai) and Ollama through the whole graph, against local stubs of their APIs."""
 
+import base64
+
 import pytest
 
 from mllm_guidance import guide
@@ -37,7 +39,9 @@ def test_gemini_sends_the_image_inline_and_never_goes_to_vertex(tmp_path, monkey
     assert all(h.get("x-goog-api-key") == "AIza-test-key-not-real" for _, h, _ in stub.requests)
     reason = next(b for _, _, b in stub.requests if step_in(b) == "reason")
     parts = reason["contents"][-1]["parts"]
-    assert any(p.get("inlineData", {}).get("mime_type") == "image/png" and p["inlineData"]["data"].startswith("iVBOR") for p in parts)
+    inline = [p["inlineData"] for p in parts if "inlineData" in p]
+    mime = [d.get("mime_type") or d.get("mimeType") for d in inline]
+    assert mime == ["image/jpeg"] and base64.urlsafe_b64decode(inline[0]["data"])[:3] == b"\xff\xd8\xff"  # a JPEG
     assert "You evaluate" in str(reason.get("systemInstruction") or reason.get("system_instruction"))
     assert result.score == 5 and result.usage.input_tokens == 150 and result.usage.output_tokens == 27
 
@@ -59,7 +63,7 @@ def test_ollama_sends_the_image_in_the_images_field(tmp_path):
     reason = next(b for _, _, b in stub.requests if step_in(b) == "reason")
     assert reason["model"] == "gemma3:27b"
     user = reason["messages"][-1]
-    assert user["images"] and user["images"][0].startswith("iVBOR")
+    assert user["images"] and user["images"][0].startswith("/9j/")
     assert result.score == 5 and result.usage.input_tokens == 120
 
 

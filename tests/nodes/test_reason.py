@@ -11,7 +11,7 @@ def test_sends_the_image_and_scores_it(tmp_path, prompt):
     out = ReasonNode(make_config())(state, make_runtime(ctx))
     human = ctx.mllm.calls[0][1][1]
     image_block = human.content[1]
-    assert image_block["type"] == "image" and image_block["mime_type"] == "image/png"
+    assert image_block["type"] == "image" and image_block["mime_type"] == "image/jpeg"  # the default format
     import base64, io
     from PIL import Image
     assert Image.open(io.BytesIO(base64.b64decode(image_block["base64"]))).size == (64, 48)

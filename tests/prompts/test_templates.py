@@ -95,9 +95,11 @@ def test_messages_put_the_static_part_first():
 
 
 def test_image_goes_as_a_standard_image_block():
-    msgs = load_templates().messages("reason", "a cat", image_png=b"\x89PNG fake")
+    from mllm_guidance.images import ModelImage
+
+    msgs = load_templates().messages("reason", "a cat", image=ModelImage(b"\xff\xd8 fake", "image/jpeg"))
     block = msgs[1].content[1]
-    assert block["type"] == "image" and block["mime_type"] == "image/png" and block["base64"]
+    assert block["type"] == "image" and block["mime_type"] == "image/jpeg" and block["base64"] == "/9ggZmFrZQ=="
 
 
 def test_export_round_trips(tmp_path):
