@@ -4,16 +4,21 @@ State holds references to images (path, hash, size), never their bytes: a checkp
 after every step, and an image in state would be stored again in each one. Full MLLM requests and
 replies live in the run directory's call log; state keeps only their ids.
 
-The lists that only grow (corrections, failures, call ids) and the usage counters have LangGraph
-reducers, so a node returns just what it adds; ``fresh_run`` is the update that resets them when a
-new prompt starts on a thread that already holds a finished run.
+The lists that grow with the run (rounds, corrections, failures, call ids) are LangGraph delta
+channels: a node returns just the items it adds (or, for rounds, the round it adds or judges), and
+a checkpoint stores only those items, not the whole list again, so a run's checkpoint file grows
+linearly with its rounds (``benchmarks/checkpoint_size.py``). The usage counters are added with a
+reducer. ``fresh_run`` is the update that resets all of them when a new prompt starts on a thread
+that already holds a finished run.
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Annotated, Any
 
+from langgraph.channels.delta import DeltaChannel
 from langgraph.types import Overwrite
 from pydantic import BaseModel, Field, field_validator
 
@@ -149,6 +154,29 @@ class Usage(BaseModel):
         })
 
 
+def put_rounds(rounds: list[Round], writes: Sequence[list[Round]]) -> list[Round]:
+    """Rounds by their index: a round with a new index is added, one with a known index (judged
+    by reason) replaces it. Replaying writes in any batching gives the same list."""
+    out = list(rounds)
+    for batch in writes:
+        for r in batch:
+            if r.index < len(out):
+                out[r.index] = r
+            elif r.index == len(out):
+                out.append(r)
+            else:
+                raise ValueError(f"round {r.index} written before round {len(out)}")
+    return out
+
+
+def extend(items: list[Any], writes: Sequence[list[Any]]) -> list[Any]:
+    """Every write's items appended, in order."""
+    out = list(items)
+    for batch in writes:
+        out.extend(batch)
+    return out
+
+
 class GuidanceState(BaseModel):
     """The graph's state. Nodes return only the fields they change; the annotated lists and the
     usage are added to, not replaced."""
@@ -158,15 +186,17 @@ class GuidanceState(BaseModel):
     plan: Plan | None = Field(default=None, description="The layout the next generation renders.")
     correct_rounds: int = Field(default=0, description="Self-correct calls made so far.")
     correct_done: bool = Field(default=False, description="True once the layout stopped changing or the limit was hit.")
-    corrections: Annotated[list[Correction], operator.add] = Field(default=[], description="Every self-correct round.")
+    corrections: Annotated[list[Correction], DeltaChannel(extend)] = Field(default=[], description="Every self-correct round.")
     align_rounds: int = Field(default=0, description="Align calls made so far.")
-    rounds: list[Round] = Field(default=[], description="Every rendered image with its layout and verdict.")
+    rounds: Annotated[list[Round], DeltaChannel(put_rounds)] = Field(
+        default=[], description="Every rendered image with its layout and verdict (a node returns the round it adds or judges)."
+    )
     best: int | None = Field(default=None, description="Index of the best round so far.")
     stop_reason: str | None = Field(default=None, description="Set when the loop must end: good, max_rounds, aligned, ...")
     final_image: ImageRef | None = Field(default=None, description="The output image (a copy of the best round's).")
-    failures: Annotated[list[Failure], operator.add] = Field(default=[], description="Steps whose answers stayed unreadable.")
+    failures: Annotated[list[Failure], DeltaChannel(extend)] = Field(default=[], description="Steps whose answers stayed unreadable.")
     usage: Annotated[Usage, operator.add] = Field(default=Usage(), description="MLLM and generator calls, tokens, time.")
-    call_ids: Annotated[list[str], operator.add] = Field(
+    call_ids: Annotated[list[str], DeltaChannel(extend)] = Field(
         default=[], description="Ids of the MLLM calls whose answers this run used, in order."
     )
 

@@ -25,14 +25,14 @@ class ReasonNode(ModelNode):
 
     def request(self, state: GuidanceState, ctx: Context) -> Request:
         current = state.rounds[-1]
-        messages = ctx.templates.messages("reason", state.prompt, image_png=self.image_message(ctx, current.image))
+        messages = ctx.templates.messages("reason", state.prompt, image=self.image_message(ctx, current.image))
         return Request(round=current.index, messages=messages, image=current.image)
 
     def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
         cfg, current, score = self.config, state.rounds[-1], answer.value
         good = score is not None and cfg.good(score, answer.reasoning)
         judged = current.model_copy(update={"reasoning": answer.reasoning, "score": score, "good": good})
-        updates: dict[str, Any] = {"rounds": state.rounds[:-1] + [judged]}
+        updates: dict[str, Any] = {"rounds": [judged]}
         best = state.best
         if good or best is None or rank(score) > rank(state.rounds[best].score):
             updates["best"] = current.index

@@ -176,3 +176,21 @@ def test_build_graph_streams_progress_events(tmp_path):
     steps = [(e["step"], e.get("round"), e.get("score")) for e in custom if e["event"] == "step"]
     assert steps == [("place", 0, None), ("generate", 0, None), ("reason", 0, 4), ("align", 0, None), ("generate", 1, None), ("reason", 1, 5)]
     assert custom[-1]["event"] == "done"
+
+
+def test_checkpoints_store_each_round_once(tmp_path):
+    """A checkpoint stores what its step added, not the whole history again: the largest stored
+    checkpoint of a 12-round run is no larger than that of a 3-round run (bytes, not time)."""
+    import sqlite3
+
+    def largest_checkpoint(k):
+        variants = [ALIGNED.replace("0.55, 0.2", f"{0.20 + 0.04 * i:.2f}, 0.2") for i in range(k)]
+        replies = {"place": [PLACE], "self_correct": [PLACE], "reason": [score(2)] * (k + 1), "align": variants}
+        model = RecordingChatModel(replies=replies)
+        result = guide(PROMPT, mllm=model, generator=CountingGenerator(), config={"max_align_rounds": k},
+                       run_dir=tmp_path / f"k{k}")
+        assert len(result.rounds) == k + 1
+        with sqlite3.connect(tmp_path / f"k{k}" / "checkpoints.sqlite") as conn:
+            return conn.execute("SELECT max(length(checkpoint)) FROM checkpoints").fetchone()[0]
+
+    assert largest_checkpoint(12) <= largest_checkpoint(3) * 1.2

@@ -1,7 +1,7 @@
 from mllm_guidance.config import make_config
 from mllm_guidance.layout import Layout
 from tests.nodes.helpers import GenerateNode
-from mllm_guidance.state import GuidanceState, Plan
+from mllm_guidance.state import GuidanceState, Plan, put_rounds
 from tests.conftest import make_context, make_runtime
 
 LAYOUT = Layout.from_pairs([("a cat", [0.1, 0.1, 0.5, 0.5]), ("a cup", [0.45, 0.45, 0.5, 0.5])])
@@ -25,9 +25,11 @@ def test_seed_policy_and_default_size(tmp_path, prompt):
     ctx = make_context(tmp_path, {})
     state = GuidanceState(prompt=prompt, seed=7, plan=Plan(layout=LAYOUT, source="align"))
     out = GenerateNode(make_config(seed_policy="increment"))(state, make_runtime(ctx))
-    out2 = GenerateNode(make_config(seed_policy="increment"))(state.model_copy(update=out), make_runtime(ctx))
+    assert [r.index for r in out["rounds"]] == [0]  # the round it adds, not the whole list
+    state = state.model_copy(update={"rounds": put_rounds(state.rounds, [out["rounds"]])})
+    out2 = GenerateNode(make_config(seed_policy="increment"))(state, make_runtime(ctx))
     assert [r.seed for r in ctx.generator.requests] == [7, 8]
-    assert out2["rounds"][1].image.path == "round-1.png" and ctx.generator.requests[0].width == 512
+    assert out2["rounds"][0].image.path == "round-1.png" and ctx.generator.requests[0].width == 512
 
 
 def test_stops_when_nothing_follows(tmp_path, prompt):
