@@ -102,12 +102,14 @@ class CreatiLayoutGenerator:
 
     def __init__(self, model: str = DEFAULT_MODEL, *, layout_weights: str = LAYOUT_WEIGHTS, device: str | None = None,
                  dtype: str | None = None, cpu_offload: bool = False, attention_slicing: bool = False,
+                 scheduler: str | None = None, compile: bool | str = False, vae_tiling: bool = False,
                  steps: int | None = None, guidance_scale: float | None = None, true_cfg_scale: float = 3.0,
                  grounding_share: float = 0.3, max_sequence_length: int | None = None) -> None:
         self.model = model
         self.pipe, self.device, self.dtype = load_pipeline(
             "creatilayout", model, lambda td: load_creatilayout(model, layout_weights, td), device=device, dtype=dtype,
-            cpu_offload=cpu_offload, attention_slicing=False,
+            cpu_offload=cpu_offload, attention_slicing=False, scheduler=scheduler, compile=compile,
+            vae_tiling=vae_tiling,
         )
         self.family = "flux" if hasattr(self.pipe.transformer, "single_transformer_blocks") else "sd3"
         size, default_steps, default_guidance = DEFAULTS[self.family]

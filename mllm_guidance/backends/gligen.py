@@ -40,7 +40,8 @@ class GligenGenerator:
     default_size = (512, 512)
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
-                 cpu_offload: bool = False, attention_slicing: bool = False, beta: float = 0.3,
+                 cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
+                 compile: bool | str = False, vae_tiling: bool = False, beta: float = 0.3,
                  steps: int = 50, guidance_scale: float = 7.5, safety_checker: bool = True) -> None:
         def load(torch_dtype: Any) -> Any:
             from diffusers import StableDiffusionGLIGENPipeline
@@ -50,7 +51,8 @@ class GligenGenerator:
 
         self.model, self.beta, self.steps, self.guidance_scale = model, beta, steps, guidance_scale
         self.pipe, self.device, self.dtype = load_pipeline(
-            "gligen", model, load, device=device, dtype=dtype, cpu_offload=cpu_offload, attention_slicing=attention_slicing
+            "gligen", model, load, device=device, dtype=dtype, cpu_offload=cpu_offload, attention_slicing=attention_slicing,
+            scheduler=scheduler, compile=compile, vae_tiling=vae_tiling,
         )
         self._plain: Any = None
 

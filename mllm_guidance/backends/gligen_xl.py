@@ -66,12 +66,14 @@ class GligenXLGenerator:
     default_size = (1024, 1024)
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
-                 cpu_offload: bool = False, attention_slicing: bool = False, beta: float = 0.4,
+                 cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
+                 compile: bool | str = False, vae_tiling: bool = False, beta: float = 0.4,
                  steps: int = 50, guidance_scale: float = 5.0) -> None:
         self.model, self.beta, self.steps, self.guidance_scale = model, beta, steps, guidance_scale
         self.pipe, self.device, self.dtype = load_pipeline(
             "gligen-xl", model, lambda td: load_gligen_xl(model, td), device=device, dtype=dtype,
-            cpu_offload=cpu_offload, attention_slicing=attention_slicing,
+            cpu_offload=cpu_offload, attention_slicing=attention_slicing, scheduler=scheduler, compile=compile,
+            vae_tiling=vae_tiling,
         )
 
     def generate(self, request: GenerationRequest) -> Generated:

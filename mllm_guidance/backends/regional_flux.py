@@ -66,7 +66,8 @@ class RegionalFluxGenerator:
     default_size = (1024, 1024)
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
-                 cpu_offload: bool = False, attention_slicing: bool = False, steps: int | None = None,
+                 cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
+                 compile: bool | str = False, vae_tiling: bool = False, steps: int | None = None,
                  guidance_scale: float = 3.5, mask_share: float = MASK_SHARE, base_ratio: float = 0.2,
                  double_interval: int = 1, single_interval: int = 1, background_prompt: str = "a photo",
                  max_regions: int = MAX_REGIONS, max_sequence_length: int | None = None) -> None:
@@ -77,7 +78,8 @@ class RegionalFluxGenerator:
 
         self.model = model
         self.pipe, self.device, self.dtype = load_pipeline("regional-flux", model, load, device=device, dtype=dtype,
-                                                           cpu_offload=cpu_offload, attention_slicing=False)
+                                                           cpu_offload=cpu_offload, attention_slicing=False,
+                                                           scheduler=scheduler, compile=compile, vae_tiling=vae_tiling)
         distilled = bool(self.pipe.transformer.config.guidance_embeds)  # dev-like; schnell has no guidance input
         self.steps = steps or (24 if distilled else 4)
         self.guidance_scale = guidance_scale

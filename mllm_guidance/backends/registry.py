@@ -37,11 +37,13 @@ _cache_lock = threading.Lock()
 def default_generator_spec() -> tuple[str, str]:
     """The generator to use when none is given, and why: the thesis's GLIGEN-XL where a CUDA GPU
     can run it, else the sketch preview (SDXL on a CPU takes many minutes per image)."""
-    try:
-        import torch
-    except ImportError:
+    import importlib.util
+
+    from mllm_guidance.backends.torch_device import cuda_available
+
+    if importlib.util.find_spec("torch") is None:
         return "sketch", "torch is not installed (pip install 'mllm-guidance[local]' for diffusion generators)"
-    if torch.cuda.is_available():
+    if cuda_available():
         return "gligen-xl", "a CUDA GPU is available"
     return "sketch", "no CUDA GPU: drawing the layout; choose --generator gligen or gligen-xl to render on this machine anyway"
 

@@ -25,7 +25,8 @@ class Text2ImageGenerator:
     name = "text2image"
 
     def __init__(self, model: str | None = None, *, device: str | None = None, dtype: str | None = None,
-                 cpu_offload: bool = False, attention_slicing: bool = False) -> None:
+                 cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
+                 compile: bool | str = False, vae_tiling: bool = False) -> None:
         if not model:
             raise BackendError("text2image needs a model: --generator text2image:stabilityai/stable-diffusion-xl-base-1.0")
 
@@ -36,7 +37,8 @@ class Text2ImageGenerator:
 
         self.model = model
         self.pipe, self.device, self.dtype = load_pipeline(
-            "text2image", model, load, device=device, dtype=dtype, cpu_offload=cpu_offload, attention_slicing=attention_slicing
+            "text2image", model, load, device=device, dtype=dtype, cpu_offload=cpu_offload, attention_slicing=attention_slicing,
+            scheduler=scheduler, compile=compile, vae_tiling=vae_tiling,
         )
         denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
         sample = getattr(getattr(denoiser, "config", None), "sample_size", None)

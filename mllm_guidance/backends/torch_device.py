@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import glob
+import importlib.util
+import os
+import sys
 from typing import Any
 
 from mllm_guidance.errors import BackendError
+
+
+def cuda_available() -> bool:
+    """Whether torch would find a CUDA (or ROCm) GPU, without importing torch where there is none.
+
+    ``import torch`` costs seconds and about 190 MiB; a default picked on a CPU-only machine should
+    not pay it. With no GPU device node (``/dev/nvidia*``, ``/dev/kfd``) torch cannot see one; where
+    a node exists, torch is asked (a GPU machine imports torch to render anyway)."""
+    if "torch" not in sys.modules:
+        if importlib.util.find_spec("torch") is None:
+            return False
+        if sys.platform.startswith("linux") and not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd")):
+            return False
+        if sys.platform == "darwin":
+            return False  # no CUDA build of torch for macOS
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def pick_device(device: str | None = None, dtype: str | None = None) -> tuple[str, str]:
