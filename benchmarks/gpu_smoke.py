@@ -26,6 +26,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--only", help="comma-separated backends (default: all)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU in fp32 (checks the script without a GPU)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the batch and compile timings")
     args = parser.parse_args()
     try:
         import torch
@@ -63,6 +64,7 @@ def main() -> int:
         "creatilayout-flux": (CreatiLayoutGenerator, build_tiny_creatilayout_flux, {**steps, "grounding_share": 1.0}),
     }
     wanted = args.only.split(",") if args.only else list(builds)
+    speed = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in wanted:
             cls, build, extra = builds[name]
@@ -91,8 +93,51 @@ def main() -> int:
                 assert out.image.size == (64, 64)
             peak = f"{torch.cuda.max_memory_allocated() / 2**20:>11.1f}" if cuda else f"{'-':>11}"
             print(f"{name:<18} {load:>9.2f} {timings[0]:>14.3f} {timings[1]:>17.3f} {peak}  {placement}")
+            if not args.no_speed:
+                speed.append(speed_row(name, gen, cls, path, dict(device=device, dtype=dtype, **extra), args.steps, cuda))
             del gen
+    if speed:
+        print(f"\n{'backend':<18} {'b1 (s/img)':>11} {'b2 (s/img)':>11} {'b4 (s/img)':>11} {'b4 vs b1':>9} "
+              f"{'compiled (s/img)':>17} {'vs eager':>9}")
+        for row in speed:
+            print(row)
     return 0
+
+
+def speed_row(name, gen, cls, path, options, steps, cuda):
+    """Seconds per image at batch 1, 2, 4, and with the denoiser compiled (CUDA, UNet backends)."""
+    import torch
+
+    from mllm_guidance.backends.generator import GenerationRequest, can_batch, render_batch
+    from mllm_guidance.layout import Layout
+
+    layouts = [Layout.from_pairs([("a cat", [0.1, 0.1, 0.5, 0.5]), ("a dog", [0.5, 0.5, 0.9, 0.9])]),
+               Layout.from_pairs([("a red ball", [0.3, 0.2, 0.9, 0.6])])]
+
+    def per_image(generator, batch):
+        requests = [GenerationRequest(prompt=f"scene {i}", layout=layouts[i % 2], seed=i, width=64, height=64, steps=steps)
+                    for i in range(batch)]
+        render_batch(generator, requests)  # warm-up (and the compile, when compiled)
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(2):
+            render_batch(generator, requests)
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - started) / (2 * batch)
+
+    sizes = (1, 2, 4) if can_batch(gen) else (1,)
+    times = {b: per_image(gen, b) for b in sizes}
+    cells = [f"{times[b]:>11.4f}" if b in times else f"{'alone':>11}" for b in (1, 2, 4)]
+    ratio = f"{times[1] / times[4]:>8.2f}x" if 4 in times else f"{'-':>9}"
+    compiled = "-"
+    if cuda and hasattr(gen.pipe, "unet"):
+        fast = cls(str(path), compile=True, **options)
+        compiled = per_image(fast, 1)
+        del fast
+    comp = f"{compiled:>17.4f} {times[1] / compiled:>8.2f}x" if compiled != "-" else f"{'-':>17} {'-':>9}"
+    return f"{name:<18} {' '.join(cells)} {ratio} {comp}"
 
 
 if __name__ == "__main__":

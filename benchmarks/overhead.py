@@ -91,9 +91,13 @@ def measure(size: int, repeats: int) -> dict[str, float]:
 
 
 def tiny_gligen_seconds(steps: int = 50) -> float | None:
-    """Seconds for one 64x64 render of the tiny random-weight GLIGEN pipeline (its default 50 steps)."""
+    """Seconds for one 64x64 render of the tiny random-weight GLIGEN pipeline (its default 50 steps),
+    on one torch thread: two spinning OpenMP threads on a shared 2-core machine made this reference
+    swing 13x under load, which no ratio over it survives."""
     try:
         import sys
+
+        import torch
 
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from mllm_guidance.backends.gligen import GligenGenerator
@@ -103,8 +107,17 @@ def tiny_gligen_seconds(steps: int = 50) -> float | None:
     from mllm_guidance.layout import Layout
 
     layout = Layout.from_pairs([("a man", [0.1, 0.5, 0.45, 0.95]), ("a tree", [0.35, 0.05, 0.95, 0.9])])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _render_seconds(GligenGenerator, build_tiny_gligen, layout, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _render_seconds(generator_class: Any, build: Any, layout: Any, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        gen = GligenGenerator(str(build_tiny_gligen(Path(tmp) / "g")), steps=steps)
+        gen = generator_class(str(build(Path(tmp) / "g")), steps=steps)
         request = GenerationRequest(prompt=PROMPT, layout=layout, seed=0, width=64, height=64)
         gen.generate(request)
         times = []
@@ -129,7 +142,7 @@ def main() -> None:
     gligen = tiny_gligen_seconds()
     if gligen is not None:
         ratio = results[64]["per_round"] / gligen
-        print(f"tiny GLIGEN render (64x64, 50 steps, CPU): {gligen * 1000:.1f} ms; graph overhead per round at 64x64 = "
+        print(f"tiny GLIGEN render (64x64, 50 steps, CPU, 1 torch thread): {gligen * 1000:.1f} ms; graph overhead per round at 64x64 = "
               f"{ratio:.3f} of it (a real SD/SDXL render takes seconds, so the graph's share is far smaller)")
 
 

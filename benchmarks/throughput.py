@@ -1,18 +1,24 @@
 """Benchmark-runner throughput: how close it gets to keeping the generator busy.
 
-50 prompts; a fake MLLM that waits 0.4 s per call; a fake generator that holds the device 0.2 s
-per image (so no runner can beat 1 / 0.2 = 5 images per second). Full mode without self-correct,
-good at the first judgement: 2 MLLM calls and 1 render per prompt. Prints achieved images per
-second over that generator-bound limit, and the speedup over running the prompts one after
-another (measured on the first 10 prompts). The goal is at least 0.95 of the limit.
+A fake MLLM that waits ``--mllm`` seconds per call and a fake generator that holds the device
+``--generator`` seconds per image (so no runner can beat 1 / that many images per second) and
+returns a photo-like image of ``--size`` pixels (a gradient with noise: PNG work close to a real
+render's). Full mode without self-correct, good at the first judgement: 2 MLLM calls and 1 render
+per prompt. For each combination it prints achieved images per second over the generator-bound
+limit, the share of the best possible time (one MLLM call before the first render and one after the
+last are unavoidable), the speedup over running prompts one after another (from 10 prompts), and
+the concurrency Little's law needs to keep the generator busy (time per item / time per render).
+The runner is given that concurrency plus 25 %. Goal: >= 0.95 of the limit at 64 and 1024 px.
 
-    python benchmarks/throughput.py [--prompts 50] [--concurrency 16]
+    python benchmarks/throughput.py [--prompts 200] [--mllm 0.4 2] [--generator 0.2 1] [--size 64 1024]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import math
 import sys
 import tempfile
 import time
@@ -24,55 +30,62 @@ from mllm_guidance.backends.generator import GenerationRequest, Generated  # noq
 from mllm_guidance.eval.runner import BenchSpec, run_bench  # noqa: E402
 from tests.fakes import StepChatModel  # noqa: E402
 
-MLLM_SECONDS, GENERATOR_SECONDS = 0.4, 0.2
+
+def photo_like(size: int):
+    """A gradient with noise: compresses about as badly as a real render."""
+    from PIL import Image
+
+    base = Image.linear_gradient("L").resize((size, size))
+    noise = Image.effect_noise((size, size), 24)
+    return Image.merge("RGB", (base, noise, Image.blend(base, noise, 0.5)))
 
 
 class DeviceHolder:
-    """Holds the 'device' for GENERATOR_SECONDS and returns a small ready-made image."""
+    """Holds the 'device' for ``seconds`` and returns a ready-made image of ``size`` pixels."""
 
     name = "device-holder"
-    default_size = (64, 64)
 
-    def __init__(self) -> None:
-        from PIL import Image
-
-        self.image = Image.new("RGB", self.default_size, (120, 140, 160))
+    def __init__(self, seconds: float, size: int) -> None:
+        self.seconds, self.default_size, self.image = seconds, (size, size), photo_like(size)
 
     def generate(self, request: GenerationRequest) -> Generated:
-        time.sleep(GENERATOR_SECONDS)
-        return Generated(self.image)
+        time.sleep(self.seconds)
+        return Generated(self.image.copy())
 
 
-def timed(prompts: int, concurrency: int) -> float:
+def timed(prompts: int, concurrency: int, mllm: float, generator: float, size: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "prompts.txt"
         data.write_text("\n".join(f"A cat number {i} sits next to a dog." for i in range(prompts)) + "\n")
-        spec = BenchSpec(dataset=str(data), out=Path(tmp) / "out", mllm=StepChatModel(delay=MLLM_SECONDS),
-                         generator=DeviceHolder(), config={"self_correct": False},
-                         concurrency=concurrency)
+        spec = BenchSpec(dataset=str(data), out=Path(tmp) / "out", mllm=StepChatModel(delay=mllm),
+                         generator=DeviceHolder(generator, size),
+                         config={"self_correct": False, "width": size, "height": size}, concurrency=concurrency)
         started = time.perf_counter()
         records = asyncio.run(run_bench(spec))
         elapsed = time.perf_counter() - started
-        assert len(records) == prompts and all(r["status"] == "ok" for r in records)
+        assert len(records) == prompts and all(r["status"] == "ok" for r in records), records[:1]
     return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--mllm", type=float, nargs="+", default=[0.4, 2.0], help="Seconds per fake MLLM call.")
+    parser.add_argument("--generator", type=float, nargs="+", default=[0.2, 1.0], help="Seconds per fake render.")
+    parser.add_argument("--size", type=int, nargs="+", default=[64, 1024], help="Image side in pixels.")
+    parser.add_argument("--concurrency", type=int, default=None, help="Default: Little's law + 25 %%.")
     args = parser.parse_args()
-    timed(2, 2)  # warm-up: imports, templates
-    concurrent = timed(args.prompts, args.concurrency)
-    sequential = timed(10, 1) / 10 * args.prompts
-    achieved = args.prompts / concurrent
-    limit = 1 / GENERATOR_SECONDS
-    # even a perfect runner waits for one MLLM call before the first render and one after the last
-    bound = MLLM_SECONDS + args.prompts * GENERATOR_SECONDS + MLLM_SECONDS
-    print(f"{args.prompts} prompts, concurrency {args.concurrency}: {concurrent:.2f}s, {achieved:.2f} img/s")
-    print(f"generator-bound limit {limit:.2f} img/s -> achieved/limit = {achieved / limit:.3f} (goal >= 0.95)")
-    print(f"best possible time {bound:.1f}s (first place + renders + last judgement) -> {bound / concurrent:.3f} of it")
-    print(f"one after another: {sequential:.1f}s (from 10 prompts) -> speedup {sequential / concurrent:.1f}x")
+    timed(2, 2, 0.0, 0.0, 64)  # warm-up: imports, templates
+    print(f"{'mllm s':>6} {'gen s':>5} {'px':>5} {'conc':>4} {'img/s':>6} {'limit':>5} {'ach/lim':>7} {'of best':>7} {'speedup':>7}")
+    for mllm, generator, size in itertools.product(args.mllm, args.generator, args.size):
+        little = (2 * mllm + generator) / generator  # items in flight that keep the generator busy
+        concurrency = args.concurrency or math.ceil(little * 1.25)
+        elapsed = timed(args.prompts, concurrency, mllm, generator, size)
+        sequential = timed(10, 1, mllm, generator, size) / 10 * args.prompts
+        achieved, limit = args.prompts / elapsed, 1 / generator
+        best = mllm + args.prompts * generator + mllm
+        print(f"{mllm:>6.1f} {generator:>5.1f} {size:>5} {concurrency:>4} {achieved:>6.2f} {limit:>5.1f} "
+              f"{achieved / limit:>7.3f} {best / elapsed:>7.3f} {sequential / elapsed:>6.1f}x   (Little's law: {little:.1f})")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ from mllm_guidance.cli.run_commands import pick_generator, pick_mllm
 from mllm_guidance.config import MODES
 from mllm_guidance.errors import InputError
 
+#: The method's knobs a benchmark varies (the mode is --method; the seed is bench's own --seed).
+BENCH_CONFIG_FLAGS = ("max_align_rounds", "max_correct_rounds", "is_good", "align_context", "align_empty", "steps",
+                      "guidance_scale", "width")
+
 bench_app = typer.Typer(help="Run a benchmark (or: bench datasets | compare DIR... | correlate --human CSV DIR).",
                         invoke_without_command=True, no_args_is_help=False)
 app.add_typer(bench_app, name="bench")
@@ -35,7 +39,7 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.callback(invoke_without_command=True)
 @manners
-@with_params(mllm_params(), generator_params(), config_params(("max_align_rounds",) + SHARED_CONFIG_FLAGS),
+@with_params(mllm_params(), generator_params(), config_params(BENCH_CONFIG_FLAGS + SHARED_CONFIG_FLAGS),
              scorer_params())
 def bench(
     ctx: typer.Context,
@@ -48,6 +52,18 @@ def bench(
     shard: str = typer.Option("0/1", "--shard", help="i/n: this machine's share of the items."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Prompts in flight at once."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts."),
+    max_batch: int = typer.Option(1, "--max-batch", min=1, help="Renders that wait together go to the generator as one "
+                                  "batch of up to N (generators that cannot batch render alone)."),
+    ray: bool = typer.Option(False, "--ray", help="Render on Ray generator actors (one per GPU) on a local Ray runtime; "
+                             "needs the ray extra."),
+    ray_address: str | None = typer.Option(None, "--ray-address", metavar="ADDR", help="Join this Ray cluster "
+                                           "(ray://HOST:10001, or auto) instead of starting one; implies --ray."),
+    ray_workers: int | None = typer.Option(None, "--ray-workers", min=1, help="Generator actors (default: one per GPU, "
+                                           "or per unit of --ray-resources)."),
+    ray_gpus_per_worker: float | None = typer.Option(None, "--ray-gpus-per-worker", min=0, help="GPUs each actor "
+                                                     "holds (default 1 on a cluster with GPUs; 0.5: two actors per GPU)."),
+    ray_resources: str | None = typer.Option(None, "--ray-resources", metavar="JSON", help='Custom Ray resources each '
+                                             'actor needs, e.g. \'{"sim_gpu": 1}\'.'),
     out: str | None = typer.Option(None, "--out", metavar="DIR", help="Output directory (results.jsonl, images/, summary)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -71,11 +87,16 @@ def bench(
         raise InputError(f"--shard {shard!r}: give i/n, e.g. 0/4") from None
     progress = Progress(quiet=quiet)
     config = make_cli_config({**config_values(options), "mode": method})
+    ray_options = _ray_options(ray or ray_address is not None, ray_address, ray_workers, ray_gpus_per_worker, ray_resources)
+    generator = options["generator"]
+    if generator is None and ray_options is None:
+        generator = pick_generator(progress)  # on Ray, the actors pick by the cluster's GPUs
     spec = BenchSpec(
         dataset=dataset, out=Path(out), method=method, images_per_prompt=images_per_prompt, seed=seed,
-        mllm=pick_mllm(options["mllm"], method, progress), generator=options["generator"] or pick_generator(progress),
+        mllm=pick_mllm(options["mllm"], method, progress), generator=generator,
         config=config.describe(), mllm_options=mllm_options(options).model_dump(exclude_defaults=True),
         generator_options=generator_options(options), shard=(index, count), concurrency=concurrency, limit=limit,
+        max_batch=max_batch, ray=ray_options,
     )
     names = [s.strip() for s in (scorer or "").split(",") if s.strip()]
     plan_items(spec)  # a bad dataset, limit or shard is refused before --out is made
@@ -95,6 +116,30 @@ def bench(
     if failed:
         echo(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", err=True)
     return 0
+
+
+def _ray_options(ray: bool, address: str | None, workers: int | None, gpus: float | None, resources: str | None) -> Any:
+    """RayOptions from the --ray flags (None without --ray); a refused value is one line naming its flag."""
+    if not ray:
+        given = [flag for flag, value in (("--ray-workers", workers), ("--ray-gpus-per-worker", gpus),
+                                          ("--ray-resources", resources)) if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} only apply with --ray or --ray-address")
+        return None
+    import json
+
+    from pydantic import ValidationError
+
+    from mllm_guidance.backends.ray_pool import RayOptions
+
+    try:
+        parsed = json.loads(resources) if resources else {}
+    except json.JSONDecodeError as exc:
+        raise InputError(f'--ray-resources: not JSON ({exc.msg}); give e.g. \'{{"sim_gpu": 1}}\'') from None
+    try:
+        return RayOptions(address=address, workers=workers, gpus_per_worker=gpus, resources=parsed)
+    except ValidationError as exc:
+        raise InputError(f"--ray-resources: {exc.errors()[0]['msg']}; give a JSON object of names to amounts") from None
 
 
 @bench_app.command()

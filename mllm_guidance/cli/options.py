@@ -40,9 +40,10 @@ CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
     "parse_retries": ("--parse-retries",),
     "layout_tolerance": ("--layout-tolerance",),
     "mllm_image_side": ("--mllm-image-side",),
+    "mllm_image_format": ("--mllm-image-format",),
 }
 #: Config fields every command that asks an MLLM shares (plan, generate, bench, mcp).
-SHARED_CONFIG_FLAGS = ("parse_retries", "layout_tolerance", "mllm_image_side")
+SHARED_CONFIG_FLAGS = ("parse_retries", "layout_tolerance", "mllm_image_side", "mllm_image_format")
 #: MllmOptions fields, by flag.
 MLLM_FLAGS: dict[str, tuple[str, ...]] = {
     "base_url": ("--mllm-base-url",),
@@ -58,6 +59,10 @@ GENERATOR_FLAGS: list[tuple[str, tuple[str, ...], type, str]] = [
     ("dtype", ("--generator-dtype",), str, "float16, bfloat16 or float32 (default: automatic)."),
     ("cpu_offload", ("--cpu-offload",), bool, "Offload idle components to the CPU (small GPUs)."),
     ("attention_slicing", ("--attention-slicing",), bool, "Compute attention in slices (less memory, slower)."),
+    ("scheduler", ("--scheduler",), str, "Sampler instead of the model's own: ddim, pndm, euler, euler-a, dpm++, "
+     "dpm++-karras, unipc (FLUX/SD3: flow-euler, flow-heun); e.g. dpm++ with --steps 25."),
+    ("compile", ("--compile",), bool, "torch.compile the denoiser (the first renders pay the compile; GPU runs)."),
+    ("vae_tiling", ("--vae-tiling",), bool, "Decode the VAE in tiles, one image at a time (large sizes, small GPUs)."),
 ]
 #: ScorerOptions fields, by flag (bench).
 SCORER_FLAGS: dict[str, tuple[str, ...]] = {

@@ -107,3 +107,44 @@ def test_bench_run_compare_and_correlate(tmp_path, tiny_clip, capsys):
     assert "kendall_tau" in out and "CLIP cosine: T2I-CompBench" in out
     assert main(["bench", "datasets"]) == 0 and "rls300" in capsys.readouterr().out
     assert main(["bench", "--dataset", "rls300"]) == 2
+
+
+def test_ray_and_batch_flags_are_checked_before_anything_runs(tmp_path, capsys):
+    data = tmp_path / "p.txt"
+    data.write_text("a cat\n")
+    base = ["bench", "--dataset", str(data), "--method", "plain", "--generator", "sketch", "--quiet"]
+    assert main(base + ["--ray-workers", "2", "--out", str(tmp_path / "a")]) == 2
+    assert "--ray-workers only apply with --ray or --ray-address" in capsys.readouterr().err
+    assert main(base + ["--ray", "--ray-resources", "{sim_gpu: 1}", "--out", str(tmp_path / "b")]) == 2
+    assert "--ray-resources: not JSON" in capsys.readouterr().err
+    assert main(base + ["--ray", "--ray-resources", '{"sim_gpu": "lots"}', "--out", str(tmp_path / "c")]) == 2
+    assert "--ray-resources:" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "abc")  # refused before --out was made
+
+
+def test_max_batch_renders_a_benchmark_in_batches_with_the_same_images(tmp_path, capsys):
+    """--max-batch coalesces the renders of prompts in flight (tiny GLIGEN on the CPU); every image
+    is the one a lone render with its seed makes, to float rounding."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    pytest.importorskip("diffusers")
+    from tests.backends.tiny_diffusion import build_tiny_gligen
+
+    model = build_tiny_gligen(tmp_path / "gligen")
+    data = tmp_path / "p.txt"
+    data.write_text("".join(f"a cat number {i}\n" for i in range(6)))
+    outs = []
+    for batch in ("1", "4"):
+        out = tmp_path / f"b{batch}"
+        assert main(["bench", "--dataset", str(data), "--method", "plain", "--generator", "gligen", "--model-path", str(model),
+                     "--steps", "3", "--size", "64x64", "--quiet", "--max-batch", batch, "--concurrency", "6",
+                     "--out", str(out)]) == 0
+        outs.append(out)
+    capsys.readouterr()
+    names = sorted(p.name for p in (outs[0] / "images").iterdir())
+    assert len(names) == 6
+    for name in names:
+        lone, batched = (np.asarray(Image.open(o / "images" / name), dtype=np.int16) for o in outs)
+        assert np.abs(lone - batched).max() <= 2

@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -147,3 +146,46 @@ def test_worker_plan_one_actor_per_gpu_or_resource_unit():
     assert worker_plan({"GPU": 8.0}, RayOptions(workers=3))[0] == 3
     with pytest.raises(ConfigError, match="no room for a generator actor needing 1 sim_gpu"):
         worker_plan({"CPU": 2.0}, SIM)
+
+
+# -- the command line, end to end: --ray, killed with SIGKILL mid-run, run again -----------------
+
+
+def test_cli_ray_bench_killed_mid_run_and_rerun_has_every_record_once(tmp_path):
+    """The issue's acceptance run: 20 prompts x 2 images through `bench --ray` (a local Ray runtime
+    started by the command) with an OpenAI stub; the command is SIGKILLed once some records exist,
+    run again, and ends with 40 ok records and no key twice."""
+    import subprocess
+    import sys
+
+    from tests.stubs import PLANNER_ANSWERS, StubServer, openai_completion, step_in
+
+    data = dataset(tmp_path, 20)
+    out = tmp_path / "R"
+
+    def answer(path, body):
+        step = step_in(body)
+        return 200, openai_completion("Reasoning: all there.\nScore: 5" if step == "reason" else PLANNER_ANSWERS[step])
+
+    with StubServer(answer, delay=lambda n: 0.05) as stub:
+        cmd = [sys.executable, "-m", "mllm_guidance", "bench", "--dataset", data, "--method", "full",
+               "--images-per-prompt", "2", "--mllm", "openai:gpt-4o", "--mllm-base-url", stub.url + "/v1",
+               "--generator", "sketch", "--ray", "--concurrency", "4", "--out", str(out), "--quiet"]
+        env = {**os.environ, "OPENAI_API_KEY": "sk-test-0000000000000000000000", "RAY_USAGE_STATS_ENABLED": "0"}
+        first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and first.poll() is None:
+            if (out / RESULTS).exists() and len((out / RESULTS).read_text().splitlines()) >= 6:
+                break
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()  # still running: killed mid-run
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        before = len((out / RESULTS).read_text().splitlines())
+        assert 6 <= before < 40
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    ok, lines = ok_lines(out)
+    assert len(ok) == 40 and len({r["key"] for r in ok}) == 40
+    assert len(lines) == 40  # the rerun wrote only what the killed run had not
+    assert all((out / r["image"]).exists() for r in ok)
