@@ -31,6 +31,10 @@ def load_recording(path: str | Path) -> dict[str, Any]:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ReplayError(f"no recording at {p}; give a run.json or a run directory") from None
+    except UnicodeDecodeError as exc:
+        raise ReplayError(f"{p} is not UTF-8 text (byte {exc.start}); give a run.json") from None
+    except OSError as exc:
+        raise ReplayError(f"cannot read the recording {p}: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise ReplayError(f"{p} is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("calls"), list) or "prompt" not in data:

@@ -11,6 +11,7 @@ import random
 
 from mllm_guidance.backends.generator import GenerationRequest, Generated
 from mllm_guidance.draw import draw_caption, draw_layout
+from mllm_guidance.errors import BackendError
 
 
 class SketchGenerator:
@@ -19,7 +20,8 @@ class SketchGenerator:
 
     def __init__(self, model: str | None = None) -> None:
         if model:
-            raise ValueError("the sketch generator takes no model")
+            raise BackendError("the sketch generator draws the layout and takes no model (--model-path); "
+                               "choose a diffusion generator, e.g. --generator gligen")
 
     def generate(self, request: GenerationRequest) -> Generated:
         from PIL import Image

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from mllm_guidance.errors import InputError
+from mllm_guidance.textfiles import read_user_text
 
 BUILTIN = {
     "rls300": ("rls300.txt", "RLS-300: 300 real-life scenes, 3-4 objects and 1-2 relations each (thesis Appendix B)"),
@@ -66,7 +67,7 @@ def _numbered(name: str, lines: list[str]) -> list[Prompt]:
 
 
 def _from_file(path: Path) -> list[Prompt]:
-    text = path.read_text(encoding="utf-8")
+    text = read_user_text(path, "dataset")
     if path.suffix == ".jsonl":
         rows = []
         for n, line in enumerate(text.splitlines(), 1):

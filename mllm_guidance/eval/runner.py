@@ -92,7 +92,7 @@ def item_name(prompt_id: str) -> str:
     by a hash of the id, so that ``/tmp/x`` or ``../..`` name nothing outside the output
     directory and two ids never share a name."""
     cleaned = _UNSAFE.sub("_", prompt_id).strip("._-")[:64]
-    if cleaned == prompt_id:
+    if cleaned and cleaned == prompt_id:
         return cleaned
     digest = hashlib.sha256(prompt_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return f"{cleaned}-{digest}" if cleaned else digest

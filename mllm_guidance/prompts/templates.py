@@ -28,6 +28,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mllm_guidance.errors import ConfigError
+from mllm_guidance.textfiles import read_user_text
 from mllm_guidance.images import ModelImage
 from mllm_guidance.layout import Box, Layout
 from mllm_guidance.prompts.steps import STEP_NAMES, STEPS, StepName
@@ -149,7 +150,7 @@ def _load_templates(directory: str | None, stamp: tuple[tuple[str, int], ...]) -
         texts = {}
         for filename in (f"{step}.txt", f"{step}.examples.json"):
             if user is not None and (user / filename).is_file():
-                texts[filename] = (user / filename).read_text(encoding="utf-8")
+                texts[filename] = read_user_text(user / filename, "template")
                 overridden.append(filename)
             else:
                 texts[filename] = builtin.joinpath(filename).read_text(encoding="utf-8")
