@@ -4,7 +4,7 @@ Layout of a run directory::
 
     spec.json          what the run was asked to do: the RunSpec (prompt, config, models, versions, thread id)
     calls.jsonl        every MLLM call as it happened: request text, raw reply, parse result
-    round-K.png        the image of round K; round-K-overlay.png the same with its boxes drawn
+    round-K.png        the image of round K
     final.png          the best image
     checkpoints.sqlite LangGraph checkpoints (when enabled): resume after a crash
     run.json           the finished run in one file; report.html its visual view
@@ -56,10 +56,16 @@ def png_bytes(image: Any) -> bytes:
 class RunStore:
     """One run directory; safe to share between the nodes of a run (appends are locked)."""
 
+    #: Images this store keeps decoded (the newest) and encoded for the MLLM: reason and align look
+    #: at the image generate just wrote, so neither decodes the PNG again nor encodes it twice.
+    KEEP_DECODED, KEEP_ENCODED = 2, 4
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         make_dirs(self.root)
         self._lock = threading.Lock()
+        self._decoded: dict[str, tuple[Any, Any]] = {}  # sha -> (image, the file's stamp when written)
+        self._encoded: dict[tuple[str, int, str], tuple[ModelImage, Any]] = {}
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -72,13 +78,23 @@ class RunStore:
         image = to_rgb(image)
         data = png_bytes(image)
         self.write_bytes(name, data)
-        return ImageRef(
+        ref = ImageRef(
             path=name,
             sha256=hashlib.sha256(data).hexdigest(),
             width=image.width,
             height=image.height,
             bytes=len(data),
         )
+        _remember(self._decoded, ref.sha256, (image, self._stamp(ref)), self.KEEP_DECODED, self._lock)
+        return ref
+
+    def _stamp(self, ref: ImageRef) -> Any:
+        """What says the file behind ``ref`` is still the one this store wrote (size, mtime)."""
+        try:
+            st = self.path(ref.path).stat()
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns)
 
     def copy_image(self, ref: ImageRef, name: str) -> ImageRef:
         """The same image under another name, without decoding it."""
@@ -97,23 +113,37 @@ class RunStore:
         return data
 
     def load_image(self, ref: ImageRef) -> Any:
-        """The PIL image behind a reference (checked as ``image_bytes`` checks it)."""
+        """The PIL image behind a reference (checked as ``image_bytes`` checks it; an image this
+        store wrote moments ago, whose file is untouched since, is returned as it was written)."""
         from PIL import Image
 
+        with self._lock:
+            kept = self._decoded.get(ref.sha256)
+        if kept is not None and kept[1] is not None and kept[1] == self._stamp(ref):
+            return kept[0].copy()
         image = Image.open(io.BytesIO(self.image_bytes(ref)))
         image.load()
         return image
 
     def image_for_model(self, ref: ImageRef, max_side: int, image_format: str = "jpeg") -> ModelImage:
         """The image as the MLLM gets it: downscaled so that its longest side is at most
-        ``max_side``, as JPEG (or PNG: the stored file itself when it is small enough)."""
+        ``max_side``, as JPEG (or PNG: the stored file itself when it is small enough). Encoded
+        once per image and setting: reason and align send the same picture."""
+        key = (ref.sha256, max_side, image_format)
+        with self._lock:
+            kept = self._encoded.get(key)
+        if kept is not None and kept[1] is not None and kept[1] == self._stamp(ref):
+            return kept[0]
         if image_format == "png" and max(ref.width, ref.height) <= max_side:
-            return ModelImage(self.image_bytes(ref), "image/png")
-        image = self.load_image(ref)
-        if max(image.size) > max_side:
-            scale = max_side / max(image.size)
-            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-        return encode_for_model(image, image_format)
+            sent = ModelImage(self.image_bytes(ref), "image/png")
+        else:
+            image = self.load_image(ref)
+            if max(image.size) > max_side:
+                scale = max_side / max(image.size)
+                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+            sent = encode_for_model(image, image_format)
+        _remember(self._encoded, key, (sent, self._stamp(ref)), self.KEEP_ENCODED, self._lock)
+        return sent
 
     # -- files --------------------------------------------------------------------------------
 
@@ -174,6 +204,15 @@ class RunStore:
             except json.JSONDecodeError:
                 continue
         return out
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any, keep: int, lock: threading.Lock) -> None:
+    """Keep ``value`` under ``key``, dropping the oldest entries beyond ``keep``."""
+    with lock:
+        cache.pop(key, None)
+        cache[key] = value
+        while len(cache) > keep:
+            cache.pop(next(iter(cache)))
 
 
 def _utf8(text: str) -> bytes:

@@ -21,13 +21,15 @@ def test_quick_start_writes_the_run_directory(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "best: round 2, score 5/5 (stop: good)" in printed.out
     assert "reason       round 0 · score 3/5" in printed.err
-    for name in ["final.png", "round-0.png", "round-1.png", "round-2.png", "round-0-overlay.png", "run.json", "report.html", "calls.jsonl", "spec.json"]:
+    for name in ["final.png", "round-0.png", "round-1.png", "round-2.png", "run.json", "report.html", "calls.jsonl", "spec.json"]:
         assert (out / name).exists(), name
     run = json.loads((out / "run.json").read_text())
     assert run["template_set"]["version"].startswith("builtin-v1+") and run["usage"]["mllm_calls"] == 8
     assert all(c["request"] and c["reply"] for c in run["calls"])
     html = (out / "report.html").read_text()
-    assert "Round 2 · best" in html and 'src="round-1-overlay.png"' in html and "base64" not in html
+    assert "Round 2 · best" in html and "base64" not in html
+    assert html.count('<svg class="boxes"') == 3 and '<svg class="chart"' in html  # boxes over each round, scores
+    assert not list(out.glob("*overlay*"))  # drawn in the page, not encoded as extra images
 
 
 def test_console_script_runs_in_a_subprocess(tmp_path):

@@ -43,3 +43,17 @@ def test_html_escapes_model_text(tmp_path):
           generator="sketch", run_dir=tmp_path / "r")
     html = (tmp_path / "r" / "report.html").read_text()
     assert "<script>alert" not in html and "&lt;script&gt;" in html and "&lt;b&gt;bold" in html
+
+
+def test_boxes_are_svg_over_each_image_and_scores_a_chart():
+    from mllm_guidance.evidence.report import boxes_svg, score_chart
+
+    layout = {"objects": [{"name": "a cat <b>", "box": {"x1": 0.1, "y1": 0.2, "x2": 0.5, "y2": 0.6}}]}
+    svg = boxes_svg(layout, 640, 480)
+    assert 'viewBox="0 0 640 480"' in svg and 'x="64.0" y="96.0" width="256.0" height="192.0"' in svg
+    assert "a cat &lt;b&gt;" in svg and "<b>" not in svg  # model text is escaped
+    assert boxes_svg(None, 64, 64) == ""
+    rounds = [{"index": 0, "score": 2}, {"index": 1, "score": None}, {"index": 2, "score": 5}]
+    chart = score_chart(rounds, best=2)
+    assert chart.count("<circle") == 2 and "round 2: 5" in chart and 'r="7"' in chart  # the best is marked
+    assert score_chart([{"index": 0, "score": None}], best=None) == ""  # nothing judged, no chart

@@ -1,5 +1,6 @@
 """report.html: a finished run's rounds side by side, offline (images by relative path, inline
-styles), with each round's boxes drawn on its image."""
+styles and SVG): each round's boxes drawn over its image as SVG (no extra image files to encode),
+and the score of every round as a small chart."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import html
 import json
 from typing import Any
 
-from mllm_guidance.draw import draw_layout
+from mllm_guidance.draw import PALETTE
 from mllm_guidance.layout import Layout
 from mllm_guidance.state import GuidanceState
 from mllm_guidance.store import RunStore
@@ -16,16 +17,57 @@ REPORT_FILE = "report.html"
 
 
 def write_report(store: RunStore, state: GuidanceState, record: dict[str, Any]) -> None:
-    """The overlays of the rounds with a layout, and the page."""
-    for r in state.rounds:
-        if r.layout is not None:
-            overlay = draw_layout(store.load_image(r.image), r.layout)
-            store.save_image(overlay, overlay_name(r.index))
     store.write_text(REPORT_FILE, render_html(record))
 
 
-def overlay_name(index: int) -> str:
-    return f"round-{index}-overlay.png"
+def boxes_svg(layout: dict[str, Any] | None, width: int, height: int) -> str:
+    """The layout's boxes and labels as an SVG laid over an image of ``width`` x ``height``
+    (drawn in the image's own pixels, so the labels keep their proportions at any display size)."""
+    if not layout:
+        return ""
+    objects = Layout.model_validate(layout).objects
+    font = max(10, round(min(width, height) / 28))
+    stroke = max(2, round(min(width, height) / 200))
+    shapes = []
+    for i, o in enumerate(objects):
+        r, g, b = PALETTE[i % len(PALETTE)]
+        x, y = o.box.x1 * width, o.box.y1 * height
+        w, h = (o.box.x2 - o.box.x1) * width, (o.box.y2 - o.box.y1) * height
+        label = o.name if len(o.name) <= 40 else o.name[:37] + "..."
+        ty = y + font + stroke if y + font * 1.4 <= height else y + h - stroke
+        shapes.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" fill="rgb({r},{g},{b})" fill-opacity="0.12" '
+            f'stroke="rgb({r},{g},{b})" stroke-width="{stroke}"/>'
+            f'<text x="{x + stroke * 2:.1f}" y="{ty:.1f}" font-size="{font}" fill="#fff" stroke="rgb({r},{g},{b})" '
+            f'stroke-width="{font / 4:.1f}" paint-order="stroke">{_e(label)}</text>'
+        )
+    return (f'<svg class="boxes" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
+            f'aria-label="boxes">{"".join(shapes)}</svg>')
+
+
+def score_chart(rounds: list[dict[str, Any]], best: int | None) -> str:
+    """Each round's score (1..5) as a line over the rounds, the best round marked; unjudged rounds
+    are gaps."""
+    scored = [(r["index"], r.get("score")) for r in rounds]
+    if not any(s is not None for _, s in scored):
+        return ""
+    w, h, pad = max(160, 60 * len(scored)), 140, 28
+    step = (w - 2 * pad) / max(1, len(scored) - 1)
+
+    def at(i: int, s: int) -> tuple[float, float]:
+        return pad + i * step, h - pad - (s - 1) * (h - 2 * pad) / 4
+
+    grid = "".join(f'<line x1="{pad}" x2="{w - pad}" y1="{at(0, s)[1]:.1f}" y2="{at(0, s)[1]:.1f}" stroke="#ddd"/>'
+                   f'<text x="{pad - 8}" y="{at(0, s)[1] + 4:.1f}" font-size="11" text-anchor="end" fill="#666">{s}</text>'
+                   for s in range(1, 6))
+    points = [(i, at(i, s)) for i, s in scored if s is not None]
+    line = " ".join(f"{x:.1f},{y:.1f}" for _, (x, y) in points)
+    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{7 if i == best else 4}" fill="{"#2f9e44" if i == best else "#1f2933"}">'
+                   f"<title>round {i}: {s}</title></circle>" for (i, (x, y)), (_, s) in zip(points, [p for p in scored if p[1] is not None], strict=True))
+    labels = "".join(f'<text x="{at(i, 1)[0]:.1f}" y="{h - 8}" font-size="11" text-anchor="middle" fill="#666">{i}</text>'
+                     for i, _ in scored)
+    return (f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="score per round">'
+            f'{grid}<polyline points="{line}" fill="none" stroke="#1f2933" stroke-width="2"/>{dots}{labels}</svg>')
 
 
 # -- HTML -------------------------------------------------------------------------------------
@@ -39,7 +81,9 @@ header p{margin:2px 0;color:#cbd2d9}main{padding:20px 28px}
 table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 .rounds{display:flex;gap:16px;overflow-x:auto;padding-bottom:12px}
 .round{flex:0 0 340px;background:#fff;border-radius:8px;padding:12px;box-shadow:0 1px 3px #0002}
-.round.best{outline:3px solid #2f9e44}.round img{width:100%;border-radius:4px;display:block;margin-bottom:6px}
+.round.best{outline:3px solid #2f9e44}.frame{position:relative;margin-bottom:6px}.frame img{width:100%;border-radius:4px;display:block}
+.frame svg.boxes{position:absolute;inset:0;width:100%;height:100%}.frame.plain svg.boxes{display:none}
+label.toggle{font-size:13px;color:#555}svg.chart{display:block;margin:4px 0 8px}
 .score{display:inline-block;min-width:28px;text-align:center;border-radius:12px;padding:1px 8px;color:#fff;font-weight:600}
 .s1{background:#c92a2a}.s2{background:#e8590c}.s3{background:#f59f00}.s4{background:#74b816}.s5{background:#2f9e44}.sn{background:#868e96}
 .muted{color:#666;font-size:13px}.warn{color:#b35c00;font-size:12px}pre{white-space:pre-wrap;font-size:12px;background:#f1f3f5;padding:8px;border-radius:4px}
@@ -75,9 +119,9 @@ def render_html(record: dict[str, Any]) -> str:
     best = record.get("best_round")
     cards = []
     for r in record["rounds"]:
-        imgs = f'<img src="{_e(r["image"]["path"])}" alt="round {r["index"]}">'
-        if r.get("layout") is not None:
-            imgs += f'<img src="{_e(overlay_name(r["index"]))}" alt="round {r["index"]} with boxes">'
+        image = r["image"]
+        imgs = (f'<div class="frame"><img src="{_e(image["path"])}" alt="round {r["index"]}">'
+                f'{boxes_svg(r.get("layout"), image["width"], image["height"])}</div>')
         warnings = "".join(f'<div class="warn">⚠ {_e(w)}</div>' for w in r.get("layout_warnings", []))
         notes = "".join(f'<div class="warn">{_e(n)}</div>' for n in r.get("generator_notes", []))
         judged = (
@@ -115,7 +159,9 @@ def render_html(record: dict[str, Any]) -> str:
 <tr><td>MLLM seconds</td><td>{u['mllm_seconds']:.2f}</td></tr><tr><td>generator seconds</td><td>{u['generator_seconds']:.2f}</td></tr>
 <tr><td>estimated MLLM cost</td><td>{_cost(u.get('estimated_cost_usd'))}</td></tr></table>
 {f'<h2>Unreadable answers</h2><ul>{failures}</ul>' if failures else ''}</div></div>
-<h2>Rounds</h2><div class="rounds">{''.join(cards)}</div>
+<h2>Rounds</h2>{score_chart(record["rounds"], best)}
+<label class="toggle"><input type="checkbox" checked onchange="document.querySelectorAll('.frame').forEach(f=>f.classList.toggle('plain',!this.checked))"> boxes</label>
+<div class="rounds">{''.join(cards)}</div>
 {f'<h2>Self-correction</h2><table><tr><th>#</th><th>change</th><th>reasoning</th></tr>{corrections}</table>' if corrections else ''}
 <h2>MLLM calls</h2>{calls or '<p class="muted">none</p>'}
 <details><summary>Configuration and versions</summary><pre>{_e(json.dumps({'config': record['config'], 'versions': record['versions'], 'seed': record['seed']}, indent=1))}</pre></details>

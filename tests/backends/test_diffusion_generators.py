@@ -144,4 +144,4 @@ def test_cli_with_a_saved_tiny_pipeline(gligen_dir, gligen_xl_dir, tmp_path, cap
                      "--size", "64", "--steps", "2", "--out", str(tmp_path / name)])
         assert code == 0, capsys.readouterr().err
         assert "best: round 2, score 5/5" in capsys.readouterr().out
-        assert (tmp_path / name / "round-2-overlay.png").exists()
+        assert (tmp_path / name / "round-2.png").exists() and '<svg class="boxes"' in (tmp_path / name / "report.html").read_text()

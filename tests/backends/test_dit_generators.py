@@ -178,4 +178,4 @@ def test_cli_with_saved_tiny_dit_pipelines(flux_dir, sd3_dir, tmp_path, capsys):
                      "--size", "64", "--steps", steps, "--out", str(tmp_path / name)])
         assert code == 0, capsys.readouterr().err
         assert "best: round 2, score 5/5" in capsys.readouterr().out
-        assert (tmp_path / name / "round-2-overlay.png").exists()
+        assert (tmp_path / name / "round-2.png").exists() and '<svg class="boxes"' in (tmp_path / name / "report.html").read_text()
