@@ -2,27 +2,70 @@
 
 Tools:
 - ``generate_image(prompt, max_rounds?, seed?, mode?)``: the image as MCP image content, a text
-  summary, and structured data (image path, score, rounds, layout, run directory).
+  summary, and structured data (image path, score, rounds, layout, run directory), with its output
+  schema. While it runs, the client gets a progress notification and a log message per finished
+  step (a run takes minutes: clients such as the MCP Inspector give up on silent calls).
 - ``plan_layout(prompt, correct_rounds?)``: the planned layout as text and structured data, with
   a sketch preview image.
 
-Tools return ``CallToolResult`` objects on purpose: a return annotation such as a pydantic model
-would make the SDK serialize everything, image included, into JSON text. (This module imports
-the ``mcp`` package: install the ``mcp`` extra.)
+The operator fixes the backends, the options and the runs directory when starting the server; a
+client chooses only the prompt and the method's knobs above. Runs are bounded: at most
+``max_concurrent`` at once (the others wait, with a progress message saying so), and only the newest
+``keep_runs`` run directories this server made are kept (older ones are removed; nothing else in the
+runs directory is touched).
+
+Tools return ``CallToolResult`` objects on purpose (annotated with their output model): a plain
+pydantic return would make the SDK serialize everything, image included, into JSON text. (This
+module imports the ``mcp`` package: install the ``mcp`` extra.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from mcp.server.fastmcp import Context as McpContext
 from mcp.server.fastmcp import FastMCP
-from mcp.types import CallToolResult, ImageContent, TextContent
+from mcp.server.fastmcp.exceptions import ToolError
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
 
+from mllm_guidance import __version__
 from mllm_guidance.api import aguide, aplan, default_run_dir
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.errors import GuidanceError
 from mllm_guidance.tool import tool_output
+
+#: The file that marks a run directory as made by an MCP server: only those are ever pruned.
+MARKER = ".mcp-run"
+
+
+class LayoutObjectOut(BaseModel):
+    name: str = Field(description="What the box holds.")
+    box: list[float] = Field(description="[x1, y1, x2, y2], normalized 0..1, origin top-left.")
+
+
+class GenerateOutput(BaseModel):
+    """generate_image's structured result."""
+
+    image_path: str = Field(description="The best image (PNG) on the server.")
+    run_dir: str = Field(description="The run directory: every round's image, run.json, report.html.")
+    score: int | None = Field(description="The MLLM's 1-5 score of the best image (None when not judged).")
+    rounds: int = Field(description="Images rendered.")
+    best_round: int
+    stop_reason: str = Field(description="good, max_rounds, aligned, ...")
+    layout: list[LayoutObjectOut] | None = Field(description="The best image's layout.")
+
+
+class PlanOutput(BaseModel):
+    """plan_layout's structured result."""
+
+    layout: list[LayoutObjectOut] | None
+    warnings: list[str]
+    preview_path: str | None = Field(description="A sketch of the boxes (PNG) on the server.")
 
 
 def create_server(
@@ -35,31 +78,89 @@ def create_server(
     generator_options: dict[str, Any] | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
+    max_concurrent: int = 2,
+    keep_runs: int = 200,
 ) -> FastMCP:
     base = make_config(config)
+    root = Path(runs_dir).resolve()
     server = FastMCP(
         "mllm-guidance",
         instructions="Generate images that show exactly what a prompt describes, or plan their layouts.",
         host=host,
         port=port,
     )
+    server._mcp_server.version = __version__  # the SDK reports its own version unless told
+    slots = asyncio.Semaphore(max(1, max_concurrent))
+    pruning = threading.Lock()
 
-    def failure(exc: GuidanceError) -> CallToolResult:
-        return CallToolResult(content=[TextContent(type="text", text=f"error: {exc}")], isError=True)
+    def failure(exc: GuidanceError) -> ToolError:
+        """Our one-line error as the tool's error result (raised: the SDK checks returned results
+        against the output schema, which an error has no data for)."""
+        return ToolError(str(exc))
 
-    def run_dir(prompt: str) -> Path:
-        return Path(runs_dir) / default_run_dir(prompt).name
+    def new_run_dir(prompt: str) -> Path:
+        path = root / default_run_dir(prompt).name
+        path.mkdir(parents=True, exist_ok=True)
+        (path / MARKER).write_text("")
+        return path
 
-    @server.tool(description="Generate an image that shows exactly what the prompt describes (objects, "
-                             "attributes, spatial relations, interactions); returns the image and its 1-5 score.")
-    async def generate_image(prompt: str, max_rounds: int | None = None, seed: int | None = None,
-                             mode: str | None = None) -> CallToolResult:
+    def prune() -> None:
+        """Keep the newest ``keep_runs`` run directories this server made."""
+        with pruning:
+            ours = sorted((p for p in root.iterdir() if (p / MARKER).is_file() and not p.is_symlink()),
+                          key=lambda p: p.stat().st_mtime)
+            for old in ours[: max(0, len(ours) - keep_runs)]:
+                shutil.rmtree(old, ignore_errors=True)
+
+    async def bounded(ctx: McpContext, total: float | None, work: Any) -> Any:
+        """Run ``work(on_event)`` in a free slot, reporting each finished step as progress."""
+        if slots.locked():
+            await ctx.report_progress(0, total, "waiting for a free slot (the server runs "
+                                                f"{max_concurrent} at a time)")
+        async with slots:
+            loop = asyncio.get_running_loop()
+            done = 0
+
+            def on_event(event: dict[str, Any]) -> None:
+                nonlocal done
+                message = describe(event)
+                if message is None:
+                    return
+                done += 1
+                loop.create_task(ctx.report_progress(done, total, message))
+                loop.create_task(ctx.info(message))
+
+            try:
+                return await work(on_event)
+            finally:
+                await asyncio.to_thread(prune)
+
+    @server.tool(
+        title="Generate an image that shows the prompt",
+        description="Generate an image that shows exactly what the prompt describes (objects, attributes, spatial "
+                    "relations, interactions): an MLLM plans boxes, a layout-grounded diffusion model renders them, "
+                    "the MLLM scores the image 1-5 and redesigns the layout until it is good. Takes minutes; "
+                    "sends progress. Returns the image and its score.",
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True),
+    )
+    async def generate_image(
+        prompt: Annotated[str, Field(description="What the image must show, in one or two sentences.")],
+        ctx: McpContext,
+        max_rounds: Annotated[int | None, Field(ge=0, le=20, description="Most redesign rounds after the first "
+                                                "image (K); default: the server's (5).")] = None,
+        seed: Annotated[int | None, Field(ge=0, description="Seed of the renders; default: a random one.")] = None,
+        mode: Annotated[Literal["plain", "place", "place+correct", "align", "full"] | None,
+                        Field(description="full: the whole method; plain: text-to-image only; place / "
+                                          "place+correct / align: the thesis's ablations. Default: the server's.")] = None,
+    ) -> Annotated[CallToolResult, GenerateOutput]:
         overrides = {k: v for k, v in {"max_align_rounds": max_rounds, "seed": seed, "mode": mode}.items() if v is not None}
         try:
-            result = await aguide(prompt, mllm=mllm, generator=generator, config=make_config(base, **overrides),
-                                  run_dir=run_dir(prompt), mllm_options=mllm_options, generator_options=generator_options)
+            cfg = make_config(base, **overrides)
+            result = await bounded(ctx, step_budget(cfg), lambda on_event: aguide(
+                prompt, mllm=mllm, generator=generator, config=cfg, run_dir=new_run_dir(prompt),
+                mllm_options=mllm_options, generator_options=generator_options, on_event=on_event))
         except GuidanceError as exc:
-            return failure(exc)
+            raise failure(exc) from None
         content, artifact = tool_output(result)
         return CallToolResult(
             content=[TextContent(type="text", text=content[0]["text"]),
@@ -67,14 +168,23 @@ def create_server(
             structuredContent=artifact,
         )
 
-    @server.tool(description="Plan the layout (objects with boxes) an image of the prompt should have, "
-                             "without rendering it; returns the boxes and a sketch preview.")
-    async def plan_layout(prompt: str, correct_rounds: int = 5) -> CallToolResult:
+    @server.tool(
+        title="Plan the layout of an image",
+        description="Plan the layout (objects with boxes) an image of the prompt should have, without rendering "
+                    "it; returns the boxes and a sketch preview.",
+        annotations=ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=True),
+    )
+    async def plan_layout(
+        prompt: Annotated[str, Field(description="What the image must show.")],
+        ctx: McpContext,
+        correct_rounds: Annotated[int, Field(ge=0, le=20, description="Most self-correction rounds.")] = 5,
+    ) -> Annotated[CallToolResult, PlanOutput]:
         try:
-            planned = await aplan(prompt, mllm, correct_rounds=correct_rounds, config=base, run_dir=run_dir(prompt),
-                                  mllm_options=mllm_options)
+            planned = await bounded(ctx, 1 + correct_rounds, lambda on_event: aplan(
+                prompt, mllm, correct_rounds=correct_rounds, config=base, run_dir=new_run_dir(prompt),
+                mllm_options=mllm_options))
         except GuidanceError as exc:
-            return failure(exc)
+            raise failure(exc) from None
         content, artifact = tool_output(planned.result)
         layout = planned.layout
         return CallToolResult(
@@ -85,3 +195,26 @@ def create_server(
         )
 
     return server
+
+
+def step_budget(cfg: GuidanceConfig) -> int:
+    """The most steps a run reports (the call budget of the method, plus the final step): progress
+    reaches it when the run ends, earlier when the image is good sooner."""
+    k = cfg.max_align_rounds
+    if cfg.mode == "plain":
+        return 2
+    return 1 + cfg.correct_limit + (k + 1) + (k + 1) + k + 1
+
+
+def describe(event: dict[str, Any]) -> str | None:
+    """One line for a finished step of the graph's custom events (None for the rest)."""
+    kind, step, k = event.get("event"), event.get("step"), event.get("round")
+    if kind == "done":
+        return f"done: best round {k}, score {event.get('score')}/5 (stop: {event.get('stop')})"
+    if kind != "step":
+        return None
+    if step == "reason":
+        return f"round {k}: scored {event.get('score')}/5"
+    if step == "generate":
+        return f"round {k}: image rendered"
+    return f"{str(step).replace('_', '-')} (round {k}) done"

@@ -1,14 +1,23 @@
 """The graph for the LangGraph server and Studio: ``langgraph dev`` (see ``langgraph.json``).
 
-The server builds its own runs, so the graph here is compiled WITHOUT a checkpointer (the server
-persists threads itself) and its context is plain settings a client can send as JSON:
+The server runs with the operator's credentials and disk, on behalf of clients, so what a client may
+set is small and checked (issue: trust boundaries). The operator configures the server by its
+environment:
 
-    {"mllm": "openai:gpt-4o", "generator": "gligen-xl", "mllm_base_url": null, "runs_dir": "runs/server"}
+- ``MLLM_GUIDANCE_MLLM``, ``MLLM_GUIDANCE_GENERATOR``: the backends (spec strings) runs use;
+- ``MLLM_GUIDANCE_ALLOWED_MLLMS``, ``MLLM_GUIDANCE_ALLOWED_GENERATORS``: comma-separated spec strings
+  a client may pick instead, exactly as written (nothing else; empty: clients pick nothing);
+- ``MLLM_GUIDANCE_MLLM_BASE_URL``: the MLLM server, which only the operator sets (the server's API
+  key goes there);
+- ``MLLM_GUIDANCE_RUNS_DIR``: the runs root (default ``runs/server``); every run writes into a new
+  directory inside it and nowhere else;
+- ``MLLM_GUIDANCE_CONFIG``: the method's knobs (a JSON object of ``GuidanceConfig`` fields).
 
-Unset fields come from environment variables (``MLLM_GUIDANCE_MLLM``, ``MLLM_GUIDANCE_GENERATOR``,
-``MLLM_GUIDANCE_MLLM_BASE_URL``, ``MLLM_GUIDANCE_RUNS_DIR``), then from the usual auto defaults.
-The method's knobs come from ``MLLM_GUIDANCE_CONFIG`` (a JSON object of ``GuidanceConfig``
-fields). Every server run writes its images and run.json to ``runs_dir/<run id>``.
+A client sends only ``{"mllm": ..., "generator": ...}`` as the run's context (any other key is
+refused), and the graph's input is ``{"prompt": ..., "seed": ...}``. Base URLs, recordings
+(``replay:``), model paths, template directories and output directories are never the client's to
+choose: a spec the operator did not list is refused before any call or file access. The graph is
+compiled WITHOUT a checkpointer (the server persists threads itself).
 """
 
 from __future__ import annotations
@@ -18,30 +27,61 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
 from mllm_guidance.config import make_config
 from mllm_guidance.context import Context
+from mllm_guidance.errors import ConfigError
 from mllm_guidance.evidence.record import package_versions, write_evidence
 from mllm_guidance.graph import build_graph
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.run import RunSpec, build_backends
-from mllm_guidance.state import GuidanceState
+from mllm_guidance.state import GuidanceState, ImageRef, Round
 from mllm_guidance.store import SPEC_FILE, RunStore
 
-@dataclass
-class ServerContext:
-    """Backends by name, so a server client can choose them per run. The server builds one per
-    run; the backends it resolves are kept on it, so every node of the run shares one run directory."""
+DEFAULT_RUNS_DIR = "runs/server"
 
-    mllm: str | None = None
-    generator: str | None = None
-    mllm_base_url: str | None = None
-    runs_dir: str | None = None
-    _context: Context | None = field(default=None, init=False, repr=False, compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+def allowed(kind: str) -> list[str]:
+    """The spec strings the operator lets clients pick (``MLLM_GUIDANCE_ALLOWED_MLLMS`` ...)."""
+    raw = os.environ.get(f"MLLM_GUIDANCE_ALLOWED_{kind.upper()}S", "")
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def choose(kind: str, wanted: str | None) -> str | None:
+    """The backend a run uses: the operator's default, or the client's pick when the operator
+    listed it; anything else is refused naming what is allowed."""
+    default = os.environ.get(f"MLLM_GUIDANCE_{kind.upper()}")
+    if wanted is None or wanted == default:
+        return default
+    permitted = allowed(kind)
+    if wanted in permitted:
+        return wanted
+    offer = ", ".join(repr(p) for p in ([default] if default else []) + permitted) or "the server's default only"
+    raise ConfigError(f"this server does not let clients choose the {kind} {wanted!r}; choose one of: {offer} "
+                      f"(the operator allows more with MLLM_GUIDANCE_ALLOWED_{kind.upper()}S)")
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("MLLM_GUIDANCE_RUNS_DIR", DEFAULT_RUNS_DIR)).resolve()
+
+
+class ServerContext(BaseModel):
+    """What a client may set per run: the backends, among those the operator allowed. The server
+    builds one per run; the backends it resolves are kept on it, so every node of the run shares
+    one run directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mllm: str | None = Field(default=None, description="The MLLM (spec string): the server's, or one of "
+                             "MLLM_GUIDANCE_ALLOWED_MLLMS.")
+    generator: str | None = Field(default=None, description="The generator (spec string): the server's, or one "
+                                  "of MLLM_GUIDANCE_ALLOWED_GENERATORS.")
+    _context: Context | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def to_context(self) -> Context:
         with self._lock:
@@ -54,13 +94,11 @@ class ServerContext:
 
         thread_id = get_config().get("configurable", {}).get("thread_id")
         config = settings()
-        mllm = self.mllm or os.environ.get("MLLM_GUIDANCE_MLLM")
-        generator = self.generator or os.environ.get("MLLM_GUIDANCE_GENERATOR")
-        base_url = self.mllm_base_url or os.environ.get("MLLM_GUIDANCE_MLLM_BASE_URL")
-        runs_dir = self.runs_dir or os.environ.get("MLLM_GUIDANCE_RUNS_DIR", "runs/server")
+        mllm, generator = choose("mllm", self.mllm), choose("generator", self.generator)
+        base_url = os.environ.get("MLLM_GUIDANCE_MLLM_BASE_URL")
         backends = build_backends(mllm, generator, mllm_options={"base_url": base_url} if base_url else None,
                                   needs_mllm=config.mode != "plain")
-        store = RunStore(Path(runs_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
+        store = RunStore(runs_root() / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
         templates = load_templates(config.templates_dir)
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -82,4 +120,22 @@ def settings() -> Any:
     return make_config(json.loads(raw) if raw else None)
 
 
-graph = build_graph(settings(), context_schema=ServerContext)
+class ServerInput(BaseModel):
+    """What a client sends to start a run."""
+
+    prompt: str = Field(description="The text the image must show.")
+    seed: int = Field(default=0, ge=0, description="Base seed of the renders.")
+
+
+class ServerOutput(BaseModel):
+    """What a finished run returns: the best image's place on the server and every round."""
+
+    prompt: str
+    stop_reason: str | None = Field(default=None, description="good, max_rounds, aligned, ...")
+    best: int | None = Field(default=None, description="Index of the best round.")
+    rounds: list[Round] = Field(default=[], description="Every image with its layout, score and reasoning.")
+    final_image: ImageRef | None = Field(default=None, description="The best image, relative to run_dir.")
+    run_dir: str | None = Field(default=None, description="The run's directory under the server's runs root.")
+
+
+graph = build_graph(settings(), context_schema=ServerContext, input_schema=ServerInput, output_schema=ServerOutput)

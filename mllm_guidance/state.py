@@ -160,6 +160,7 @@ def put_rounds(rounds: list[Round], writes: Sequence[list[Round]]) -> list[Round
     out = list(rounds)
     for batch in writes:
         for r in batch:
+            r = r if isinstance(r, Round) else Round.model_validate(r)  # replayed by a server's serializer
             if r.index < len(out):
                 out[r.index] = r
             elif r.index == len(out):
@@ -194,6 +195,7 @@ class GuidanceState(BaseModel):
     best: int | None = Field(default=None, description="Index of the best round so far.")
     stop_reason: str | None = Field(default=None, description="Set when the loop must end: good, max_rounds, aligned, ...")
     final_image: ImageRef | None = Field(default=None, description="The output image (a copy of the best round's).")
+    run_dir: str | None = Field(default=None, description="The run directory the image paths are relative to (set at the end).")
     failures: Annotated[list[Failure], DeltaChannel(extend)] = Field(default=[], description="Steps whose answers stayed unreadable.")
     usage: Annotated[Usage, operator.add] = Field(default=Usage(), description="MLLM and generator calls, tokens, time.")
     call_ids: Annotated[list[str], DeltaChannel(extend)] = Field(

@@ -68,7 +68,13 @@ class RunStore:
         self._encoded: dict[tuple[str, int, str], tuple[ModelImage, Any]] = {}
 
     def path(self, name: str) -> Path:
-        return self.root / name
+        """A file of this run directory; a name that would lead outside it (absolute, ``..``, a
+        link out) is refused: image references in state name files of this run only."""
+        target = self.root / name
+        resolved = target.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise InputError(f"{name!r} is not a file of the run directory {self.root}")
+        return target
 
     # -- images -------------------------------------------------------------------------------
 

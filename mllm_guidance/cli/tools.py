@@ -75,6 +75,9 @@ def mcp(
     http: bool = typer.Option(False, "--http", help="Streamable HTTP instead of stdio."),
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP host."),
     port: int = typer.Option(8000, "--port", help="HTTP port."),
+    max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Runs at once; more calls wait their turn."),
+    keep_runs: int = typer.Option(200, "--keep-runs", min=1, help="Run directories kept (the oldest this server "
+                                  "made are removed)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     **options: Any,
 ) -> int:
@@ -86,7 +89,7 @@ def mcp(
     server = create_server(
         mllm=options["mllm"], generator=options["generator"], config=make_cli_config(config_values(options)),
         runs_dir=runs_dir, mllm_options=mllm_options(options), generator_options=generator_options(options),
-        host=host, port=port,
+        host=host, port=port, max_concurrent=max_concurrent, keep_runs=keep_runs,
     )
     server.run(transport="streamable-http" if http else "stdio")
     return 0

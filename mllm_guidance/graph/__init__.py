@@ -39,11 +39,14 @@ from mllm_guidance.state import GuidanceState
 
 
 def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkpointer: Any = None,
-                context_schema: type = Context) -> Any:
+                context_schema: type = Context, input_schema: type | None = None,
+                output_schema: type | None = None) -> Any:
     """Compile the graph for ``config``; run it with ``context=Context(...)`` (or, for a
-    ``context_schema`` of string settings such as the LangGraph server's, with those)."""
+    ``context_schema`` of string settings such as the LangGraph server's, with those).
+    ``input_schema`` / ``output_schema`` narrow what callers send and get (default: the state)."""
     cfg = make_config(config)
-    graph = StateGraph(GuidanceState, context_schema=context_schema)
+    graph = StateGraph(GuidanceState, context_schema=context_schema, input_schema=input_schema,
+                       output_schema=output_schema)
     graph.add_node("begin", begin)
     graph.add_node("place", _node("place", PlaceNode(cfg)))
     graph.add_node("self_correct", _node("self_correct", SelfCorrectNode(cfg)))

@@ -25,7 +25,7 @@ class FinishNode:
         # Scored runs keep the tracked best; unscored modes output their last image.
         best = state.best if state.best is not None else len(state.rounds) - 1
         final = await asyncio.to_thread(ctx.store.copy_image, state.rounds[best].image, "final.png")
-        updates = {"best": best, "final_image": final, "stop_reason": state.stop_reason or "done"}
+        updates = {"best": best, "final_image": final, "stop_reason": state.stop_reason or "done", "run_dir": str(ctx.store.root)}
         if ctx.on_finish is not None:
             finished = state.model_copy(update=updates)
             if inspect.iscoroutinefunction(ctx.on_finish):

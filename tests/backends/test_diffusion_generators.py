@@ -145,3 +145,30 @@ def test_cli_with_a_saved_tiny_pipeline(gligen_dir, gligen_xl_dir, tmp_path, cap
         assert code == 0, capsys.readouterr().err
         assert "best: round 2, score 5/5" in capsys.readouterr().out
         assert (tmp_path / name / "round-2.png").exists() and '<svg class="boxes"' in (tmp_path / name / "report.html").read_text()
+
+
+def test_four_concurrent_runs_share_one_pipeline_and_match_lone_runs(gligen_dir, tmp_path):
+    """Issue 15, item 1: four aguide calls at once on one cached tiny GLIGEN pipeline (the
+    scheduler's state once made all four fail): all succeed, each image equal to a lone run's."""
+    import asyncio
+
+    from mllm_guidance import aguide
+    from tests.fakes import PLACE, RecordingChatModel, score
+
+    def model():
+        return RecordingChatModel(replies={"place": [PLACE], "reason": [score(5)]})
+
+    options = {"model": str(gligen_dir), "steps": 3}
+    config = {"width": 64, "height": 64, "self_correct": False}
+
+    async def together():
+        return await asyncio.gather(*(aguide("A man under a tree.", mllm=model(), generator="gligen",
+                                             generator_options=options, config={**config, "seed": s},
+                                             run_dir=tmp_path / f"c{s}") for s in range(4)))
+
+    results = asyncio.run(together())
+    for s, result in enumerate(results):
+        lone = guide("A man under a tree.", mllm=model(), generator="gligen", generator_options=options,
+                     config={**config, "seed": s}, run_dir=tmp_path / f"lone{s}")
+        assert result.image_path.read_bytes() == lone.image_path.read_bytes()
+    assert len({r.image.sha256 for r in results}) == 4  # four seeds, four images

@@ -1,4 +1,6 @@
-"""The exported server graph in process, and `langgraph dev` (in-memory server) over HTTP."""
+"""The exported server graph in process, and `langgraph dev` (in-memory server) driven by the
+official `langgraph_sdk` client: schemas, a run, a second run on the same thread, and what a client
+may not choose (issue 10 items 1-2, issue 15 items 2 and 5)."""
 
 import json
 import os
@@ -6,25 +8,89 @@ import shutil
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from mllm_guidance.errors import ConfigError
+from tests.stubs import StubServer, openai_completion
 from tests.test_cli import PROMPT, RECORDING
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_exported_graph_has_no_checkpointer_and_runs_on_string_settings(tmp_path):
+@pytest.fixture
+def operator(tmp_path, monkeypatch):
+    """The operator's settings: a recording and the sketch generator, runs under tmp_path/runs."""
+    monkeypatch.setenv("MLLM_GUIDANCE_MLLM", f"replay:{RECORDING}")
+    monkeypatch.setenv("MLLM_GUIDANCE_GENERATOR", "sketch")
+    monkeypatch.setenv("MLLM_GUIDANCE_RUNS_DIR", str(tmp_path / "runs"))
+    for name in ("MLLM_GUIDANCE_ALLOWED_MLLMS", "MLLM_GUIDANCE_ALLOWED_GENERATORS", "MLLM_GUIDANCE_MLLM_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "runs"
+
+
+def test_the_exported_graph_runs_on_the_operators_settings(operator):
     from mllm_guidance.server import ServerContext, graph
 
     assert graph.checkpointer is None
-    out = graph.invoke({"prompt": PROMPT, "seed": 0},
-                       context=ServerContext(mllm=f"replay:{RECORDING}", generator="sketch", runs_dir=str(tmp_path)))
+    out = graph.invoke({"prompt": PROMPT, "seed": 0}, context=ServerContext())
     assert out["stop_reason"] == "good" and len(out["rounds"]) == 3
-    run_dirs = list(tmp_path.iterdir())
-    assert len(run_dirs) == 1 and (run_dirs[0] / "final.png").exists() and (run_dirs[0] / "report.html").exists()
+    run_dirs = list(operator.iterdir())
+    assert len(run_dirs) == 1 and out["run_dir"] == str(run_dirs[0])
+    assert (Path(out["run_dir"]) / out["final_image"].path).exists() and (run_dirs[0] / "report.html").exists()
+    assert set(out) == {"prompt", "stop_reason", "best", "rounds", "final_image", "run_dir"}  # the output schema
+
+
+def test_clients_choose_no_urls_paths_or_unlisted_backends(operator, monkeypatch, tmp_path):
+    from mllm_guidance.server import ServerContext, graph
+
+    for key, value in (("mllm_base_url", "http://127.0.0.1:9/v1"), ("runs_dir", "/tmp/x"), ("runs_dir", "../.."),
+                       ("templates_dir", "/etc")):
+        with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+            ServerContext(**{key: value})
+    for context, what in ((ServerContext(mllm="replay:/etc/passwd"), "mllm 'replay:/etc/passwd'"),
+                          (ServerContext(generator="gligen:/srv/models/private"), "generator 'gligen:/srv/models/private'"),
+                          (ServerContext(mllm="openai:gpt-4o"), "mllm 'openai:gpt-4o'")):
+        with pytest.raises(ConfigError, match=f"does not let clients choose the {what}"):
+            graph.invoke({"prompt": PROMPT}, context=context)
+    assert not operator.exists() or not list(operator.iterdir())  # refused before a run directory was made
+    monkeypatch.setenv("MLLM_GUIDANCE_ALLOWED_GENERATORS", "text2image:x, sketch")
+    assert graph.invoke({"prompt": PROMPT}, context=ServerContext(generator="sketch"))["stop_reason"] == "good"
+
+
+def test_state_sent_as_input_cannot_name_files_outside_the_run(operator):
+    """Only prompt and seed are input; a reference to a file outside the run directory is refused
+    wherever it comes from."""
+    from mllm_guidance.server import ServerContext, graph
+    from mllm_guidance.state import ImageRef
+    from mllm_guidance.store import RunStore
+    from mllm_guidance.errors import InputError
+
+    planted = {"path": "/etc/passwd", "sha256": "0" * 64, "width": 8, "height": 8, "bytes": 1}
+    out = graph.invoke({"prompt": PROMPT, "seed": 0, "final_image": planted, "best": 0}, context=ServerContext())
+    assert out["final_image"].path == "final.png"
+    store = RunStore(operator / "probe")
+    for name in ("/etc/passwd", "../../etc/passwd", "../probe2/x.png"):
+        with pytest.raises(InputError, match="is not a file of the run directory"):
+            store.load_image(ImageRef(path=name, sha256="0" * 64, width=8, height=8, bytes=1))
+
+
+def test_the_servers_key_never_goes_to_a_url_a_client_names(operator, monkeypatch):
+    """The reproduced hole: a client-set base URL received the server's key. Now the context that
+    names one is refused, and the operator's own URL is the only one called."""
+    from mllm_guidance.server import ServerContext, graph
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-server-key-0000000000000000")
+    with StubServer(lambda path, body: (200, openai_completion("Objects:\n- a cat [0.1, 0.1, 0.5, 0.5]"))) as attacker:
+        with pytest.raises(ValidationError):
+            graph.invoke({"prompt": PROMPT}, context=ServerContext(mllm_base_url=attacker.url + "/v1"))
+        monkeypatch.setenv("MLLM_GUIDANCE_ALLOWED_MLLMS", "openai:gpt-4o")
+        monkeypatch.setenv("MLLM_GUIDANCE_CONFIG", json.dumps({"mode": "place"}))
+        with pytest.raises(Exception):  # the operator's default URL (OpenAI's) is unreachable here
+            graph.invoke({"prompt": PROMPT}, context=ServerContext(mllm="openai:gpt-4o"))
+    assert attacker.requests == []
 
 
 def free_port() -> int:
@@ -33,43 +99,64 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body: dict | None = None, timeout: float = 60) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read() or b"{}")
-
-
-@pytest.mark.skipif(shutil.which("langgraph") is None, reason="langgraph-cli[inmem] is not installed")
-def test_langgraph_dev_runs_the_graph_over_http(tmp_path):
+@pytest.fixture
+def langgraph_dev(tmp_path):
+    if shutil.which("langgraph") is None:
+        pytest.skip("langgraph-cli[inmem] is not installed")
     port = free_port()
     env = {**os.environ, "MLLM_GUIDANCE_MLLM": f"replay:{RECORDING}", "MLLM_GUIDANCE_GENERATOR": "sketch",
            "MLLM_GUIDANCE_RUNS_DIR": str(tmp_path / "runs"), "LANGSMITH_TRACING": "false",
            "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGCHAIN_TRACING_V2": "false"}
+    env.pop("MLLM_GUIDANCE_ALLOWED_MLLMS", None)
     server = subprocess.Popen(["langgraph", "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
                                "--no-reload", "--config", str(ROOT / "langgraph.json")],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/ok", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail("langgraph dev did not start:\n" + (server.stdout.read() if server.stdout else ""))
+            time.sleep(0.5)
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                http("GET", f"{base}/ok", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    server.kill()
-                    pytest.fail("langgraph dev did not start:\n" + (server.stdout.read() if server.stdout else ""))
-                time.sleep(0.5)
-        thread = http("POST", f"{base}/threads", {})
-        state = http("POST", f"{base}/threads/{thread['thread_id']}/runs/wait",
-                     {"assistant_id": "mllm_guidance", "input": {"prompt": PROMPT, "seed": 0},
-                      "context": {"generator": "sketch"}}, timeout=120)
-        assert state["stop_reason"] == "good" and state["best"] == 2, state
-        assert state["final_image"]["path"] == "final.png" and "base64" not in json.dumps(state)
+        yield base, tmp_path / "runs", server
     finally:
         server.terminate()
         try:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_langgraph_dev_through_the_sdk_client(langgraph_dev):
+    from langgraph_sdk import get_sync_client
+
+    base, runs, server = langgraph_dev
+    client = get_sync_client(url=base)
+    assistant = client.assistants.search(graph_id="mllm_guidance")[0]["assistant_id"]
+    schemas = client.assistants.get_schemas(assistant)
+    assert set(schemas["input_schema"]["properties"]) == {"prompt", "seed"}
+    assert "run_dir" in schemas["output_schema"]["properties"]
+    assert set(schemas["context_schema"]["properties"]) == {"mllm", "generator"}
+    thread = client.threads.create()
+    first = client.runs.wait(thread["thread_id"], "mllm_guidance", input={"prompt": PROMPT, "seed": 0})
+    assert first["stop_reason"] == "good" and first["best"] == 2, first
+    assert Path(first["run_dir"]).parent == runs.resolve() and (Path(first["run_dir"]) / "final.png").exists()
+    assert "base64" not in json.dumps(first)
+    # a second prompt on the same thread is a new run, not the old one's leftovers
+    second = client.runs.wait(thread["thread_id"], "mllm_guidance", input={"prompt": PROMPT, "seed": 1})
+    assert second["stop_reason"] == "good" and second["run_dir"] != first["run_dir"] and len(second["rounds"]) == 3
+    # what the client may not choose: refused, and no run directory made for it
+    refused = client.runs.wait(thread["thread_id"], "mllm_guidance", input={"prompt": PROMPT},
+                               context={"mllm": "replay:/etc/passwd"}, raise_error=False)
+    assert "does not let clients choose the mllm" in json.dumps(refused)
+    assert len(list(runs.iterdir())) == 2
+    server.terminate()
+    log = server.stdout.read()
+    assert "unregistered type" not in log  # the state's classes are registered (LANGGRAPH_STRICT_MSGPACK in langgraph.json)

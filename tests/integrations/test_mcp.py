@@ -81,3 +81,93 @@ def test_the_mcp_command_over_stdio(tmp_path):
 
     result = asyncio.run(go())
     assert result.structuredContent["score"] == 5 and result.content[1].type == "image"
+
+
+# -- what standard clients wait for and read (issue 15, item 4), and the server's bounds ----------
+
+
+def test_over_stdio_with_progress_logs_schemas_and_the_package_version(tmp_path):
+    """The `mcp` client over stdio, as Claude Desktop or the Inspector connect: the tool list
+    describes every parameter, offers mode as an enum, states the output schema and annotations;
+    a call sends progress notifications and log messages while it runs."""
+    import os
+    import sys
+
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from mllm_guidance import __version__
+    from tests.test_cli import RECORDING
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mllm_guidance", "mcp", "--mllm", f"replay:{RECORDING}", "--generator", "sketch",
+              "--runs-dir", str(tmp_path / "runs")],
+        env={**os.environ, "LANGSMITH_TRACING": "false"})
+    progress, logs = [], []
+
+    async def on_log(message):
+        logs.append(message.data)
+
+    async def go():
+        async with stdio_client(params) as (read, write), ClientSession(read, write, logging_callback=on_log) as client:
+            init = await client.initialize()
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+
+            async def on_progress(done, total, message):
+                progress.append((done, total, message))
+
+            result = await client.call_tool("generate_image", {"prompt": PROMPT, "seed": 0},
+                                            progress_callback=on_progress)
+            return init, tools, result
+
+    init, tools, result = asyncio.run(go())
+    assert init.serverInfo.version == __version__
+    gen = tools["generate_image"]
+    props = gen.inputSchema["properties"]
+    assert all(p.get("description") for p in props.values()), props
+    mode = props["mode"]
+    assert any(a.get("enum") == ["plain", "place", "place+correct", "align", "full"] for a in mode.get("anyOf", [mode]))
+    assert {"image_path", "score", "layout", "run_dir"} <= set(gen.outputSchema["properties"])
+    assert gen.annotations.readOnlyHint is False and tools["plan_layout"].annotations.readOnlyHint is True
+    assert not result.isError and result.structuredContent["score"] == 5
+    assert len(progress) >= 8 and progress[-1][2].startswith("done: best round 2")
+    assert [p[0] for p in progress] == sorted(p[0] for p in progress) and all(p[1] for p in progress)
+    assert any("scored 3/5" in str(m) for m in logs)
+
+
+def test_concurrent_calls_share_one_tiny_gligen_and_wait_their_turn(tmp_path):
+    """Three calls at once on one tiny GLIGEN pipeline, one run at a time: every call succeeds,
+    each image equals a lone run's with the same seed, and only the newest run directories stay."""
+    pytest.importorskip("diffusers")
+    from mllm_guidance import guide
+    from mllm_guidance.backends.gligen import GligenGenerator
+    from tests.backends.tiny_diffusion import build_tiny_gligen
+
+    gligen = GligenGenerator(str(build_tiny_gligen(tmp_path / "g")), steps=2)
+    config = {"width": 64, "height": 64, "self_correct": False}
+
+    def model():
+        return RecordingChatModel(replies={"place": [PLACE] * 3, "reason": [score(5)] * 3})
+
+    server = create_server(mllm=model(), generator=gligen, config=config, runs_dir=tmp_path / "runs",
+                           max_concurrent=1, keep_runs=2)
+    progress = []
+
+    async def go():
+        async with create_connected_server_and_client_session(server._mcp_server) as client:
+            async def call(seed):
+                async def on_progress(done, total, message):
+                    progress.append(message)
+                return await client.call_tool("generate_image", {"prompt": PROMPT, "seed": seed},
+                                              progress_callback=on_progress)
+            return await asyncio.gather(*(call(seed) for seed in (1, 2, 3)))
+
+    results = asyncio.run(go())
+    assert [r.isError for r in results] == [False, False, False]
+    assert any("waiting for a free slot" in m for m in progress)
+    for seed, r in zip((1, 2, 3), results, strict=True):
+        lone = guide(PROMPT, mllm=model(), generator=gligen, config={**config, "seed": seed},
+                     run_dir=tmp_path / f"lone{seed}")
+        assert base64.b64decode(r.content[1].data) == lone.image_path.read_bytes()
+    assert len(list((tmp_path / "runs").iterdir())) == 2  # keep_runs
