@@ -10,7 +10,7 @@ The script runs the real graph on them with the sketch generator and keeps the r
 
 from __future__ import annotations
 
-import shutil
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -73,14 +73,35 @@ class ScriptedChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.answers[step][i]))])
 
 
-def main() -> None:
-    target = Path(__file__).parent / "recordings" / "man-under-tree.json"
+def stable(record: dict[str, Any]) -> dict[str, Any]:
+    """The run record without what changes from one run to the next (ids, clock times, the
+    machine's package versions), so that running this script twice writes the same bytes."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (0.0 if k == "seconds" or k.endswith("_seconds") else walk(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    out = walk(record)
+    out.update(thread_id="man-under-tree", created="2025-06-01T00:00:00+00:00",
+               versions={"mllm-guidance": record["versions"].get("mllm-guidance")})
+    for n, call in enumerate(out["calls"]):
+        call["id"] = f"call-{n:02d}"
+    return out
+
+
+def main(target: Path | None = None) -> Path:
+    target = target or Path(__file__).parent / "recordings" / "man-under-tree.json"
     with tempfile.TemporaryDirectory() as tmp:
-        result = guide(PROMPT, mllm=ScriptedChatModel(answers=ANSWERS), generator="sketch",
+        result = guide(PROMPT, mllm=ScriptedChatModel(answers=ANSWERS, used={}), generator="sketch",
                        config={"seed": 0}, run_dir=Path(tmp) / "run", checkpoint=False)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(result.run_dir) / "run.json", target)
+        record = json.loads((Path(result.run_dir) / "run.json").read_text(encoding="utf-8"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(stable(record), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {target} (best round {result.best_round}, score {result.score})")
+    return target
 
 
 if __name__ == "__main__":

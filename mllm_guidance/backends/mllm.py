@@ -57,9 +57,11 @@ def default_mllm_spec(environ: Mapping[str, str] | None = None, memory_gib: floa
     """The spec to use when none is given, and why it was chosen.
 
     OPENAI_API_KEY -> GPT-4o (the thesis's MLLM); else GOOGLE_API_KEY or GEMINI_API_KEY -> Gemini
-    2.5 Flash; else the in-process Gemma-3 that fits the device: 27B with at least 64 GiB of GPU
-    memory (about 55 GB of bf16 weights; the thesis's open model), 12B with 32 GiB, else 4B (the
-    smallest Gemma-3 with vision; slow on a CPU).
+    2.5 Flash; else, on a GPU, the in-process Gemma-3 that fits it: 27B with at least 64 GiB of
+    GPU memory (about 55 GB of bf16 weights; the thesis's open model), 12B with 32 GiB, else 4B
+    (the smallest Gemma-3 with vision). With no key and no GPU it stops at once and names the
+    variables to set: the only choice left would be a gated multi-GB download answering in minutes
+    on a CPU, which nobody wants by default (it stays one flag away).
     """
     env = os.environ if environ is None else environ
     if env.get("OPENAI_API_KEY"):
@@ -75,6 +77,13 @@ def default_mllm_spec(environ: Mapping[str, str] | None = None, memory_gib: floa
             "no MLLM given and no API key found: set OPENAI_API_KEY (GPT-4o) or GOOGLE_API_KEY "
             "(Gemini), install 'mllm-guidance[local]' to run Gemma-3 in process, or pass --mllm "
             "(e.g. --mllm replay:examples/recordings/man-under-tree.json to replay a recorded run)"
+        )
+    if device == "cpu":
+        raise BackendError(
+            "no MLLM given, no API key found and no GPU: set OPENAI_API_KEY (GPT-4o) or GOOGLE_API_KEY / "
+            "GEMINI_API_KEY (Gemini), or point at a server (--mllm openai:MODEL --mllm-base-url URL, or "
+            "--mllm ollama:gemma3). Gemma-3 4B on this CPU is one flag away but slow, and a gated multi-GB "
+            "download (HF_TOKEN): --mllm transformers:google/gemma-3-4b-it"
         )
     size = "27b" if memory_gib >= 64 else "12b" if memory_gib >= 32 else "4b"
     return (
@@ -190,11 +199,19 @@ def _provider_kwargs(provider: str, model: str, base_url: str | None, timeout: f
 
 
 def _accelerator() -> tuple[str | None, float]:
-    """("cuda", GiB) / ("mps", GiB) / ("cpu", GiB) when torch is installed, else (None, 0)."""
-    try:
-        import torch
-    except ImportError:
+    """("cuda", GiB) / ("mps", GiB) / ("cpu", GiB) when torch is installed, else (None, 0); torch is
+    imported only where a GPU may be (``torch_device.cuda_available``)."""
+    import importlib.util
+    import sys
+
+    from mllm_guidance.backends.torch_device import cuda_available
+
+    if importlib.util.find_spec("torch") is None:
         return None, 0.0
+    if not cuda_available() and sys.platform != "darwin":
+        return "cpu", 0.0
+    import torch
+
     if torch.cuda.is_available():
         return "cuda", torch.cuda.get_device_properties(0).total_memory / 2**30
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -79,18 +79,20 @@ def test_state_sent_as_input_cannot_name_files_outside_the_run(operator):
 
 def test_the_servers_key_never_goes_to_a_url_a_client_names(operator, monkeypatch):
     """The reproduced hole: a client-set base URL received the server's key. Now the context that
-    names one is refused, and the operator's own URL is the only one called."""
+    names one is refused, and only the operator's URL is ever called."""
     from mllm_guidance.server import ServerContext, graph
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-server-key-0000000000000000")
-    with StubServer(lambda path, body: (200, openai_completion("Objects:\n- a cat [0.1, 0.1, 0.5, 0.5]"))) as attacker:
+    answer = (200, openai_completion("Objects:\n- a cat [0.1, 0.1, 0.5, 0.5]"))
+    with StubServer(lambda path, body: answer) as attacker, StubServer(lambda path, body: answer) as own:
         with pytest.raises(ValidationError):
             graph.invoke({"prompt": PROMPT}, context=ServerContext(mllm_base_url=attacker.url + "/v1"))
         monkeypatch.setenv("MLLM_GUIDANCE_ALLOWED_MLLMS", "openai:gpt-4o")
+        monkeypatch.setenv("MLLM_GUIDANCE_MLLM_BASE_URL", own.url + "/v1")
         monkeypatch.setenv("MLLM_GUIDANCE_CONFIG", json.dumps({"mode": "place"}))
-        with pytest.raises(Exception):  # the operator's default URL (OpenAI's) is unreachable here
-            graph.invoke({"prompt": PROMPT}, context=ServerContext(mllm="openai:gpt-4o"))
-    assert attacker.requests == []
+        out = graph.invoke({"prompt": PROMPT}, context=ServerContext(mllm="openai:gpt-4o"))
+    assert out["stop_reason"] == "rendered" and attacker.requests == []
+    assert own.requests and own.requests[0][1]["authorization"] == "Bearer sk-server-key-0000000000000000"
 
 
 def free_port() -> int:
