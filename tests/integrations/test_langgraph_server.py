@@ -89,9 +89,8 @@ def test_the_servers_key_never_goes_to_a_url_a_client_names(operator, monkeypatc
             graph.invoke({"prompt": PROMPT}, context=ServerContext(mllm_base_url=attacker.url + "/v1"))
         monkeypatch.setenv("MLLM_GUIDANCE_ALLOWED_MLLMS", "openai:gpt-4o")
         monkeypatch.setenv("MLLM_GUIDANCE_MLLM_BASE_URL", own.url + "/v1")
-        monkeypatch.setenv("MLLM_GUIDANCE_CONFIG", json.dumps({"mode": "place"}))
         out = graph.invoke({"prompt": PROMPT}, context=ServerContext(mllm="openai:gpt-4o"))
-    assert out["stop_reason"] == "rendered" and attacker.requests == []
+    assert out["final_image"] is not None and attacker.requests == []
     assert own.requests and own.requests[0][1]["authorization"] == "Bearer sk-server-key-0000000000000000"
 
 
