@@ -43,6 +43,7 @@ _EXPORTS = {
     "resolve_mllm": "mllm_guidance.backends.mllm",
     "MllmOptions": "mllm_guidance.backends.mllm",
     "as_tool": "mllm_guidance.tool",
+    "image_middleware": "mllm_guidance.tool",
     "GuidanceError": "mllm_guidance.errors",
     "InputError": "mllm_guidance.errors",
     "ConfigError": "mllm_guidance.errors",

@@ -3,24 +3,35 @@
     tool = as_tool(mllm="openai:gpt-4o", generator="gligen-xl")
     agent = create_agent("openai:gpt-4o", [tool])
 
-The tool answers with ``content_and_artifact``: the content is a short summary and the image as a
-standard image block (the calling model sees the picture); the artifact carries what code needs
-(image path, score, rounds, final layout, run directory) without going back into the prompt.
+The tool answers with ``content_and_artifact``. What the calling model may receive inside a tool
+result differs by provider, so the image travels one of three ways (``image=``):
+
+- ``"artifact"`` (default, every provider): the content is text (summary, score, the image's path);
+  the image (base64 PNG) is in the artifact with the image path, score, rounds, layout and run
+  directory, for code, never sent to the model;
+- ``"content"``: the image is also an image block inside the tool result. Anthropic's Claude takes
+  images in tool results, and LangChain's Gemini integration sends them as an inline part beside the
+  function response; OpenAI's Chat Completions refuses images in ``role: tool`` messages (400
+  "Image URLs are only allowed for messages with role 'user'");
+- ``image_middleware()`` for ``create_agent``: the model sees the picture on every provider. It
+  keeps the default text result and, in each model request, follows the tool result with a user
+  message holding the image (the agent's state is unchanged).
 """
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
 from mllm_guidance.api import GuidanceResult, aguide, default_run_dir
 from mllm_guidance.background import run_sync
 from mllm_guidance.config import GuidanceConfig, Mode, make_config
-from mllm_guidance.errors import GuidanceError
+from mllm_guidance.errors import ConfigError, GuidanceError
 
 DESCRIPTION = (
     "Generate an image that shows exactly what the prompt describes: objects, attributes, counts, "
@@ -48,9 +59,12 @@ def as_tool(
     description: str = DESCRIPTION,
     mllm_options: dict[str, Any] | None = None,
     generator_options: dict[str, Any] | None = None,
+    image: Literal["artifact", "content"] = "artifact",
 ) -> StructuredTool:
     """A structured tool (sync and async) that runs MLLM Guidance; every call gets its own run
-    directory under ``runs_dir``."""
+    directory under ``runs_dir``. ``image``: how the picture travels (module docstring)."""
+    if image not in ("artifact", "content"):
+        raise ConfigError(f"image={image!r}: choose 'artifact' (every provider) or 'content' (Claude)")
     base = make_config(config)
 
     def settings(prompt: str, max_rounds: int | None, seed: int | None, mode: str | None) -> dict[str, Any]:
@@ -67,9 +81,11 @@ def as_tool(
 
     async def arun(prompt: str, max_rounds: int | None = None, seed: int | None = None, mode: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         try:
-            return tool_output(await aguide(prompt, **settings(prompt, max_rounds, seed, mode)))
+            content, artifact = tool_output(await aguide(prompt, **settings(prompt, max_rounds, seed, mode)))
         except GuidanceError as exc:
             raise ToolException(str(exc)) from exc
+        artifact["image_base64"] = content[1]["base64"]
+        return (content if image == "content" else content[:1]), artifact
 
     return StructuredTool.from_function(
         func=run, coroutine=arun, name=name, description=description, args_schema=GenerateImageArgs,
@@ -100,3 +116,37 @@ def tool_output(result: GuidanceResult) -> tuple[list[dict[str, Any]], dict[str,
         "layout": [{"name": o.name, "box": o.box.as_list()} for o in layout.objects] if layout else None,
     }
     return content, artifact
+
+
+def image_middleware(tool_name: str = "generate_image") -> Any:
+    """``create_agent`` middleware that lets the model see the images ``tool_name`` made, on any
+    provider: in each model request, every result of that tool is followed by a user message
+    holding its image (from the artifact). The agent's state keeps the text results only.
+
+        agent = create_agent("openai:gpt-4o", [as_tool(...)], middleware=[image_middleware()])
+    """
+    from langchain.agents.middleware import AgentMiddleware
+
+    def with_images(messages: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for message in messages:
+            out.append(message)
+            artifact = getattr(message, "artifact", None) if isinstance(message, ToolMessage) else None
+            if message_is_ours(message) and isinstance(artifact, dict) and artifact.get("image_base64"):
+                out.append(HumanMessage(content=[
+                    {"type": "text", "text": f"The image {tool_name} returned ({artifact.get('image_path')}):"},
+                    {"type": "image", "base64": artifact["image_base64"], "mime_type": "image/png"},
+                ]))
+        return out
+
+    def message_is_ours(message: Any) -> bool:
+        return isinstance(message, ToolMessage) and message.name == tool_name
+
+    class ImagesAsUserMessages(AgentMiddleware):
+        def wrap_model_call(self, request: Any, handler: Any) -> Any:
+            return handler(request.override(messages=with_images(request.messages)))
+
+        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+            return await handler(request.override(messages=with_images(request.messages)))
+
+    return ImagesAsUserMessages()
