@@ -194,3 +194,22 @@ def test_checkpoints_store_each_round_once(tmp_path):
             return conn.execute("SELECT max(length(checkpoint)) FROM checkpoints").fetchone()[0]
 
     assert largest_checkpoint(12) <= largest_checkpoint(3) * 1.2
+
+
+def test_a_second_prompt_on_the_same_thread_is_a_new_run(tmp_path):
+    """Issue 15, item 2, in process: the thread keeps its checkpoint history, but a new input starts
+    a new run (begin resets what belongs to a run) instead of jumping to finish."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from tests.conftest import make_context
+
+    ctx = make_context(tmp_path, {"place": [PLACE, PLACE], "reason": [score(2), score(5), score(5)], "align": [ALIGNED]})
+    graph = build_graph(make_config(self_correct=False), checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t1"}}
+    first = graph.invoke({"prompt": PROMPT, "seed": 1}, thread, context=ctx)
+    second = graph.invoke({"prompt": "A red ball on a table.", "seed": 2}, thread, context=ctx)
+    assert len(first["rounds"]) == 2 and first["stop_reason"] == "good"
+    assert second["prompt"] == "A red ball on a table." and second["stop_reason"] == "good"
+    assert len(second["rounds"]) == 1 and second["rounds"][0].seed == 2 and second["best"] == 0
+    assert len(second["call_ids"]) == 2 and second["corrections"] == [] and second["failures"] == []
+    assert len(list(graph.get_state_history(thread))) > 8  # the thread remembers both runs' checkpoints
