@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
@@ -23,9 +23,10 @@ from mllm_guidance.backends.generator import Generator
 from mllm_guidance.backends.mllm import MllmOptions
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.layout import Layout
-from mllm_guidance.run import EventHandler, GuidanceResult, Run, default_run_dir
+from mllm_guidance.review import ReviewDecision
+from mllm_guidance.run import EventHandler, GuidanceResult, PendingReview, ReviewHandler, Run, default_run_dir
 
-__all__ = ["GuidanceResult", "PlanResult", "aguide", "aplan", "aresume", "default_run_dir", "guide", "plan", "resume"]
+__all__ = ["GuidanceResult", "PendingReview", "PlanResult", "aguide", "aplan", "aresume", "default_run_dir", "guide", "plan", "resume"]
 
 
 async def aguide(
@@ -41,7 +42,8 @@ async def aguide(
     mllm_options: MllmOptions | dict[str, Any] | None = None,
     generator_options: dict[str, Any] | None = None,
     callbacks: list[Any] | None = None,
-) -> GuidanceResult:
+    review: ReviewHandler | Literal["interrupt"] | None = None,
+) -> GuidanceResult | PendingReview:
     """Run MLLM Guidance on one prompt and return the best image with the whole trace.
 
     ``mllm_options`` apply when ``mllm`` is a spec string (``backends.mllm.MllmOptions``):
@@ -50,10 +52,25 @@ async def aguide(
     generator's constructor keywords when ``generator`` is a spec string: ``model`` (hub id or
     local path), ``device``, ``dtype``, ``cpu_offload``, ``attention_slicing`` and the backend's
     own (``beta``, ...). Both are recorded, so ``resume`` rebuilds the same backends.
+
+    ``review`` lets a person approve, edit or stop the layout before it is rendered
+    (``mllm_guidance.review``; at the plan, and after each align with ``config.review="plan+align"``):
+    a callable answers each ``ReviewRequest`` with a ``ReviewDecision`` inline; ``"interrupt"``
+    returns a ``PendingReview`` at the first pause, continued by ``resume(run_dir, decision=...)``.
     """
+    config = _with_review(config, review)
     run = Run.create(prompt, mllm, generator, config, run_dir=run_dir, thread_id=thread_id,
                      mllm_options=mllm_options, generator_options=generator_options)
-    return await run.execute(checkpoint=checkpoint, on_event=on_event, callbacks=callbacks)
+    return await run.execute(checkpoint=checkpoint, on_event=on_event, callbacks=callbacks,
+                             review=None if review == "interrupt" else review)
+
+
+def _with_review(config: GuidanceConfig | dict[str, Any] | None, review: Any) -> GuidanceConfig:
+    """The config, reviewing the plan when a reviewer is given and the config asks for none."""
+    cfg = make_config(config)
+    if review is not None and cfg.review == "off":
+        cfg = make_config(cfg, review="plan")
+    return cfg
 
 
 def guide(
@@ -69,11 +86,12 @@ def guide(
     mllm_options: MllmOptions | dict[str, Any] | None = None,
     generator_options: dict[str, Any] | None = None,
     callbacks: list[Any] | None = None,
-) -> GuidanceResult:
+    review: ReviewHandler | Literal["interrupt"] | None = None,
+) -> GuidanceResult | PendingReview:
     """``aguide`` for synchronous code (same arguments, same result)."""
     return run_sync(aguide(prompt, mllm, generator, config, run_dir=run_dir, thread_id=thread_id,
                            checkpoint=checkpoint, on_event=on_event, mllm_options=mllm_options,
-                           generator_options=generator_options, callbacks=callbacks))
+                           generator_options=generator_options, callbacks=callbacks, review=review))
 
 
 async def aresume(
@@ -84,16 +102,19 @@ async def aresume(
     is_good: Callable[[int, str], bool] | None = None,
     on_event: EventHandler | None = None,
     mllm_options: MllmOptions | dict[str, Any] | None = None,
-) -> GuidanceResult:
+    decision: ReviewDecision | dict[str, Any] | str | None = None,
+    review: ReviewHandler | None = None,
+) -> GuidanceResult | PendingReview:
     """Continue a checkpointed run from the step that did not finish (or return it if done).
 
     The backends recorded as spec strings are rebuilt; pass ``mllm`` / ``generator`` when the
     run was given objects, and ``is_good`` when it used a callable. ``mllm_options`` override
     the recorded ones (a server URL with credentials in it is stored masked: give it again). A
-    run that stopped before its first checkpoint starts again in place from its spec.
+    run that stopped before its first checkpoint starts again in place from its spec. A run paused
+    for review continues with ``decision`` (and asks ``review`` at later pauses, if given).
     """
     run = Run.reopen(run_dir, mllm, generator, is_good, mllm_options=mllm_options)
-    return await run.execute(resume=True, on_event=on_event)
+    return await run.execute(resume=True, on_event=on_event, decision=decision, review=review)
 
 
 def resume(
@@ -104,9 +125,12 @@ def resume(
     is_good: Callable[[int, str], bool] | None = None,
     on_event: EventHandler | None = None,
     mllm_options: MllmOptions | dict[str, Any] | None = None,
-) -> GuidanceResult:
+    decision: ReviewDecision | dict[str, Any] | str | None = None,
+    review: ReviewHandler | None = None,
+) -> GuidanceResult | PendingReview:
     """``aresume`` for synchronous code."""
-    return run_sync(aresume(run_dir, mllm, generator, is_good=is_good, on_event=on_event, mllm_options=mllm_options))
+    return run_sync(aresume(run_dir, mllm, generator, is_good=is_good, on_event=on_event, mllm_options=mllm_options,
+                            decision=decision, review=review))
 
 
 class PlanResult(BaseModel):

@@ -63,6 +63,10 @@ class GuidanceConfig(BaseModel):
         description="Full mode, when align answers an empty layout although the score is not good: stop, or "
                     "reask once with the score and reasoning.",
     )
+    review: Literal["off", "plan", "plan+align"] = Field(
+        default="off", description="Pause for a person to approve, edit or stop the layout: before the first render "
+                                   "(plan), and also before each re-render (plan+align). Needs a checkpoint.",
+    )
     seed: int | None = Field(default=None, ge=0, lt=2**63, description="None picks one at random (recorded).")
     seed_policy: SeedPolicy = Field(
         default="same", description="same: one seed every round, so only the layout changes; increment: seed + round."

@@ -40,22 +40,23 @@ class Context:
     after the graph (the LangGraph server); the Python API leaves it unset."""
 
 
-async def context_of(runtime: Any) -> Context:
+async def context_of(runtime: Any, state: GuidanceState | None = None) -> Context:
     """``resolve_context`` for async nodes: settings that must build backends (files, models) do
     it in a worker thread, so the event loop is never blocked."""
     if isinstance(runtime.context, Context):
         return runtime.context
     import asyncio
 
-    return await asyncio.to_thread(resolve_context, runtime)
+    return await asyncio.to_thread(resolve_context, runtime, state)
 
 
-def resolve_context(runtime: Any) -> Context:
+def resolve_context(runtime: Any, state: GuidanceState | None = None) -> Context:
     """The run's backends. A ``Context`` is used as given; any other context object (the
-    LangGraph server's string settings) builds one through its ``to_context()``."""
+    LangGraph server's string settings) builds one through its ``to_context(state)``: the state
+    tells a run continued after a pause which run directory it already has."""
     ctx = runtime.context
     if isinstance(ctx, Context):
         return ctx
     if hasattr(ctx, "to_context"):
-        return ctx.to_context()
+        return ctx.to_context(state)
     raise ConfigError("run the graph with context=Context(mllm=..., generator=..., store=..., templates=...)")

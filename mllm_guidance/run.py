@@ -18,7 +18,9 @@ Two kinds of options, each with one meaning:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import inspect
 import random
 import sqlite3
 import time
@@ -46,6 +48,7 @@ from mllm_guidance.layout import Layout
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.state import Correction, Failure, GuidanceState, ImageRef, Round, Usage, check_prompt
 from mllm_guidance.redact import MASK, redact
+from mllm_guidance.review import ReviewDecision, ReviewRequest, as_decision
 from mllm_guidance.store import CHECKPOINT_FILE, RUN_FILE, SPEC_FILE, RunStore, storage_error
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -166,6 +169,19 @@ class GuidanceResult(BaseModel):
         return RunStore(self.run_dir).load_image(self.image)
 
 
+#: A reviewer: takes what the run is about to render, answers approve / edit / stop (sync or async).
+ReviewHandler = Callable[[ReviewRequest], Any]
+
+
+class PendingReview(BaseModel):
+    """A run paused for review: show ``request`` to a person, then ``resume(run_dir, decision=...)``."""
+
+    run_dir: str
+    thread_id: str
+    request: ReviewRequest
+    stop_reason: str = "review"
+
+
 class Run:
     """One run: its spec, config and context, and the one way to carry it out."""
 
@@ -278,17 +294,26 @@ class Run:
         }
 
     async def execute(self, *, resume: bool = False, checkpoint: bool = True, on_event: EventHandler | None = None,
-                      callbacks: list[Any] | None = None) -> GuidanceResult:
+                      callbacks: list[Any] | None = None, review: ReviewHandler | None = None,
+                      decision: Any = None) -> GuidanceResult | PendingReview:
         """Run the graph (from the start, or from the checkpoint when ``resume``), then write the
-        evidence. This is the only execution path; the sync API drives it on the background loop."""
+        evidence. This is the only execution path; the sync API drives it on the background loop.
+
+        Where the config asks for review, each pause goes to ``review`` (a callable taking a
+        ``ReviewRequest`` and returning a ``ReviewDecision``); without one, the run stops there and
+        returns a ``PendingReview``; ``decision`` answers the pause a resumed run stopped at."""
         if resume and not checkpoint:
             raise ConfigError("resuming needs the run's checkpoint")
+        if self.config.review != "off" and not checkpoint:
+            raise ConfigError("review pauses the run, which needs its checkpoint; drop --no-checkpoint or --review")
+        if decision is not None:
+            decision = as_decision(decision)  # an unusable decision is refused before the run is touched
         if resume and self.restart:
             self.store.clear_attempt()
             resume = False
         started = time.perf_counter()
         try:
-            return await self._execute(resume, checkpoint, on_event, callbacks, started)
+            return await self._execute(resume, checkpoint, on_event, callbacks, started, review, decision)
         except sqlite3.OperationalError as exc:  # the checkpoint file: a full or read-only disk
             error = sqlite_storage_error(exc, self.store.path(CHECKPOINT_FILE))
             if error is exc:
@@ -296,23 +321,44 @@ class Run:
             raise error from None
 
     async def _execute(self, resume: bool, checkpoint: bool, on_event: EventHandler | None,
-                       callbacks: list[Any] | None, started: float) -> GuidanceResult:
+                       callbacks: list[Any] | None, started: float, review: ReviewHandler | None,
+                       decision: ReviewDecision | None) -> GuidanceResult | PendingReview:
+        from langgraph.types import Command
+
         saver = await async_sqlite_saver(self.store.path(CHECKPOINT_FILE)) if checkpoint else None
         try:
             graph = build_graph(self.config, checkpointer=saver)
             run_config = self.run_config(callbacks)
             if resume:
                 self._before_resume((await graph.aget_state(run_config)).values)
-            payload = None if resume else {"prompt": self.spec.prompt, "seed": self.spec.seed}
+            payload: Any = None if resume else {"prompt": self.spec.prompt, "seed": self.spec.seed}
+            if decision is not None:
+                payload = Command(resume=decision.model_dump(mode="json"))
             values: Any = None
-            async for mode, chunk in graph.astream(payload, run_config, context=self.context,
-                                                   stream_mode=["custom", "values"]):
-                if mode == "custom" and on_event is not None:
-                    on_event(chunk)
-                elif mode == "values":
-                    values = chunk
-            if saver is not None:  # a resumed run that had already finished streams nothing
-                values = (await graph.aget_state(run_config)).values
+            while True:
+                async for mode, chunk in graph.astream(payload, run_config, context=self.context,
+                                                       stream_mode=["custom", "values"]):
+                    if mode == "custom" and on_event is not None:
+                        on_event(chunk)
+                    elif mode == "values":
+                        values = chunk
+                if saver is None:
+                    break
+                snapshot = await graph.aget_state(run_config)  # a resumed finished run streams nothing
+                values = snapshot.values
+                paused = [i for task in snapshot.tasks for i in task.interrupts]
+                if not paused:
+                    break
+                request = ReviewRequest.model_validate(paused[0].value)
+                if review is None:
+                    return PendingReview(run_dir=str(self.store.root), thread_id=self.spec.thread_id, request=request)
+                if inspect.iscoroutinefunction(review):
+                    answer = await review(request)
+                else:  # a person at a terminal or a UI: never block the event loop while they think
+                    answer = await asyncio.to_thread(review, request)
+                    if inspect.isawaitable(answer):
+                        answer = await answer
+                payload = Command(resume=as_decision(answer).model_dump(mode="json"))
         finally:
             if saver is not None:
                 await saver.conn.close()

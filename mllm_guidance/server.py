@@ -69,6 +69,14 @@ def runs_root() -> Path:
     return Path(os.environ.get("MLLM_GUIDANCE_RUNS_DIR", DEFAULT_RUNS_DIR)).resolve()
 
 
+def continued(run_dir: str | None) -> Path | None:
+    """The directory of a run continued after a pause (review), when it lies in the runs root."""
+    if not run_dir:
+        return None
+    path = Path(run_dir).resolve()
+    return path if runs_root() in path.parents and path.is_dir() else None
+
+
 class ServerContext(BaseModel):
     """What a client may set per run: the backends, among those the operator allowed. The server
     builds one per run; the backends it resolves are kept on it, so every node of the run shares
@@ -83,13 +91,13 @@ class ServerContext(BaseModel):
     _context: Context | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def to_context(self) -> Context:
+    def to_context(self, state: GuidanceState | None = None) -> Context:
         with self._lock:
             if self._context is None:
-                self._context = self._build()
+                self._context = self._build(state.run_dir if state is not None else None)
             return self._context
 
-    def _build(self) -> Context:
+    def _build(self, run_dir: str | None) -> Context:
         from langgraph.config import get_config
 
         thread_id = get_config().get("configurable", {}).get("thread_id")
@@ -98,7 +106,7 @@ class ServerContext(BaseModel):
         base_url = os.environ.get("MLLM_GUIDANCE_MLLM_BASE_URL")
         backends = build_backends(mllm, generator, mllm_options={"base_url": base_url} if base_url else None,
                                   needs_mllm=config.mode != "plain")
-        store = RunStore(runs_root() / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
+        store = RunStore(continued(run_dir) or runs_root() / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
         templates = load_templates(config.templates_dir)
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 

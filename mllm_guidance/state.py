@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from langgraph.channels.delta import DeltaChannel
 from langgraph.types import Overwrite
@@ -144,7 +144,9 @@ class Usage(BaseModel):
             }
         )
 
-    def __add__(self, other: Usage) -> Usage:
+    def __add__(self, other: Usage | dict[str, Any]) -> Usage:
+        if isinstance(other, dict):  # replayed by a server's serializer as plain data
+            other = Usage.model_validate(other)
         total = self
         for step, u in other.mllm.items():
             total = total.add_mllm(step, u.calls, u.input_tokens, u.output_tokens, u.seconds)
@@ -152,6 +154,23 @@ class Usage(BaseModel):
             "generator_calls": total.generator_calls + other.generator_calls,
             "generator_seconds": total.generator_seconds + other.generator_seconds,
         })
+
+    def __radd__(self, other: dict[str, Any]) -> Usage:
+        return Usage.model_validate(other) + self
+
+
+ReviewStage = Literal["plan", "align"]
+
+
+class Review(BaseModel):
+    """One human review decision as the run records it (``mllm_guidance.review``)."""
+
+    stage: ReviewStage
+    round: int
+    action: Literal["approve", "edit", "stop"]
+    layout: Layout | None = Field(default=None, description="The reviewer's layout (edit only).")
+    change: str = Field(default="", description="The edit against what the MLLM planned, in one line.")
+
 
 
 def put_rounds(rounds: list[Round], writes: Sequence[list[Round]]) -> list[Round]:
@@ -198,6 +217,9 @@ class GuidanceState(BaseModel):
     run_dir: str | None = Field(default=None, description="The run directory the image paths are relative to (set at the end).")
     failures: Annotated[list[Failure], DeltaChannel(extend)] = Field(default=[], description="Steps whose answers stayed unreadable.")
     usage: Annotated[Usage, operator.add] = Field(default=Usage(), description="MLLM and generator calls, tokens, time.")
+    reviews: Annotated[list[Review], DeltaChannel(extend)] = Field(
+        default=[], description="Human review decisions, in order."
+    )
     call_ids: Annotated[list[str], DeltaChannel(extend)] = Field(
         default=[], description="Ids of the MLLM calls whose answers this run used, in order."
     )

@@ -103,6 +103,8 @@ def summary(result: GuidanceResult) -> str:
 
 def tool_output(result: GuidanceResult) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(content blocks, artifact) for a finished run."""
+    if not isinstance(result, GuidanceResult):  # a run paused for a person: tools have nobody to ask
+        raise ConfigError("this run paused for review, which tools and servers cannot answer; set review to off")
     data = base64.b64encode(result.image_path.read_bytes()).decode("ascii")
     content = [{"type": "text", "text": summary(result)}, {"type": "image", "base64": data, "mime_type": "image/png"}]
     layout = result.layout

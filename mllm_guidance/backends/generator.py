@@ -84,7 +84,21 @@ def batch_key(generator: Any, request: GenerationRequest) -> Any:
     own = getattr(generator, "batch_key", None)
     if callable(own):
         return own(request)
-    return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt is None)
+    return shared_settings(request)
+
+
+def shared_settings(request: GenerationRequest, *, negative: str = "presence", grounding: bool = False) -> tuple[Any, ...]:
+    """What one pipeline call takes once for all its samples: size, steps, guidance, the negative
+    prompt (``presence``: whether there is one; ``text``: the text itself; ``none``: not at all) and,
+    with ``grounding``, whether the request has boxes (grounded and plain renders do not mix)."""
+    key: tuple[Any, ...] = (request.width, request.height, request.steps, request.guidance_scale)
+    if negative == "presence":
+        key += (request.negative_prompt is None,)
+    elif negative == "text":
+        key += (request.negative_prompt,)
+    if grounding:
+        key += (request.layout is not None and not request.layout.is_empty,)
+    return key
 
 
 def as_generated(result: Any) -> Generated:

@@ -28,7 +28,7 @@ from typing import Any
 
 from mllm_guidance.backends.batching import in_groups
 from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, negative_prompts, quiet
-from mllm_guidance.backends.generator import GenerationRequest, Generated
+from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
 from mllm_guidance.backends.grounding import GLIGEN_MAX_OBJECTS, fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
 
@@ -93,8 +93,7 @@ class GligenGenerator:
         return Generated(image=image, notes=notes)
 
     def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
-        grounded = request.layout is not None and not request.layout.is_empty
-        return (request.width, request.height, request.steps, request.guidance_scale, grounded)
+        return shared_settings(request, negative="none", grounding=True)
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
         return in_groups(requests, self.batch_key, self._render_group)

@@ -28,7 +28,7 @@ from typing import Any
 
 from mllm_guidance.backends.batching import in_groups
 from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, negative_prompts, quiet, read_model_json
-from mllm_guidance.backends.generator import GenerationRequest, Generated
+from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError
@@ -94,8 +94,7 @@ class GligenXLGenerator:
         return Generated(image=image, notes=notes)
 
     def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
-        grounded = request.layout is not None and not request.layout.is_empty
-        return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt is None, grounded)
+        return shared_settings(request, grounding=True)
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
         return in_groups(requests, self.batch_key, self._render_group)

@@ -40,7 +40,7 @@ from typing import Any
 
 from mllm_guidance.backends.batching import in_groups
 from mllm_guidance.backends.diffusers_base import load_pipeline, quiet
-from mllm_guidance.backends.generator import GenerationRequest, Generated
+from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError
@@ -94,8 +94,7 @@ class RegionalFluxGenerator:
         return self._render_group([request])[0]
 
     def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
-        grounded = request.layout is not None and not request.layout.is_empty
-        return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt, grounded)
+        return shared_settings(request, negative="text", grounding=True)
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
         """One pipeline call for requests that share ``batch_key``: each prompt on its own regions."""

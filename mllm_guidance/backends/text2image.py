@@ -15,7 +15,7 @@ from typing import Any
 
 from mllm_guidance.backends.batching import in_groups
 from mllm_guidance.backends.diffusers_base import load_pipeline, negative_prompts, quiet
-from mllm_guidance.backends.generator import GenerationRequest, Generated
+from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
 from mllm_guidance.backends.grounding import fit_size
 from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError
@@ -50,7 +50,7 @@ class Text2ImageGenerator:
         return self._render_group([request])[0]
 
     def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
-        return (request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt is None)
+        return shared_settings(request)
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
         return in_groups(requests, self.batch_key, self._render_group)

@@ -37,13 +37,18 @@ def generate(
     prompt: str | None = typer.Argument(None, help="What the image must show."),
     resume: str | None = typer.Option(None, "--resume", metavar="DIR", help="Continue an interrupted run."),
     no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="Do not write checkpoints (no --resume)."),
+    review: bool = typer.Option(False, "--review", help="Show the planned layout before the first render and accept, "
+                                "edit ($EDITOR) or stop."),
+    review_align: bool = typer.Option(False, "--review-align", help="Also review each redesigned layout (implies --review)."),
     out: str | None = OUT, quiet: bool = QUIET, json: bool = JSON, debug: bool = DEBUG, **options: Any,
 ) -> int:
     """Run MLLM Guidance on a prompt."""
     from mllm_guidance.api import guide
     from mllm_guidance.api import resume as resume_run
+    from mllm_guidance.cli.review_prompt import terminal_reviewer
 
     progress = Progress(quiet=quiet)
+    reviewer = terminal_reviewer(progress) if (review or review_align or resume) else None
     try:
         if resume:
             if prompt:
@@ -52,19 +57,20 @@ def generate(
             progress.say(f"resuming {resume}")
             given = {"base_url": options["mllm_base_url"]} if options.get("mllm_base_url") else None
             result = resume_run(resume, mllm=options["mllm"], generator=options["generator"], on_event=progress,
-                                mllm_options=given)
+                                mllm_options=given, review=reviewer)
         else:
             if not prompt or not prompt.strip():
                 raise InputError('give a prompt, e.g. mllm-guidance generate "a cat on a sofa"')
             _check(prompt)
-            config = make_cli_config(config_values(options))
+            stages = "plan+align" if review_align else "plan" if review else None
+            config = make_cli_config({**config_values(options), **({"review": stages} if stages else {})})
             run_dir = out_dir(out, prompt)
             current["run_dir"] = str(run_dir)
             result = guide(
                 prompt, mllm=pick_mllm(options["mllm"], config.mode, progress),
                 generator=options["generator"] or pick_generator(progress), config=config, run_dir=run_dir,
                 checkpoint=not no_checkpoint, on_event=progress, mllm_options=mllm_options(options),
-                generator_options=generator_options(options),
+                generator_options=generator_options(options), review=reviewer if stages else None,
             )
     finally:
         progress.close()

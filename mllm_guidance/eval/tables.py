@@ -125,6 +125,9 @@ def write_summary(out: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any
     store.write_text("summary.md", summary_markdown(row) + "\n")
     store.write_text("summary.csv", to_csv([row]))
     store.write_json("summary.json", row)
+    from mllm_guidance.eval.summary_html import render_summary_html
+
+    store.write_text("summary.html", render_summary_html(records))
     return row
 
 

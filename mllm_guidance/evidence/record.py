@@ -67,6 +67,7 @@ def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, te
         "rounds": [r.model_dump(mode="json") for r in state.rounds],
         "corrections": [c.model_dump(mode="json") for c in state.corrections],
         "failures": [f.model_dump(mode="json") for f in state.failures],
+        "reviews": [r.model_dump(mode="json") for r in state.reviews],
         "usage": {
             "mllm_calls": usage.mllm_calls,
             "generator_calls": usage.generator_calls,

@@ -35,6 +35,7 @@ from mllm_guidance.background import run_sync
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.context import Context
 from mllm_guidance.nodes import AlignNode, FinishNode, GenerateNode, PlaceNode, ReasonNode, SelfCorrectNode, begin
+from mllm_guidance.nodes.review import review
 from mllm_guidance.state import GuidanceState
 
 
@@ -47,19 +48,23 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
     cfg = make_config(config)
     graph = StateGraph(GuidanceState, context_schema=context_schema, input_schema=input_schema,
                        output_schema=output_schema)
-    graph.add_node("begin", begin)
+    graph.add_node("begin", _node("begin", begin))
     graph.add_node("place", _node("place", PlaceNode(cfg)))
     graph.add_node("self_correct", _node("self_correct", SelfCorrectNode(cfg)))
     graph.add_node("generate", _node("generate", GenerateNode(cfg)))
     graph.add_node("reason", _node("reason", ReasonNode(cfg)))
     graph.add_node("align", _node("align", AlignNode(cfg)))
     graph.add_node("finish", _node("finish", FinishNode(cfg)))
+    graph.add_node("review", _node("review", review))
+    reviews_plan, reviews_align = cfg.review != "off", cfg.review == "plan+align"
 
     def after_begin(state: GuidanceState) -> str:
         return "place" if cfg.uses_layout else "generate"
 
     def after_layout(state: GuidanceState) -> str:
-        return "generate" if state.correct_done else "self_correct"
+        if not state.correct_done:
+            return "self_correct"
+        return "review" if reviews_plan else "generate"
 
     def after_generate(state: GuidanceState) -> str:
         if state.stop_reason:
@@ -70,15 +75,22 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
         return "finish" if state.stop_reason else "align"
 
     def after_align(state: GuidanceState) -> str:
-        return "finish" if state.stop_reason else "generate"
+        if state.stop_reason:
+            return "finish"
+        return "review" if reviews_align else "generate"
+
+    def after_review(state: GuidanceState) -> str:
+        # a stop at the plan review still renders the plan once (generate then finishes)
+        return "finish" if state.stop_reason and state.rounds else "generate"
 
     graph.add_edge(START, "begin")
     graph.add_conditional_edges("begin", after_begin, ["place", "generate"])
-    graph.add_conditional_edges("place", after_layout, ["self_correct", "generate"])
-    graph.add_conditional_edges("self_correct", after_layout, ["self_correct", "generate"])
+    graph.add_conditional_edges("place", after_layout, ["self_correct", "generate", "review"])
+    graph.add_conditional_edges("self_correct", after_layout, ["self_correct", "generate", "review"])
+    graph.add_conditional_edges("review", after_review, ["generate", "finish"])
     graph.add_conditional_edges("generate", after_generate, ["reason", "align", "finish"])
     graph.add_conditional_edges("reason", after_judgement, ["align", "finish"])
-    graph.add_conditional_edges("align", after_align, ["generate", "finish"])
+    graph.add_conditional_edges("align", after_align, ["generate", "finish", "review"])
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name=f"mllm-guidance[{cfg.mode}]")
 

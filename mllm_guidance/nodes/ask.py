@@ -83,7 +83,7 @@ class ModelNode:
         self.config = config
 
     async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
-        ctx = await context_of(runtime)
+        ctx = await context_of(runtime, state)
         request = await asyncio.to_thread(self.request, state, ctx)  # reads the image file
         answer = await ask(ctx, self.config, self.step, request, emit=runtime.stream_writer)
         again = self.follow_up(state, ctx, request, answer)

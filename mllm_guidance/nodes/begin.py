@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from mllm_guidance.context import context_of
 from mllm_guidance.state import GuidanceState, fresh_run
 
 
-def begin(state: GuidanceState) -> dict[str, Any]:
-    return fresh_run()
+async def begin(state: GuidanceState, runtime: Any) -> dict[str, Any]:
+    """A fresh run, which knows its run directory from the start (a run paused for review and
+    continued later, as the LangGraph server does, finds its directory again through it)."""
+    ctx = await context_of(runtime)
+    return {**fresh_run(), "run_dir": str(ctx.store.root)}

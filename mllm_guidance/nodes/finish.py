@@ -21,7 +21,7 @@ class FinishNode:
         self.config = config
 
     async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
-        ctx = await context_of(runtime)
+        ctx = await context_of(runtime, state)
         # Scored runs keep the tracked best; unscored modes output their last image.
         best = state.best if state.best is not None else len(state.rounds) - 1
         final = await asyncio.to_thread(ctx.store.copy_image, state.rounds[best].image, "final.png")

@@ -25,7 +25,7 @@ class GenerateNode:
         self.config = config
 
     async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
-        ctx, cfg = await context_of(runtime), self.config
+        ctx, cfg = await context_of(runtime, state), self.config
         k = len(state.rounds)
         plan = state.plan if (state.plan is not None and cfg.uses_layout) else Plan(layout=None, source="none")
         default_w, default_h = ctx.generator.default_size

@@ -109,3 +109,19 @@ def test_summary_files(tmp_path):
     md = (tmp_path / "run" / "summary.md").read_text()
     assert md.startswith("- generator: slow-sketch\n- guide MLLM: StepChatModel")
     assert "| MLLM judge: T2I-CompBench [s/5] |" in md and json.loads((tmp_path / "run" / "summary.json").read_text()) == row
+
+
+def test_summary_html_pictures_the_benchmark(tmp_path):
+    records = asyncio.run(run_bench(spec(tmp_path, "run", dataset=dataset(tmp_path, 6, word="<b>bold</b>"))))
+    for i, r in enumerate(records):
+        r["metrics"] = {"mllm": 0.2 * (i % 5), "clipscore": 0.5}
+        r["final_score"] = 1 + i % 5
+    records[0]["status"], records[0]["error"] = "failed", "RuntimeError: <script>alert(1)</script>"
+    write_summary(tmp_path / "run", records)
+    page = (tmp_path / "run" / "summary.html").read_text()
+    assert page.count('aria-label="metrics"') == 1 and "MLLM judge: T2I-CompBench [s/5]" in page
+    assert 'aria-label="scores"' in page and 'aria-label="rounds"' in page and "generator seconds / image" in page
+    lowest = page.split("Lowest-scored items")[1]
+    assert lowest.count('<div class="item">') == 5 and 'src="images/' in lowest  # the failed item is not an image
+    assert "<script>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page  # prompts and errors are escaped
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # offline

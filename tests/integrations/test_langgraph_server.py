@@ -100,14 +100,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def langgraph_dev(tmp_path):
+def start_dev(tmp_path, **extra_env):
+    """`langgraph dev` on a free port with the operator's settings; yields (base URL, runs root, process)."""
     if shutil.which("langgraph") is None:
         pytest.skip("langgraph-cli[inmem] is not installed")
     port = free_port()
     env = {**os.environ, "MLLM_GUIDANCE_MLLM": f"replay:{RECORDING}", "MLLM_GUIDANCE_GENERATOR": "sketch",
            "MLLM_GUIDANCE_RUNS_DIR": str(tmp_path / "runs"), "LANGSMITH_TRACING": "false",
-           "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGCHAIN_TRACING_V2": "false"}
+           "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGCHAIN_TRACING_V2": "false", **extra_env}
     env.pop("MLLM_GUIDANCE_ALLOWED_MLLMS", None)
     server = subprocess.Popen(["langgraph", "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
                                "--no-reload", "--config", str(ROOT / "langgraph.json")],
@@ -133,6 +133,16 @@ def langgraph_dev(tmp_path):
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture
+def langgraph_dev(tmp_path):
+    yield from start_dev(tmp_path)
+
+
+@pytest.fixture
+def langgraph_dev_with_review(tmp_path):
+    yield from start_dev(tmp_path, MLLM_GUIDANCE_CONFIG=json.dumps({"review": "plan"}))
 
 
 def test_langgraph_dev_through_the_sdk_client(langgraph_dev):
@@ -161,3 +171,25 @@ def test_langgraph_dev_through_the_sdk_client(langgraph_dev):
     server.terminate()
     log = server.stdout.read()
     assert "unregistered type" not in log  # the state's classes are registered (LANGGRAPH_STRICT_MSGPACK in langgraph.json)
+
+
+def test_a_review_pause_shows_as_an_interrupt_and_a_command_resumes_it(langgraph_dev_with_review):
+    """Issue 14, item 1 on the server: the run stops at the plan review (as Studio shows it); a client
+    resumes it with Command(resume=...) and the edited layout is what was rendered, in one run directory."""
+    from langgraph_sdk import get_sync_client
+
+    base, runs, _ = langgraph_dev_with_review
+    client = get_sync_client(url=base)
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "mllm_guidance", input={"prompt": PROMPT, "seed": 0})
+    state = client.threads.get_state(thread)
+    [pause] = [i for task in state["tasks"] for i in task["interrupts"]]
+    assert pause["value"]["stage"] == "plan" and len(pause["value"]["layout"]["objects"]) == 3
+    mine = {"objects": [{"name": "a man on a bench", "box": {"x1": 0.05, "y1": 0.5, "x2": 0.4, "y2": 0.95}},
+                        {"name": "a tree", "box": {"x1": 0.4, "y1": 0.02, "x2": 0.98, "y2": 0.95}}]}
+    done = client.runs.wait(thread, "mllm_guidance", command={"resume": {"action": "edit", "layout": mine}})
+    assert [o["name"] for o in done["rounds"][0]["layout"]["objects"]] == ["a man on a bench", "a tree"]
+    run_dir = Path(done["run_dir"])
+    assert [p.name for p in runs.iterdir()] == [run_dir.name]  # paused and continued in one directory
+    assert (run_dir / "review-0.png").exists() and (run_dir / "final.png").exists()
+    assert json.loads((run_dir / "run.json").read_text())["reviews"][0]["action"] == "edit"
