@@ -93,3 +93,27 @@ def mcp(
     )
     server.run(transport="streamable-http" if http else "stdio")
     return 0
+
+
+@app.command()
+@manners
+@with_params(mllm_params(), generator_params(), config_params(SHARED_CONFIG_FLAGS))
+def studio(
+    runs_dir: str = typer.Option("runs/studio", "--runs-dir", help="Where the studio's runs go (and the runs it opens)."),
+    bench_dir: str = typer.Option(".", "--bench-dir", help="The root benchmark directories are opened from."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(7860, "--port", help="Port."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    **options: Any,
+) -> int:
+    """Open the studio in a browser: plan and move boxes, watch each round, open runs and benchmarks."""
+    try:
+        from mllm_guidance.studio.app import build_studio
+    except ImportError as exc:
+        raise InputError(f"the studio needs gradio: pip install 'mllm-guidance[studio]' ({exc})") from None
+    app_ = build_studio(runs_dir=runs_dir, bench_dir=bench_dir, mllm=options["mllm"], generator=options["generator"],
+                        config=make_cli_config(config_values(options)), mllm_options=mllm_options(options),
+                        generator_options=generator_options(options))
+    echo(f"studio on http://{host}:{port} (runs in {runs_dir})", err=True)
+    app_.launch(server_name=host, server_port=port, show_error=True)
+    return 0

@@ -92,9 +92,9 @@ def render_summary_html(records: Sequence[dict[str, Any]], lowest: int = 8) -> s
             ("tokens / image", [r.get("input_tokens", 0) + r.get("output_tokens", 0) for r in ok]),
             ("generator seconds / image", [r.get("generator_seconds", 0.0) for r in ok])]
     cost_rows = "".join(f"<tr><td>{_e(name)}</td><td>{statistics.fmean(v):.2f}</td></tr>" for name, v in cost if v)
-    worst = sorted((r for r in ok if r.get("final_score") is not None), key=lambda r: (r["final_score"], r["key"]))[:lowest]
+    worst = sorted((r for r in ok if r.get("final_score") is not None), key=lambda r: (r["final_score"], str(r.get("key", ""))))[:lowest]
     cards = "".join(
-        f'<div class="item"><img src="{_e(r.get("image"))}" alt="{_e(r["key"])}"><div><b>{_e(r.get("final_score"))}/5</b> '
+        f'<div class="item"><img src="{_e(r.get("image"))}" alt="{_e(r.get("key"))}"><div><b>{_e(r.get("final_score"))}/5</b> '
         f'· {_e(r.get("rounds_used"))} round(s)</div><div class="muted">{_e(r.get("prompt"))}</div></div>' for r in worst)
     failures = "".join(f"<tr><td>{_e(r.get('key'))}</td><td>{_e(r.get('error'))}</td></tr>" for r in failed)
     head = " · ".join(f"{k} {_e(v)}" for k, v in info.items() if v is not None)

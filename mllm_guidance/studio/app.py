@@ -1,0 +1,275 @@
+"""The studio's three tabs, each a thin view over the project's own API:
+
+- Generate: plan (``api.aplan``), edit the boxes on a canvas (``gradio_image_annotation``), then
+  run the loop from that layout (``api.aguide`` with a reviewer that answers the plan review with
+  the edited boxes), each round shown as it finishes from the run's events; Stop ends the run (its
+  checkpoint stays, ``--resume`` continues it).
+- Runs: open a run under the runs root (rounds, scores, calls, cost) and render it again with
+  another generator by replaying its MLLM answers (``replay:``).
+- Bench: open benchmark output directories under the bench root: the summary, the score
+  distribution, and the images of several runs side by side per prompt, filtered.
+
+Every browser session has its own state (``gr.State``); every file the studio writes goes to a new
+directory under the runs root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio_image_annotation import image_annotator
+
+from mllm_guidance.api import aguide, aplan, default_run_dir
+from mllm_guidance.config import make_config
+from mllm_guidance.errors import GuidanceError, InputError
+from mllm_guidance.eval.runner import RESULTS, read_results
+from mllm_guidance.layout import Layout
+from mllm_guidance.review import ReviewDecision
+from mllm_guidance.run import PendingReview
+from mllm_guidance.studio.paths import inside, run_dirs
+
+
+class Stopped(GuidanceError):
+    """The person pressed Stop."""
+
+
+def boxes_of(layout: Layout, size: tuple[int, int]) -> list[dict[str, Any]]:
+    """A layout as the canvas's pixel boxes."""
+    w, h = size
+    return [{"label": o.name, "xmin": round(o.box.x1 * w), "ymin": round(o.box.y1 * h),
+             "xmax": round(o.box.x2 * w), "ymax": round(o.box.y2 * h)} for o in layout.objects]
+
+
+def layout_of(boxes: list[dict[str, Any]], size: tuple[int, int]) -> Layout:
+    """The canvas's pixel boxes as a layout (checked like any layout)."""
+    w, h = size
+    pairs = [(str(b.get("label") or "object"), [b["xmin"] / w, b["ymin"] / h, b["xmax"] / w, b["ymax"] / h]) for b in boxes]
+    if not pairs:
+        raise InputError("the canvas has no boxes: plan again or draw at least one")
+    return Layout.from_pairs(pairs)
+
+
+def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path = ".", mllm: str | None = None,
+                 generator: str | None = None, config: Any = None, mllm_options: dict[str, Any] | None = None,
+                 generator_options: dict[str, Any] | None = None) -> gr.Blocks:
+    runs_root, bench_root = Path(runs_dir).resolve(), Path(bench_dir).resolve()
+    base = make_config(config)
+
+    def new_run_dir(prompt: str) -> Path:
+        runs_root.mkdir(parents=True, exist_ok=True)
+        return runs_root / default_run_dir(prompt).name
+
+    # -- Generate ---------------------------------------------------------------------------------
+
+    def plan(prompt: str, mllm_spec: str) -> tuple[Any, dict[str, Any], str]:
+        try:
+            planned = asyncio.run(aplan(prompt, mllm_spec or mllm, config=base, run_dir=new_run_dir(prompt),
+                                        mllm_options=mllm_options))
+        except GuidanceError as exc:
+            raise gr.Error(str(exc)) from None
+        from PIL import Image
+
+        size = Image.open(planned.preview_path).size
+        layout = planned.layout or Layout()
+        # the canvas draws the editable boxes itself: under them a blank page of the image's size
+        blank = Path(planned.run_dir) / "canvas.png"
+        Image.new("RGB", size, (246, 246, 240)).save(blank)
+        value = {"image": str(blank), "boxes": boxes_of(layout, size)}
+        return value, {"size": list(size), "planned": layout.model_dump(mode="json")}, layout.to_lines()
+
+    def generate(prompt: str, mllm_spec: str, generator_spec: str, k: int, good: int, canvas: Any, planned: dict[str, Any]):
+        cfg = make_config(base, max_align_rounds=int(k), is_good=int(good))
+        edited = None
+        if planned and canvas and canvas.get("boxes"):
+            edited = layout_of(canvas["boxes"], tuple(planned["size"]))
+        events: queue.Queue[Any] = queue.Queue()
+        stop = threading.Event()
+        run_path = new_run_dir(prompt)
+
+        def on_event(event: dict[str, Any]) -> None:
+            if stop.is_set():
+                raise Stopped("stopped in the studio; continue with: mllm-guidance generate --resume RUN_DIR")
+            events.put(("event", event))
+
+        def reviewer(request: Any) -> ReviewDecision:
+            return ReviewDecision.edit(edited) if request.stage == "plan" else ReviewDecision.approve()
+
+        def work() -> None:
+            try:
+                result = asyncio.run(aguide(
+                    prompt, mllm=mllm_spec or mllm, generator=generator_spec or generator, config=cfg,
+                    run_dir=run_path, on_event=on_event, mllm_options=mllm_options,
+                    generator_options=generator_options, review=reviewer if edited is not None else None))
+                events.put(("done", result))
+            except Exception as exc:  # shown in the page, never lost in a thread
+                events.put(("error", exc))
+
+        threading.Thread(target=work, daemon=True).start()
+        gallery: list[tuple[str, str]] = []
+        log: list[str] = []
+        try:
+            while True:
+                kind, item = events.get()
+                if kind == "event":
+                    line = describe(item)
+                    if item.get("event") == "step" and item.get("step") == "generate":
+                        gallery.append((str(run_path / f"round-{item.get('round')}.png"), f"round {item.get('round')}"))
+                    if line:
+                        log.append(line)
+                    yield gallery, "\n".join(log), None, ""
+                elif kind == "error":
+                    raise gr.Error(str(item))
+                else:
+                    result = item
+                    if isinstance(result, PendingReview):
+                        raise gr.Error("the run paused for review; use --review on the command line")
+                    gallery = [(str(run_path / r.image.path),
+                                f"round {r.index}: {r.score if r.score is not None else '–'}/5") for r in result.rounds]
+                    summary = (f"**best: round {result.best_round}, score {result.score}/5** (stop: {result.stop_reason})  \n"
+                               f"run directory: `{run_path.name}`")
+                    yield gallery, "\n".join(log), str(result.image_path), summary
+                    return
+        finally:
+            stop.set()  # Stop (or a closed page) ends the run at its next step
+
+    # -- Runs -----------------------------------------------------------------------------------
+
+    def open_run(name: str) -> tuple[list[tuple[str, str]], str]:
+        path = inside(runs_root, name, "run")
+        record = json.loads((path / "run.json").read_text(encoding="utf-8"))
+        gallery = [(str(path / r["image"]["path"]), f"round {r['index']}: {r.get('score')}/5") for r in record["rounds"]]
+        u = record["usage"]
+        rows = "\n".join(f"| {r['index']} | {r.get('score')} | {(r.get('reasoning') or '').replace('|', '/')[:160]} |"
+                         for r in record["rounds"])
+        text = (f"**{record['prompt']}**  \nbest round {record['best_round']}, score {record['score']}/5, "
+                f"stop: {record['stop_reason']}  \n{u['mllm_calls']} MLLM calls, {u['generator_calls']} renders, "
+                f"tokens {u['input_tokens']} in / {u['output_tokens']} out, cost "
+                f"{'unknown' if u.get('estimated_cost_usd') is None else '$%.4f' % u['estimated_cost_usd']}\n\n"
+                f"| round | score | reasoning |\n|---|---|---|\n{rows}")
+        return gallery, text
+
+    def rerun(name: str, generator_spec: str) -> tuple[list[tuple[str, str]], str]:
+        path = inside(runs_root, name, "run")
+        record = json.loads((path / "run.json").read_text(encoding="utf-8"))
+        try:
+            result = asyncio.run(aguide(record["prompt"], mllm=f"replay:{path}", generator=generator_spec or generator,
+                                        config={**record["config"], "seed": record["seed"]},
+                                        run_dir=new_run_dir(record["prompt"]), generator_options=generator_options))
+        except GuidanceError as exc:
+            raise gr.Error(str(exc)) from None
+        return open_run(Path(result.run_dir).name)
+
+    # -- Bench ----------------------------------------------------------------------------------
+
+    def open_bench(names: str, failed_only: bool, lowest_first: bool) -> tuple[str, list[tuple[str, str]]]:
+        dirs = [inside(bench_root, n, "benchmark") for n in names.split(",") if n.strip()]
+        if not dirs:
+            raise gr.Error("give one or more benchmark directories, separated by commas")
+        parts, by_prompt = [], {}
+        for d in dirs:
+            records = read_results(d / RESULTS)
+            if not records:
+                raise gr.Error(f"{d.name} has no results.jsonl")
+            summary = (d / "summary.md").read_text(encoding="utf-8") if (d / "summary.md").exists() else ""
+            scores = Counter(r.get("final_score") for r in records if r.get("status") == "ok")
+            bars = " ".join(f"{s}: {'█' * scores.get(s, 0)} {scores.get(s, 0)}" for s in range(1, 6))
+            parts.append(f"### {d.name}\n{summary}\n\nfinal scores — {bars}")
+            for r in records:
+                by_prompt.setdefault(r["key"], []).append((d, r))
+        rows = list(by_prompt.values())
+        if failed_only:
+            rows = [row for row in rows if any(r.get("status") != "ok" for _, r in row)]
+        if lowest_first:
+            rows.sort(key=lambda row: min((r.get("final_score") or 0) for _, r in row))
+        gallery = [(str(d / r["image"]), f"{d.name} · {r['key']} · {r.get('final_score')}/5")
+                   for row in rows[:24] for d, r in row if r.get("status") == "ok" and r.get("image")]
+        return "\n\n".join(parts), gallery
+
+    with gr.Blocks(title="mllm-guidance studio") as app:
+        gr.Markdown("# mllm-guidance studio\nPlan the boxes, move them, and watch the loop draw, judge and redesign.")
+        with gr.Tab("Generate"):
+            planned = gr.State({})
+            with gr.Row():
+                prompt = gr.Textbox(label="Prompt", elem_id="prompt", scale=3,
+                                    value="A man is sitting under a tree while a bird is in the tree.")
+                mllm_box = gr.Textbox(label="MLLM", value=mllm or "", elem_id="mllm")
+                generator_box = gr.Textbox(label="Generator", value=generator or "", elem_id="generator")
+            with gr.Row():
+                k = gr.Slider(0, 10, value=base.max_align_rounds, step=1, label="K (most redesign rounds)")
+                good = gr.Slider(1, 5, value=base.is_good if isinstance(base.is_good, int) else 5, step=1, label="good at score")
+            with gr.Row():
+                plan_btn = gr.Button("Plan", elem_id="plan")
+                generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                stop_btn = gr.Button("Stop", elem_id="stop")
+            with gr.Row():
+                canvas = image_annotator(label="Boxes (drag, resize, rename, add, delete)", elem_id="canvas",
+                                         image_type="filepath", sources=[], interactive=True)
+                layout_text = gr.Textbox(label="Planned layout", lines=8, interactive=False)
+            rounds = gr.Gallery(label="Rounds", elem_id="rounds", columns=4, height=320)
+            with gr.Row():
+                log = gr.Textbox(label="Steps", lines=10, elem_id="log")
+                best = gr.Image(label="Best image", elem_id="best", type="filepath")
+            result_md = gr.Markdown(elem_id="result")
+            plan_btn.click(plan, [prompt, mllm_box], [canvas, planned, layout_text])
+            running = generate_btn.click(generate, [prompt, mllm_box, generator_box, k, good, canvas, planned],
+                                         [rounds, log, best, result_md])
+            stop_btn.click(None, None, None, cancels=[running])
+        with gr.Tab("Runs"):
+            with gr.Row():
+                run_name = gr.Dropdown(choices=run_dirs(runs_root), label="Run", allow_custom_value=True, elem_id="run-name")
+                refresh = gr.Button("Refresh")
+                open_btn = gr.Button("Open", elem_id="open-run")
+            with gr.Row():
+                other = gr.Textbox(label="Render again with generator (replays the MLLM's answers)", value="sketch")
+                rerun_btn = gr.Button("Re-run")
+            run_gallery = gr.Gallery(label="Rounds", columns=4, height=300, elem_id="run-rounds")
+            run_md = gr.Markdown(elem_id="run-info")
+            refresh.click(lambda: gr.Dropdown(choices=run_dirs(runs_root)), None, run_name)
+            open_btn.click(_errors(open_run), run_name, [run_gallery, run_md])
+            rerun_btn.click(_errors(rerun), [run_name, other], [run_gallery, run_md])
+        with gr.Tab("Bench"):
+            with gr.Row():
+                bench_names = gr.Textbox(label="Benchmark directories (comma-separated, under the bench root)",
+                                         elem_id="bench-dirs", scale=3)
+                failed_only = gr.Checkbox(label="failed only")
+                lowest_first = gr.Checkbox(label="lowest scores first", value=True)
+                bench_btn = gr.Button("Open", elem_id="open-bench")
+            bench_md = gr.Markdown(elem_id="bench-summary")
+            bench_gallery = gr.Gallery(label="Per prompt, side by side", columns=4, height=400, elem_id="bench-images")
+            bench_btn.click(_errors(open_bench), [bench_names, failed_only, lowest_first], [bench_md, bench_gallery])
+    return app
+
+
+def describe(event: dict[str, Any]) -> str | None:
+    """A line for the step log."""
+    kind, step, k = event.get("event"), event.get("step"), event.get("round")
+    if kind == "done":
+        return f"done: best round {k}, score {event.get('score')}/5 (stop: {event.get('stop')})"
+    if kind != "step":
+        return None
+    if step == "reason":
+        return f"round {k}: scored {event.get('score')}/5"
+    if step == "review":
+        return f"round {k}: your boxes ({event.get('action')}{': ' + event['change'] if event.get('change') else ''})"
+    if step == "align":
+        return f"round {k}: align redesigned the layout"
+    return f"{step} (round {k})"
+
+
+def _errors(fn: Any) -> Any:
+    """Our errors as the page's error toast, not a traceback."""
+
+    def wrapped(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except GuidanceError as exc:
+            raise gr.Error(str(exc)) from None
+
+    return wrapped

@@ -1,0 +1,29 @@
+"""Where the studio may write and read: run directories under its runs root, benchmark directories
+under its bench root. A browser user types names; they are resolved and checked here, never used
+as paths as typed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mllm_guidance.errors import InputError
+
+
+def inside(root: Path, name: str, what: str) -> Path:
+    """``root / name`` resolved, or an ``InputError`` when it leads outside ``root``."""
+    root = root.resolve()
+    name = (name or "").strip()
+    if not name:
+        raise InputError(f"give a {what} name under {root}")
+    path = (root / name).resolve()
+    if path != root and root not in path.parents:
+        raise InputError(f"{name!r} is outside the studio's {what} root {root}; give a name inside it")
+    return path
+
+
+def run_dirs(root: Path) -> list[str]:
+    """Names of the finished runs under the runs root, newest first."""
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / "run.json").is_file()]
+    return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
