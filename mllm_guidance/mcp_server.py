@@ -37,6 +37,7 @@ from mllm_guidance import __version__
 from mllm_guidance.api import aguide, aplan, default_run_dir
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.errors import GuidanceError
+from mllm_guidance.events import event_line
 from mllm_guidance.tool import tool_output
 
 #: The file that marks a run directory as made by an MCP server: only those are ever pruned.
@@ -123,7 +124,7 @@ def create_server(
 
             def on_event(event: dict[str, Any]) -> None:
                 nonlocal done
-                message = describe(event)
+                message = event_line(event)
                 if message is None:
                     return
                 done += 1
@@ -204,17 +205,3 @@ def step_budget(cfg: GuidanceConfig) -> int:
     if cfg.mode == "plain":
         return 2
     return 1 + cfg.correct_limit + (k + 1) + (k + 1) + k + 1
-
-
-def describe(event: dict[str, Any]) -> str | None:
-    """One line for a finished step of the graph's custom events (None for the rest)."""
-    kind, step, k = event.get("event"), event.get("step"), event.get("round")
-    if kind == "done":
-        return f"done: best round {k}, score {event.get('score')}/5 (stop: {event.get('stop')})"
-    if kind != "step":
-        return None
-    if step == "reason":
-        return f"round {k}: scored {event.get('score')}/5"
-    if step == "generate":
-        return f"round {k}: image rendered"
-    return f"{str(step).replace('_', '-')} (round {k}) done"

@@ -14,7 +14,11 @@ environment:
 - ``MLLM_GUIDANCE_CONFIG``: the method's knobs (a JSON object of ``GuidanceConfig`` fields).
 
 A client sends only ``{"mllm": ..., "generator": ...}`` as the run's context (any other key is
-refused), and the graph's input is ``{"prompt": ..., "seed": ...}``. Base URLs, recordings
+refused), the graph's input is ``{"prompt": ..., "seed": ...}``, and the method's knobs a client
+may set per run go in the run's ``configurable`` (``mode``, ``max_align_rounds``,
+``max_correct_rounds``, ``is_good`` as a 1-5 threshold): ``langgraph.json`` points at
+``make_graph``, a graph factory that builds (and caches) the graph for those knobs over the
+operator's config. Base URLs, recordings
 (``replay:``), model paths, template directories and output directories are never the client's to
 choose: a spec the operator did not list is refused before any call or file access. The graph is
 compiled WITHOUT a checkpointer (the server persists threads itself).
@@ -22,6 +26,7 @@ compiled WITHOUT a checkpointer (the server persists threads itself).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -100,8 +105,9 @@ class ServerContext(BaseModel):
     def _build(self, run_dir: str | None) -> Context:
         from langgraph.config import get_config
 
-        thread_id = get_config().get("configurable", {}).get("thread_id")
-        config = settings()
+        run_config = get_config()
+        thread_id = run_config.get("configurable", {}).get("thread_id")
+        config = make_config(settings(), **knobs_of(run_config))  # what this run's graph was built for
         mllm, generator = choose("mllm", self.mllm), choose("generator", self.generator)
         base_url = os.environ.get("MLLM_GUIDANCE_MLLM_BASE_URL")
         backends = build_backends(mllm, generator, mllm_options={"base_url": base_url} if base_url else None,
@@ -146,4 +152,30 @@ class ServerOutput(BaseModel):
     run_dir: str | None = Field(default=None, description="The run's directory under the server's runs root.")
 
 
-graph = build_graph(settings(), context_schema=ServerContext, input_schema=ServerInput, output_schema=ServerOutput)
+#: The method's knobs a client may set per run (``configurable``); everything else is the operator's.
+CLIENT_KNOBS = ("mode", "max_align_rounds", "max_correct_rounds", "is_good")
+
+
+def knobs_of(config: Any) -> dict[str, Any]:
+    """The client's per-run knobs from a run's config, checked like any config (one clear error)."""
+    given = dict((config or {}).get("configurable") or {})
+    knobs = {k: given[k] for k in CLIENT_KNOBS if given.get(k) is not None}
+    if "is_good" in knobs and not isinstance(knobs["is_good"], int):
+        raise ConfigError("is_good: give a score threshold from 1 to 5")
+    make_config(settings(), **knobs)  # refuses a bad value before any run starts
+    return knobs
+
+
+@functools.lru_cache(maxsize=32)
+def _graph_for(operator_json: str, knobs_json: str) -> Any:
+    config = make_config(json.loads(operator_json) if operator_json else None, **json.loads(knobs_json))
+    return build_graph(config, context_schema=ServerContext, input_schema=ServerInput, output_schema=ServerOutput)
+
+
+def make_graph(config: Any = None) -> Any:
+    """The server's graph for one run: the operator's config with the client's per-run knobs
+    (one compiled graph per combination, cached)."""
+    return _graph_for(os.environ.get("MLLM_GUIDANCE_CONFIG", ""), json.dumps(knobs_of(config), sort_keys=True))
+
+
+graph = make_graph()

@@ -30,6 +30,7 @@ from mllm_guidance.api import aguide, aplan, default_run_dir
 from mllm_guidance.config import make_config
 from mllm_guidance.errors import GuidanceError, InputError
 from mllm_guidance.eval.runner import RESULTS, read_results
+from mllm_guidance.events import event_line
 from mllm_guidance.layout import Layout
 from mllm_guidance.review import ReviewDecision
 from mllm_guidance.run import PendingReview
@@ -118,7 +119,7 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
             while True:
                 kind, item = events.get()
                 if kind == "event":
-                    line = describe(item)
+                    line = event_line(item)
                     if item.get("event") == "step" and item.get("step") == "generate":
                         gallery.append((str(run_path / f"round-{item.get('round')}.png"), f"round {item.get('round')}"))
                     if line:
@@ -245,22 +246,6 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
             bench_gallery = gr.Gallery(label="Per prompt, side by side", columns=4, height=400, elem_id="bench-images")
             bench_btn.click(_errors(open_bench), [bench_names, failed_only, lowest_first], [bench_md, bench_gallery])
     return app
-
-
-def describe(event: dict[str, Any]) -> str | None:
-    """A line for the step log."""
-    kind, step, k = event.get("event"), event.get("step"), event.get("round")
-    if kind == "done":
-        return f"done: best round {k}, score {event.get('score')}/5 (stop: {event.get('stop')})"
-    if kind != "step":
-        return None
-    if step == "reason":
-        return f"round {k}: scored {event.get('score')}/5"
-    if step == "review":
-        return f"round {k}: your boxes ({event.get('action')}{': ' + event['change'] if event.get('change') else ''})"
-    if step == "align":
-        return f"round {k}: align redesigned the layout"
-    return f"{step} (round {k})"
 
 
 def _errors(fn: Any) -> Any:

@@ -43,6 +43,21 @@ def test_the_exported_graph_runs_on_the_operators_settings(operator):
     assert set(out) == {"prompt", "stop_reason", "best", "rounds", "final_image", "run_dir"}  # the output schema
 
 
+def test_per_run_knobs_go_in_configurable(operator):
+    """Issue 15, item 5: mode and K per run, through the graph factory the server loads."""
+    from mllm_guidance.server import ServerContext, make_graph
+
+    place = make_graph({"configurable": {"mode": "place", "thread_id": "t"}})
+    out = place.invoke({"prompt": PROMPT}, {"configurable": {"mode": "place", "thread_id": "t"}}, context=ServerContext())
+    assert out["stop_reason"] == "rendered" and len(out["rounds"]) == 1
+    run = json.loads((Path(out["run_dir"]) / "run.json").read_text())
+    assert run["config"]["mode"] == "place"
+    with pytest.raises(ConfigError, match="is_good"):
+        make_graph({"configurable": {"is_good": "always"}})
+    with pytest.raises(Exception, match="max_align_rounds"):
+        make_graph({"configurable": {"max_align_rounds": -3}})
+
+
 def test_clients_choose_no_urls_paths_or_unlisted_backends(operator, monkeypatch, tmp_path):
     from mllm_guidance.server import ServerContext, graph
 
@@ -157,6 +172,9 @@ def test_langgraph_dev_through_the_sdk_client(langgraph_dev):
     assert set(schemas["context_schema"]["properties"]) == {"mllm", "generator"}
     thread = client.threads.create()
     first = client.runs.wait(thread["thread_id"], "mllm_guidance", input={"prompt": PROMPT, "seed": 0})
+    one_round = client.runs.wait(client.threads.create()["thread_id"], "mllm_guidance", input={"prompt": PROMPT},
+                                 config={"configurable": {"max_align_rounds": 0}})
+    assert len(one_round["rounds"]) == 1 and one_round["stop_reason"] == "max_rounds", one_round
     assert first["stop_reason"] == "good" and first["best"] == 2, first
     assert Path(first["run_dir"]).parent == runs.resolve() and (Path(first["run_dir"]) / "final.png").exists()
     assert "base64" not in json.dumps(first)
@@ -167,7 +185,7 @@ def test_langgraph_dev_through_the_sdk_client(langgraph_dev):
     refused = client.runs.wait(thread["thread_id"], "mllm_guidance", input={"prompt": PROMPT},
                                context={"mllm": "replay:/etc/passwd"}, raise_error=False)
     assert "does not let clients choose the mllm" in json.dumps(refused)
-    assert len(list(runs.iterdir())) == 2
+    assert len(list(runs.iterdir())) == 3
     server.terminate()
     log = server.stdout.read()
     assert "unregistered type" not in log  # the state's classes are registered (LANGGRAPH_STRICT_MSGPACK in langgraph.json)
