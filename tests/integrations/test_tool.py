@@ -57,3 +57,38 @@ def test_async_and_errors_reach_the_agent_as_text(tmp_path):
     assert message.artifact["score"] == 5
     bad = tool.invoke({"type": "tool_call", "id": "c3", "name": "generate_image", "args": {"prompt": "!!!"}})
     assert "no words" in str(bad.content)
+
+
+def test_an_agents_two_parallel_calls_share_one_pipeline(tmp_path):
+    """Issue 15, item 1: an agent making two tool calls at once on one tiny GLIGEN pipeline (both
+    ToolMessages were errors when the scheduler's state was shared): both succeed, each image the
+    one a lone run with its seed makes."""
+    import base64
+
+    import pytest
+
+    pytest.importorskip("diffusers")
+    from mllm_guidance import guide
+    from mllm_guidance.backends.gligen import GligenGenerator
+    from tests.backends.tiny_diffusion import build_tiny_gligen
+
+    gligen = GligenGenerator(str(build_tiny_gligen(tmp_path / "g")), steps=2)
+    config = {"width": 64, "height": 64, "self_correct": False}
+
+    def model():
+        return RecordingChatModel(replies={"place": [PLACE] * 2, "reason": [score(5)] * 2})
+
+    calls = iter([
+        AIMessage(content="", tool_calls=[
+            {"name": "generate_image", "args": {"prompt": PROMPT, "seed": 1}, "id": "a"},
+            {"name": "generate_image", "args": {"prompt": PROMPT, "seed": 2}, "id": "b"}]),
+        AIMessage(content="Two pictures."),
+    ])
+    tool = as_tool(mllm=model(), generator=gligen, config=config, runs_dir=tmp_path / "runs")
+    out = asyncio.run(create_agent(ToolCallingFake(messages=calls), [tool]).ainvoke(
+        {"messages": [("user", "Draw it twice")]}))
+    results = {m.tool_call_id: m for m in out["messages"] if isinstance(m, ToolMessage)}
+    assert set(results) == {"a", "b"} and all(m.status == "success" for m in results.values())
+    for call_id, seed in (("a", 1), ("b", 2)):
+        lone = guide(PROMPT, mllm=model(), generator=gligen, config={**config, "seed": seed}, run_dir=tmp_path / f"lone{seed}")
+        assert base64.b64decode(results[call_id].artifact["image_base64"]) == lone.image_path.read_bytes()
