@@ -11,34 +11,23 @@ their ratio (goal: >= 1.8x). Needs the ray extra.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mllm_guidance.backends.ray_pool import RayOptions  # noqa: E402
-from mllm_guidance.eval.runner import BenchSpec, run_bench  # noqa: E402
-from tests.fakes import StepChatModel, WorkerSketch  # noqa: E402
+from benchmarks.bench_timing import bench_seconds  # noqa: E402
+from tests.fakes import WorkerSketch  # noqa: E402
 
 
 def timed(prompts: int, workers: int, mllm: float, generator: float) -> float:
     # items in flight that keep every worker busy (Little's law), plus a margin
     concurrency = math.ceil(workers * (2 * mllm + generator) / generator * 1.25)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "prompts.txt"
-        data.write_text("\n".join(f"A cat number {i} sits next to a dog." for i in range(prompts)) + "\n")
-        spec = BenchSpec(dataset=str(data), out=Path(tmp) / "out", mllm=StepChatModel(delay=mllm),
-                         generator=WorkerSketch(generator), config={"self_correct": False, "width": 64, "height": 64},
-                         concurrency=concurrency, ray=RayOptions(resources={"sim_gpu": 1}, workers=workers))
-        started = time.perf_counter()
-        records = asyncio.run(run_bench(spec))
-        elapsed = time.perf_counter() - started
-        assert len(records) == prompts and all(r["status"] == "ok" for r in records), records[:1]
-    return elapsed
+    return bench_seconds(prompts, mllm, generator=WorkerSketch(generator), concurrency=concurrency,
+                         config={"self_correct": False, "width": 64, "height": 64},
+                         ray=RayOptions(resources={"sim_gpu": 1}, workers=workers))
 
 
 def main() -> None:

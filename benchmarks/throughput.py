@@ -16,19 +16,16 @@ The runner is given that concurrency plus 25 %. Goal: >= 0.95 of the limit at 64
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mllm_guidance.backends.generator import GenerationRequest, Generated  # noqa: E402
-from mllm_guidance.eval.runner import BenchSpec, run_bench  # noqa: E402
-from tests.fakes import StepChatModel  # noqa: E402
+from benchmarks.bench_timing import bench_seconds  # noqa: E402
 
 
 def photo_like(size: int):
@@ -54,17 +51,8 @@ class DeviceHolder:
 
 
 def timed(prompts: int, concurrency: int, mllm: float, generator: float, size: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "prompts.txt"
-        data.write_text("\n".join(f"A cat number {i} sits next to a dog." for i in range(prompts)) + "\n")
-        spec = BenchSpec(dataset=str(data), out=Path(tmp) / "out", mllm=StepChatModel(delay=mllm),
-                         generator=DeviceHolder(generator, size),
-                         config={"self_correct": False, "width": size, "height": size}, concurrency=concurrency)
-        started = time.perf_counter()
-        records = asyncio.run(run_bench(spec))
-        elapsed = time.perf_counter() - started
-        assert len(records) == prompts and all(r["status"] == "ok" for r in records), records[:1]
-    return elapsed
+    return bench_seconds(prompts, mllm, generator=DeviceHolder(generator, size), concurrency=concurrency,
+                         config={"self_correct": False, "width": size, "height": size})
 
 
 def main() -> None:

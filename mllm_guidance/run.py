@@ -365,7 +365,8 @@ class Run:
         state = values if isinstance(values, GuidanceState) else GuidanceState.model_validate(values)
         if state.final_image is None or state.best is None:
             raise InputError(f"the run in {self.store.root} has not finished; resume it")
-        write_evidence(self.store, state, self.config, self.context.templates, self.spec)
+        # run.json and report.html off the event loop: concurrent runs (bench, servers) keep going
+        await asyncio.to_thread(write_evidence, self.store, state, self.config, self.context.templates, self.spec)
         return redact(GuidanceResult(  # what every face prints or sends on: secrets masked
             prompt=state.prompt, run_dir=str(self.store.root), image=state.final_image, best_round=state.best,
             score=state.rounds[state.best].score, stop_reason=state.stop_reason or "done", rounds=state.rounds,

@@ -229,10 +229,7 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
             record: dict[str, Any] = {"key": item.key, "prompt_id": item.prompt.id, "prompt": item.prompt.text,
                                       "image_index": item.image_index, "seed": item.seed, **pins}
             try:
-                clear_leftover(run_dir, item.key)
-                make_run_dir(run_dir, item.key)
-                run = Run.create(item.prompt.text, config=make_config(base, seed=item.seed), run_dir=run_dir,
-                                 backends=backends)
+                run = await asyncio.to_thread(prepare, item, run_dir)  # file work off the event loop
                 result = await run.execute(checkpoint=False)
                 image = f"images/{item.key}.png"
                 await asyncio.to_thread(lambda: RunStore(out).write_bytes(image, result.image_path.read_bytes()))
@@ -255,6 +252,11 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
                 progress.record(record)
             if on_record:
                 on_record(record)
+
+    def prepare(item: Item, run_dir: Path) -> Run:
+        clear_leftover(run_dir, item.key)
+        make_run_dir(run_dir, item.key)
+        return Run.create(item.prompt.text, config=make_config(base, seed=item.seed), run_dir=run_dir, backends=backends)
 
     tasks = [asyncio.ensure_future(one(item)) for item in pending]
     try:

@@ -301,6 +301,8 @@ NEGATIVE_PROMPTS = "stand-in negative prompts"
 
 def get_pipe(version, config):
     unet = UNet2DConditionModel.from_pretrained(**config.unet.params, torch_dtype=torch.float16)
+    # their hub ids, kept as written upstream: in the stand-in clone (the working directory) they are
+    # local folders of tiny models built from configs, and the tests run with HF_HUB_OFFLINE=1
     vae = AutoencoderKL.from_pretrained("madebyollin/sdxl-vae-fp16-fix")
     pipe = StableDiffusionXLRegionalAttnPipeline.from_pretrained(
         "stabilityai/stable-diffusion-xl-base-1.0", variant="fp16", torch_dtype=torch.float16, unet=unet, vae=vae)

@@ -253,10 +253,13 @@ def test_rich_context_standin_fails_where_theirs_does(rich_clone, standin_log, m
         config = OmegaConf.load("configs/layout_sdxl.yaml")
         with pytest.raises(Exception, match="stable-diffusion-xl-refiner-1.0"):
             module.get_pipe("sdxl", config)
+        # the same components their get_pipe loads, from the tiny folders the stand-in clone keeps under
+        # the hub ids (built from configs by make_rich_context_clone; nothing is downloaded)
         pipe = module.StableDiffusionXLRegionalAttnPipeline.from_pretrained(
-            "stabilityai/stable-diffusion-xl-base-1.0", variant="fp16", torch_dtype=torch.float16,
-            unet=module.UNet2DConditionModel.from_pretrained("regional_attn_sdxl_512_init_weights", torch_dtype=torch.float16),
-            vae=module.AutoencoderKL.from_pretrained("madebyollin/sdxl-vae-fp16-fix"))
+            str(clone / "stabilityai" / "stable-diffusion-xl-base-1.0"), variant="fp16", torch_dtype=torch.float16,
+            unet=module.UNet2DConditionModel.from_pretrained(str(clone / "regional_attn_sdxl_512_init_weights"),
+                                                             torch_dtype=torch.float16),
+            vae=module.AutoencoderKL.from_pretrained(str(clone / "madebyollin" / "sdxl-vae-fp16-fix")))
         call = dict(prompt="", boxes=np.array([[0, 0, 256, 256]]), labels=["a cat"], height=512, width=512,
                     num_inference_steps=1, generator=torch.Generator().manual_seed(0))
         with pytest.raises(RuntimeError, match="should be the same"):
