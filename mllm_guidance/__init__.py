@@ -41,7 +41,7 @@ _EXPORTS = {
     "GenerationRequest": "mllm_guidance.backends.generator",
     "create_generator": "mllm_guidance.backends.registry",
     "resolve_mllm": "mllm_guidance.backends.mllm",
-    "MllmOptions": "mllm_guidance.backends.mllm",
+    "MllmOptions": "mllm_guidance.backends.mllm_options",
     "as_tool": "mllm_guidance.tool",
     "ReviewDecision": "mllm_guidance.review",
     "ReviewRequest": "mllm_guidance.review",

@@ -54,3 +54,12 @@ class BackendError(GuidanceError, RuntimeError):
 
 class ReplayError(BackendError):
     """A replayed recording ran out or does not match the run asking it."""
+
+
+class RunIncomplete(GuidanceError):
+    """A command ran but did not deliver everything it was asked for: a run that began and ended
+    without its image (a backend failed mid-run, a recording ran out: its directory keeps the
+    checkpoint, so it can be resumed), or a benchmark with failed items. Exit status 3."""
+
+    exit_code = 3
+

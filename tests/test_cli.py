@@ -51,7 +51,8 @@ def test_replay_that_runs_out(tmp_path, capsys):
     # the recording ends good at round 2, so the same flow fits; a stricter flow runs out:
     assert code == 0
     code = main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--out", str(tmp_path / "r2"), "--mode", "align"])
-    assert code == 2 and "no more 'align' answers" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 3 and "no more 'align' answers" in err and "--resume" in err  # it ran, and ended without an image
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -99,7 +100,7 @@ def test_resume_from_the_command_line(tmp_path, capsys, monkeypatch):
     globals()["FLAKY"] = lambda: failing
     registry._cache.clear()
     out = tmp_path / "run"
-    assert main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", "flaky", "--out", str(out)]) == 2
+    assert main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", "flaky", "--out", str(out)]) == 3
     assert "simulated crash" in capsys.readouterr().err
     failing.fail_on = None  # the "machine" is fixed
     assert main(["generate", "--resume", str(out)]) == 0

@@ -28,29 +28,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, ConfigDict, Field
 
+from mllm_guidance.backends.mllm_options import MllmOptions
 from mllm_guidance.backends.retry import RetryingChatModel, unwrap
 from mllm_guidance.errors import BackendError
 from mllm_guidance.redact import redact_text
 
-DEFAULT_TIMEOUT = 120.0
 _PACKAGES = {"openai": ("langchain-openai", "openai"), "google_genai": ("langchain-google-genai", "gemini"),
              "ollama": ("langchain-ollama", "ollama"), "transformers": ("transformers", "local")}
-
-
-class MllmOptions(BaseModel):
-    """How a spec string becomes a chat model: where, how patient, on which device."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str | None = Field(default=None, description="Server of an OpenAI-compatible (vLLM, llama.cpp, LM Studio) or Ollama MLLM.")
-    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, le=3600, description="Seconds one MLLM call may take, as a whole.")
-    retries: int = Field(default=4, ge=0, le=20, description="Extra tries after a rate limit, server error, timeout or dropped connection.")
-    retry_base_delay: float = Field(default=1.0, ge=0, le=60, description="First backoff in seconds; doubles per try, with jitter.")
-    retry_max_delay: float = Field(default=30.0, ge=0, le=600, description="Longest single backoff in seconds.")
-    device: str | None = Field(default=None, description="Device of an in-process (transformers:) MLLM: cuda, mps, cpu.")
-    dtype: str | None = Field(default=None, description="Dtype of an in-process MLLM: bfloat16, float16, float32.")
 
 
 def default_mllm_spec(environ: Mapping[str, str] | None = None, memory_gib: float | None = None) -> tuple[str, str]:

@@ -1,5 +1,10 @@
 """The ``mllm-guidance`` command: a typer app, and the project's error manners for every command.
 
+Exit statuses, the same for every command: 0 done; 1 a bug (the traceback is printed); 2 a usage
+or input error, nothing was run; 3 the command ran but did not deliver everything (a run that ended
+without its image, which ``--resume`` continues; a benchmark with failed items, which the same
+command retries); 130 interrupted (Ctrl-C); 141 the output pipe closed.
+
 Errors print one line that says what to do (``--debug`` adds the traceback); a closed pipe
 (``... | head``) ends the command quietly; Ctrl-C during a run says how to resume it. Everything a
 command prints goes through ``echo`` (or the progress renderer), which masks secrets
@@ -15,7 +20,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-import click
 import typer
 
 from mllm_guidance import __version__
@@ -50,7 +54,7 @@ def echo(text: str, *, err: bool = False) -> None:
 
 def manners(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A command's failures as exit statuses: 2 with one line for our errors and for files and
-    directories the system refuses (``OSError``), 130 for Ctrl-C (with the resume hint), 141 and
+    directories the system refuses (``OSError``), 3 for ``RunIncomplete``, 130 for Ctrl-C (with the resume hint), 141 and
     silence for a closed pipe. Tracebacks (``--debug``, or a bug) are printed with secrets masked."""
 
     @functools.wraps(fn)
@@ -64,13 +68,13 @@ def manners(fn: Callable[..., Any]) -> Callable[..., Any]:
             if kwargs.get("debug"):
                 echo(traceback.format_exc().rstrip(), err=True)
             echo(f"error: {exc if isinstance(exc, GuidanceError) else os_error_line(exc)}", err=True)
-            raise SystemExit(2) from None
+            raise SystemExit(getattr(exc, "exit_code", 2)) from None
         except KeyboardInterrupt:
             run_dir = current["run_dir"]
             hint = f"; continue with: mllm-guidance generate --resume {run_dir}" if run_dir else ""
             print(f"\ninterrupted{hint}", file=sys.stderr)
             raise SystemExit(130) from None
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except (typer.TyperException, typer.Exit, typer.Abort):  # usage errors: typer's own manners
             raise
         except Exception:  # a bug: the traceback is for the report, without the keys
             echo(traceback.format_exc().rstrip(), err=True)

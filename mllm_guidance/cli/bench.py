@@ -26,7 +26,7 @@ from mllm_guidance.cli.options import (
 from mllm_guidance.cli.progress import Progress
 from mllm_guidance.cli.run_commands import pick_generator, pick_mllm
 from mllm_guidance.config import MODES
-from mllm_guidance.errors import InputError
+from mllm_guidance.errors import InputError, RunIncomplete
 
 #: The method's knobs a benchmark varies (the mode is --method; the seed is bench's own --seed).
 BENCH_CONFIG_FLAGS = ("max_align_rounds", "max_correct_rounds", "is_good", "align_context", "align_empty", "steps",
@@ -114,7 +114,8 @@ def bench(
     echo(tables.summary_markdown(row))
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
-        echo(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", err=True)
+        raise RunIncomplete(f"{len(failed)} of {len(records)} item(s) failed; see results.jsonl (rerun the same "
+                            "command to retry them)")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 from pydantic import BaseModel, ValidationError
 
-from mllm_guidance.backends.mllm import MllmOptions
+from mllm_guidance.backends.mllm_options import MllmOptions
 from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.errors import InputError
 

@@ -22,6 +22,8 @@ class Progress:
         self.live = self.console.is_terminal
         self._status: Any = None
         self._since = time.perf_counter()
+        #: finished steps seen: a failure after the first one is a run that ended without its image
+        self.steps = 0
         # benchmark counters
         self.total, self.done, self.failed = total, 0, 0
         self.scores: list[float] = []
@@ -66,6 +68,7 @@ class Progress:
         elif kind == "mllm_retry":
             self.say(f"{step:<13}round {k} · {event.get('kind')}, retrying (try {event.get('try')})")
         elif kind == "step":
+            self.steps += 1
             if step == "generate":
                 detail = f"image in {event.get('seconds')}s"
             elif step in STEPS:

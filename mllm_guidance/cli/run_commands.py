@@ -21,8 +21,7 @@ from mllm_guidance.cli.options import (
     with_params,
 )
 from mllm_guidance.cli.progress import Progress
-from mllm_guidance.errors import InputError
-from mllm_guidance.state import check_prompt
+from mllm_guidance.errors import ConfigError, GuidanceError, InputError, RunIncomplete
 
 OUT = typer.Option(None, "--out", metavar="DIR", help="Run directory (default: runs/<time>-<prompt>).")
 QUIET = typer.Option(False, "--quiet", help="No progress output.")
@@ -43,35 +42,19 @@ def generate(
     out: str | None = OUT, quiet: bool = QUIET, json: bool = JSON, debug: bool = DEBUG, **options: Any,
 ) -> int:
     """Run MLLM Guidance on a prompt."""
-    from mllm_guidance.api import guide
-    from mllm_guidance.api import resume as resume_run
     from mllm_guidance.cli.review_prompt import terminal_reviewer
 
     progress = Progress(quiet=quiet)
     reviewer = terminal_reviewer(progress) if (review or review_align or resume) else None
     try:
-        if resume:
-            if prompt:
-                raise InputError("give either a prompt or --resume DIR, not both")
-            current["run_dir"] = resume
-            progress.say(f"resuming {resume}")
-            given = {"base_url": options["mllm_base_url"]} if options.get("mllm_base_url") else None
-            result = resume_run(resume, mllm=options["mllm"], generator=options["generator"], on_event=progress,
-                                mllm_options=given, review=reviewer)
-        else:
-            if not prompt or not prompt.strip():
-                raise InputError('give a prompt, e.g. mllm-guidance generate "a cat on a sofa"')
-            _check(prompt)
-            stages = "plan+align" if review_align else "plan" if review else None
-            config = make_cli_config({**config_values(options), **({"review": stages} if stages else {})})
-            run_dir = out_dir(out, prompt)
-            current["run_dir"] = str(run_dir)
-            result = guide(
-                prompt, mllm=pick_mllm(options["mllm"], config.mode, progress),
-                generator=options["generator"] or pick_generator(progress), config=config, run_dir=run_dir,
-                checkpoint=not no_checkpoint, on_event=progress, mllm_options=mllm_options(options),
-                generator_options=generator_options(options), review=reviewer if stages else None,
-            )
+        result = _run(prompt, resume, no_checkpoint, review, review_align, out, progress, reviewer, options)
+    except (InputError, ConfigError):
+        raise
+    except GuidanceError as exc:
+        if not progress.steps:  # nothing ran yet: a setup error (exit 2)
+            raise
+        raise RunIncomplete(f"{exc}; the run ended without its image, continue it with: "
+                            f"mllm-guidance generate --resume {current['run_dir']}") from exc
     finally:
         progress.close()
     if json:
@@ -90,6 +73,35 @@ def generate(
     if result.failures:
         echo(f"note:   {len(result.failures)} unreadable answer(s) were skipped; see run.json")
     return 0
+
+
+def _run(prompt: str | None, resume: str | None, no_checkpoint: bool, review: bool, review_align: bool,
+         out: str | None, progress: Progress, reviewer: Any, options: dict[str, Any]) -> Any:
+    """The run ``generate`` asks for: a new one, or the one in ``--resume DIR`` continued."""
+    from mllm_guidance.api import guide
+    from mllm_guidance.api import resume as resume_run
+
+    if resume:
+        if prompt:
+            raise InputError("give either a prompt or --resume DIR, not both")
+        current["run_dir"] = resume
+        progress.say(f"resuming {resume}")
+        given = {"base_url": options["mllm_base_url"]} if options.get("mllm_base_url") else None
+        return resume_run(resume, mllm=options["mllm"], generator=options["generator"], on_event=progress,
+                          mllm_options=given, review=reviewer)
+    if not prompt or not prompt.strip():
+        raise InputError('give a prompt, e.g. mllm-guidance generate "a cat on a sofa"')
+    _check(prompt)
+    stages = "plan+align" if review_align else "plan" if review else None
+    config = make_cli_config({**config_values(options), **({"review": stages} if stages else {})})
+    run_dir = out_dir(out, prompt)
+    current["run_dir"] = str(run_dir)
+    return guide(
+        prompt, mllm=pick_mllm(options["mllm"], config.mode, progress),
+        generator=options["generator"] or pick_generator(progress), config=config, run_dir=run_dir,
+        checkpoint=not no_checkpoint, on_event=progress, mllm_options=mllm_options(options),
+        generator_options=generator_options(options), review=reviewer if stages else None,
+    )
 
 
 @app.command()
@@ -144,6 +156,8 @@ def pick_generator(progress: Progress) -> str:
 
 
 def _check(prompt: str) -> None:
+    from mllm_guidance.state import check_prompt  # here, not at the top: --help never imports LangGraph
+
     try:
         check_prompt(prompt)
     except ValueError as exc:

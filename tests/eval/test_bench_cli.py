@@ -148,3 +148,46 @@ def test_max_batch_renders_a_benchmark_in_batches_with_the_same_images(tmp_path,
     for name in names:
         lone, batched = (np.asarray(Image.open(o / "images" / name), dtype=np.int16) for o in outs)
         assert np.abs(lone - batched).max() <= 2
+
+
+class _Broken:
+    """A generator whose every render fails (a GPU that went away)."""
+
+    fail = True
+
+    def __init__(self) -> None:
+        from tests.fakes import CountingGenerator
+
+        self.inner = CountingGenerator()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def generate(self, request):
+        if _Broken.fail:
+            raise RuntimeError("CUDA error: device lost")
+        return self.inner.generate(request)
+
+
+def test_bench_exit_status_says_whether_every_item_is_ok(tmp_path, capsys, monkeypatch):
+    """Scripts can tell: 3 when any item failed (the rest still written), 0 once a rerun makes all ok."""
+    from mllm_guidance.backends import registry
+
+    broken = _Broken()
+    monkeypatch.setitem(registry.BUILTIN, "broken", "tests.eval.test_bench_cli:BROKEN")
+    monkeypatch.setitem(globals(), "BROKEN", lambda: broken)
+    registry._cache.clear()
+    data = tmp_path / "mini.txt"
+    data.write_text("A red cat sits on a mat.\nTwo dogs play in a park.\n")
+    args = ["bench", "--dataset", str(data), "--method", "plain", "--generator", "broken", "--quiet", "--out", str(tmp_path / "b")]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "2 of 2 item(s) failed" in err and "Traceback" not in err
+    records = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["failed", "failed"]
+    _Broken.fail = False  # the machine is fixed: the same command retries the failed items
+    try:
+        assert main(args) == 0
+    finally:
+        _Broken.fail = True
+        registry._cache.clear()

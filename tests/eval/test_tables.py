@@ -7,7 +7,7 @@ from mllm_guidance.eval.tables import (compare, correlate, kendall_tau, markdown
                                        to_csv, write_summary)
 
 #: The thesis's Table 6.3 (MLLM-judge scores; FLUX.1, SD 3.5-L, SD 3.5-M, SDXL, RPG, LMD+, MLLM Guidance
-#: by spatial, 3d-spatial, non-spatial, complex, RLS-300), as printed (paper/METHOD.md).
+#: by spatial, 3d-spatial, non-spatial, complex, RLS-300), as printed (docs/method.md).
 TABLE_6_3 = [0.6925, 0.6058, 0.9108, 0.8625, 0.8525, 0.8108, 0.6667, 0.9375, 0.8692, 0.8275, 0.7267, 0.6350, 0.9067,
              0.8675, 0.8083, 0.6908, 0.5600, 0.9208, 0.7633, 0.6892, 0.6750, 0.5333, 0.8667, 0.7500, 0.6792, 0.7708,
              0.5900, 0.8092, 0.6725, 0.6750, 0.8392, 0.7258, 0.9217, 0.8725, 0.8517]
