@@ -42,7 +42,8 @@ class GuidanceConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-    mode: Mode = "full"
+    mode: Mode = Field(default="full", description="Which steps run: full (the whole loop), align (align without "
+                       "reasoning), correct (place, self-correct, render), place (place, render), plain (no layout).")
     max_align_rounds: int = Field(default=5, ge=0, le=50, description="Align rounds K: align calls at most.")
     max_correct_rounds: int | None = Field(
         default=None, ge=0, le=50, description="Self-correct calls at most; unset: K, as in the thesis."
@@ -67,15 +68,17 @@ class GuidanceConfig(BaseModel):
         default="off", description="Pause for a person to approve, edit or stop the layout: before the first render "
                                    "(plan), and also before each re-render (plan+align). Needs a checkpoint.",
     )
-    seed: int | None = Field(default=None, ge=0, lt=2**63, description="None picks one at random (recorded).")
+    seed: int | None = Field(default=None, ge=0, lt=2**63, description="Random seed (default: one picked at random, and recorded).")
     seed_policy: SeedPolicy = Field(
         default="same", description="same: one seed every round, so only the layout changes; increment: seed + round."
     )
-    width: int | None = Field(default=None, ge=64, le=4096, description="None: the generator's default.")
-    height: int | None = Field(default=None, ge=64, le=4096)
-    steps: int | None = Field(default=None, ge=1, le=1000, description="Denoising steps; None: the generator's default.")
-    guidance_scale: float | None = Field(default=None, ge=0, le=100)
-    negative_prompt: str | None = None
+    width: int | None = Field(default=None, ge=64, le=4096, description="Image width in pixels (default: the generator's own).")
+    height: int | None = Field(default=None, ge=64, le=4096, description="Image height in pixels (default: the generator's own).")
+    steps: int | None = Field(default=None, ge=1, le=1000, description="Denoising steps (default: the generator's own).")
+    guidance_scale: float | None = Field(default=None, ge=0, le=100, description="Classifier-free guidance scale: how "
+                                         "strongly the image follows the prompt (default: the generator's own).")
+    negative_prompt: str | None = Field(default=None, description="What the image must not show (default: the "
+                                        "generator's own, usually none).")
     parse_retries: int = Field(default=2, ge=0, le=10, description="Extra calls after an unreadable answer.")
     structured_steps: frozenset[str] = Field(
         default=frozenset(), description="Steps answered through the model's structured output instead of text."

@@ -63,3 +63,12 @@ class RunIncomplete(GuidanceError):
 
     exit_code = 3
 
+
+def first_problem(exc: Any) -> str:
+    """The first complaint of a pydantic ``ValidationError`` as a person reads it: the message our
+    validator wrote, without pydantic's "Value error, " or "Assertion failed, " in front."""
+    message = str(exc.errors()[0]["msg"]) if exc.errors() else str(exc)
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+

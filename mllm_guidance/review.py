@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from mllm_guidance.errors import InputError
+from mllm_guidance.errors import InputError, first_problem
 from mllm_guidance.layout import Layout
 from mllm_guidance.state import ReviewStage
 
@@ -74,7 +74,7 @@ def as_layout(value: Layout | dict[str, Any] | str) -> Layout:
         try:
             layout = Layout.model_validate(value)
         except ValidationError as exc:
-            raise InputError(f"the edited layout is not a layout: {exc.errors()[0]['msg']}") from None
+            raise InputError(f"the edited layout is not a layout: {first_problem(exc)}") from None
     if layout.is_empty:
         raise InputError("the edited layout has no objects; approve, stop, or give at least one box")
     return layout

@@ -237,6 +237,8 @@ class Run:
         is reopened too, to start again in place from its spec. ``mllm_options`` override the
         recorded ones: a server URL that held credentials was stored masked and must be given again."""
         root = Path(run_dir)
+        if not root.exists():
+            raise InputError(f"{root} does not exist; give the directory a run wrote to (its --out)")
         restart = False
         if not root.is_dir() or stored_checkpoints(root / CHECKPOINT_FILE) == 0:
             if not never_started(root):

@@ -64,7 +64,8 @@ def test_replay_that_runs_out(tmp_path, capsys):
     (["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", "nope"], "unknown generator 'nope'"),
     (["generate", "a cat", "--size", "12x12", "--mllm", "replay:x"], "between 64 and 4096"),
     (["generate", "a cat", "--good", "9", "--mode", "plain"], "is_good"),
-    (["generate", "--resume", "/nowhere"], "no checkpoint"),
+    (["generate", "--resume", "/nowhere"], "/nowhere does not exist"),
+    (["generate", "a cat", "--good", "0", "--mllm", "replay:x"], "--good 0: is_good as a threshold must be an integer from 1 to 5"),
 ])
 def test_bad_input_gets_one_actionable_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -128,3 +129,33 @@ def test_version_and_help(capsys):
     assert main(["--version"]) == 0
     assert "mllm-guidance 0.1.0" in capsys.readouterr().out
     assert main([]) == 2
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """Help a user can act on: every option has text, none says Python's None, and --generator
+    lists what the registry has (entry-point generators included)."""
+    import typer
+
+    from mllm_guidance.backends.registry import available_generators
+    from mllm_guidance.cli import app
+    from mllm_guidance.cli import bench, run_commands, tools  # noqa: F401  (registers the commands)
+
+    def commands(group, path=()):
+        for name, command in getattr(group, "commands", {}).items():
+            yield path + (name,), command
+            yield from commands(command, path + (name,))
+
+    silent, none = [], []
+    for path, command in commands(typer.main.get_command(app)):
+        for param in command.params:
+            if param.param_type_name != "option" or param.hidden:
+                continue
+            flag = f"{' '.join(path)} {param.opts[0]}"
+            if not (param.help or "").strip():
+                silent.append(flag)
+            if "None" in (param.help or ""):
+                none.append(flag)
+            if param.opts[0] == "--generator":
+                assert all(name in param.help for name in available_generators()), flag
+    assert not silent, silent
+    assert not none, none

@@ -26,7 +26,7 @@ from mllm_guidance.cli.options import (
 from mllm_guidance.cli.progress import Progress
 from mllm_guidance.cli.run_commands import pick_generator, pick_mllm
 from mllm_guidance.config import MODES
-from mllm_guidance.errors import InputError, RunIncomplete
+from mllm_guidance.errors import InputError, RunIncomplete, first_problem
 
 #: The method's knobs a benchmark varies (the mode is --method; the seed is bench's own --seed).
 BENCH_CONFIG_FLAGS = ("max_align_rounds", "max_correct_rounds", "is_good", "align_context", "align_empty", "steps",
@@ -140,7 +140,7 @@ def _ray_options(ray: bool, address: str | None, workers: int | None, gpus: floa
     try:
         return RayOptions(address=address, workers=workers, gpus_per_worker=gpus, resources=parsed)
     except ValidationError as exc:
-        raise InputError(f"--ray-resources: {exc.errors()[0]['msg']}; give a JSON object of names to amounts") from None
+        raise InputError(f"--ray-resources: {first_problem(exc)}; give a JSON object of names to amounts") from None
 
 
 @bench_app.command()

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from mllm_guidance.backends.mllm_options import MllmOptions
 from mllm_guidance.config import GuidanceConfig
-from mllm_guidance.errors import InputError
+from mllm_guidance.errors import InputError, first_problem
 
 #: GuidanceConfig fields the command line sets, by flag.
 CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
@@ -155,9 +155,12 @@ def mllm_params() -> list[inspect.Parameter]:
 
 
 def generator_params() -> list[inspect.Parameter]:
+    from mllm_guidance.backends.registry import available_generators
+
+    names = ", ".join(available_generators())  # the registry's own list, entry-point generators included
     spec = inspect.Parameter("generator", inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=typer.Option(
-        None, "--generator", help="Layout-to-image model: gligen-xl, gligen, text2image:MODEL, instancediffusion, "
-                                  "rich-context, sketch (default: gligen-xl with a CUDA GPU, else sketch)."))
+        None, "--generator", help=f"Layout-to-image model: {names}; NAME:MODEL picks other weights, e.g. "
+                                  "text2image:MODEL (default: gligen-xl with a CUDA GPU, else sketch)."))
     params = [spec]
     for key, flags, kind, text in GENERATOR_FLAGS:
         default: Any = False if kind is bool else None
@@ -280,7 +283,7 @@ def _first_error(exc: ValidationError, flags: dict[str, tuple[str, ...]]) -> str
     flag = "/".join(flags.get(field, (field,)))
     value = error.get("input")
     shown = json.dumps(value) if isinstance(value, (int, float, str)) else ""
-    return f"{flag} {shown}: {error['msg']}".replace("  ", " ")
+    return f"{flag} {shown}: {first_problem(exc)}".replace("  ", " ")
 
 
 def parse_size(text: str) -> tuple[int, int]:
