@@ -29,13 +29,13 @@ ANSWERS = {
         "'a bird[0.12, 0.08, 0.3, 0.22]']",
     ],
     "self_correct": [
-        "Reasoning: The man must sit under the tree, so move him below its crown; the bird must be "
-        "in the tree, so move it inside the crown.\n"
-        "Updated objects:\n- a man sitting [0.42, 0.58, 0.7, 0.96]\n- a tree [0.3, 0.04, 0.96, 0.92]\n"
-        "- a bird [0.62, 0.16, 0.76, 0.3]",
-        "Reasoning: The man sits under the tree and the bird is inside its crown; the layout already "
-        "matches the prompt.\nUpdated objects:\n- a man sitting [0.42, 0.58, 0.7, 0.96]\n"
-        "- a tree [0.3, 0.04, 0.96, 0.92]\n- a bird [0.62, 0.16, 0.76, 0.3]",
+        "Reasoning: The man must sit under the tree, so move him to the foot of the trunk; the bird "
+        "must be in the tree, so move it onto a branch at the edge of the crown.\n"
+        "Updated objects:\n- a man sitting [0.24, 0.56, 0.54, 0.96]\n- a tree [0.45, 0.04, 0.96, 0.84]\n"
+        "- a bird [0.37, 0.2, 0.51, 0.32]",
+        "Reasoning: The man sits at the foot of the tree and the bird is on a branch of its crown; "
+        "the layout already matches the prompt.\nUpdated objects:\n- a man sitting [0.24, 0.56, 0.54, 0.96]\n"
+        "- a tree [0.45, 0.04, 0.96, 0.84]\n- a bird [0.37, 0.2, 0.51, 0.32]",
     ],
     "reason": [
         "Reasoning: A tree and a man are visible, but the man stands beside the trunk and no bird "
@@ -44,14 +44,14 @@ ANSWERS = {
         "Reasoning: The man sits under the tree and a bird perches on a branch.\nScore: 5",
     ],
     "align": [
-        "Reasoning: The man should clearly sit at the foot of the trunk and the bird must be inside "
-        "the crown; overlap the man with the trunk and put the bird on a branch.\n"
-        "Updated objects:\n- a man sitting on the ground [0.4, 0.6, 0.68, 0.96]\n"
-        "- a tree [0.3, 0.04, 0.96, 0.92]\n- a small bird [0.58, 0.22, 0.72, 0.34]",
+        "Reasoning: The man should clearly sit on the ground at the foot of the trunk and the bird "
+        "must be in the crown; let the man overlap the trunk a little and put the bird on a branch.\n"
+        "Updated objects:\n- a man sitting on the ground [0.26, 0.6, 0.54, 0.96]\n"
+        "- a tree [0.45, 0.04, 0.96, 0.84]\n- a small bird [0.36, 0.24, 0.5, 0.36]",
         "Reasoning: The bird flies beside the crown; it should perch on a branch, so describe it "
-        "perching and move its box into the crown.\n"
-        "Updated objects:\n- a man sitting on the ground [0.4, 0.6, 0.68, 0.96]\n"
-        "- a tree [0.3, 0.04, 0.96, 0.92]\n- a small bird perched on a branch [0.55, 0.26, 0.69, 0.38]",
+        "perching and move its box onto the branch.\n"
+        "Updated objects:\n- a man sitting on the ground [0.26, 0.6, 0.54, 0.96]\n"
+        "- a tree [0.45, 0.04, 0.96, 0.84]\n- a small bird perched on a branch [0.35, 0.28, 0.49, 0.4]",
     ],
 }
 

@@ -112,7 +112,7 @@ def test_resume_from_the_command_line(tmp_path, capsys, monkeypatch):
 def test_plan_prints_the_layout(tmp_path, capsys):
     assert main(["plan", PROMPT, "--mllm", f"replay:{RECORDING}", "--out", str(tmp_path / "p")]) == 0
     captured = capsys.readouterr()
-    assert "- a man sitting [0.42, 0.58, 0.7, 0.96]" in captured.out and "preview:" in captured.err
+    assert "- a man sitting [0.24, 0.56, 0.54, 0.96]" in captured.out and "preview:" in captured.err
     assert main(["plan", PROMPT, "--mllm", f"replay:{RECORDING}", "--out", str(tmp_path / "q"), "--json", "--correct-rounds", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["objects"][0]["name"] == "a man sitting"
 

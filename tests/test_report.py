@@ -57,3 +57,32 @@ def test_boxes_are_svg_over_each_image_and_scores_a_chart():
     chart = score_chart(rounds, best=2)
     assert chart.count("<circle") == 2 and "round 2: 5" in chart and 'r="7"' in chart  # the best is marked
     assert score_chart([{"index": 0, "score": None}], best=None) == ""  # nothing judged, no chart
+
+
+def test_labels_fit_their_box_and_rules_are_information(tmp_path):
+    from mllm_guidance.evidence.report import box_geometry
+
+    name = "a very long description of a small red bird perched on the lowest branch of the old oak"
+    geometry = box_geometry({"objects": [{"name": name, "box": {"x1": 0.8, "y1": 0.1, "x2": 0.95, "y2": 0.3}}]}, 512, 512)
+    shape = geometry["shapes"][0]
+    assert shape["label"].endswith("…") and len(shape["label"]) < 15 and shape["name"] == name  # the tooltip keeps it whole
+    assert shape["tx"] + len(shape["label"]) * geometry["font"] * 0.56 <= 512  # inside the image
+    # a man under a tree overlaps it: shown as a note on the layout, not as a warning on the result
+    overlapping = ("Objects:\n- a man sitting [0.4, 0.6, 0.68, 0.96]\n- a tree [0.3, 0.04, 0.96, 0.92]")
+    guide("A man is sitting under a tree.", mllm=RecordingChatModel(replies={"place": [overlapping], "self_correct": [overlapping],
+                                                                             "reason": [score(5)]}),
+          generator="sketch", run_dir=tmp_path / "r")
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "Layout rules" in page and "lies inside" in page and "⚠" not in page and 'class="warn"' not in page
+    assert 'class="frame plain"' in page and "the sketch draws its own" in page  # no second set of labels
+
+
+def test_the_quick_start_recording_keeps_the_rules_it_is_shown_with():
+    """The recording a newcomer replays first: every layout respects the rules its prompts state."""
+    from pathlib import Path
+
+    from mllm_guidance.layout import Layout
+
+    record = json.loads((Path(__file__).parents[1] / "examples/recordings/man-under-tree.json").read_text())
+    for r in record["rounds"]:
+        assert r["layout_warnings"] == [] and Layout.model_validate(r["layout"]).rule_warnings() == []

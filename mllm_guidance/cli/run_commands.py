@@ -128,8 +128,8 @@ def plan(
         echo(layout.model_dump_json(indent=2) if layout else "null")
         return 0
     echo(layout.to_lines() if layout and not layout.is_empty else "(no layout)")
-    for warning in planned.warnings:
-        echo(f"warning: {warning}", err=True)
+    for finding in planned.warnings:  # the prompts' advice to the MLLM, never enforced: information
+        echo(f"layout rule: {finding}", err=True)
     echo(f"preview: {planned.preview_path}", err=True)
     return 0
 
