@@ -94,8 +94,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def scorer_notes(records: Sequence[dict[str, Any]]) -> str | None:
-    """The models and options of the non-judge scorers, in one cell."""
-    notes = []
+    """Every scorer that ran, in one cell: the judges by name (their settings are the judge
+    column), the others with their models and options."""
+    notes = [f"{name} (see judge)" for name in ("mllm", "mllm-reason") if _scoring(records, name)]
     for name in ("clipscore", "blip-vqa", "blip-clip"):
         s = (_scoring(records, name) or {}).get("settings")
         if s:

@@ -125,3 +125,22 @@ def test_summary_html_pictures_the_benchmark(tmp_path):
     assert lowest.count('<div class="item">') == 5 and 'src="images/' in lowest  # the failed item is not an image
     assert "<script>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page  # prompts and errors are escaped
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # offline
+
+
+def test_summary_draws_every_metric_on_its_scale_and_sorts_by_the_judge(tmp_path):
+    """A raw 1..5 judge and Hessel's CLIPScore above 1 stay on the chart; the lowest items are the
+    judge's lowest, not the guide's; counts print as counts."""
+    records = asyncio.run(run_bench(spec(tmp_path, "run", dataset=dataset(tmp_path, 4))))
+    for i, r in enumerate(records):
+        r["metrics"] = {"mllm": [5.0, 1.0, 4.0, 3.0][i], "clipscore": 1.2 + 0.1 * i}
+        r["final_score"], r["input_tokens"], r["output_tokens"] = 5, 6000 + i, 960
+        r["scoring"] = {"mllm": {"scale": "raw", "settings": {"model": "openai:gpt-4o-mini"}}}
+    row = write_summary(tmp_path / "run", records)
+    page = (tmp_path / "run" / "summary.html").read_text()
+    bars = page.split('aria-label="metrics"')[1].split("</svg>")[0]
+    assert "MLLM judge: T2I-CompBench [raw]" in bars and "CLIPScore" in bars
+    assert ">5</text>" in bars and ">2.5</text>" in bars  # each on its own axis end
+    lowest = page.split("Lowest-scored items")[1]
+    assert "(by the judge)" in lowest and lowest.index("judge 1.00") < lowest.index("judge 3.00") < lowest.index("judge 4.00")
+    assert "6,962" in page and "6961.50" not in page  # tokens per image, as a count
+    assert row["scorers"].startswith("mllm (see judge)")
