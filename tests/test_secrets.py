@@ -172,7 +172,7 @@ def s_generator_error_cli_line(tmp_path, capsys, monkeypatch):
         code, out, err = cli(["generate", PROMPT, "--mllm", "openai:gpt-4o", "--mllm-base-url", stub.url + "/v1",
                               "--generator", "leaky", "--out", str(tmp_path / "g")], capsys)
     registry._cache.clear()
-    assert code == 2 and "CUDA said no" in err
+    assert code == 3 and "CUDA said no" in err  # the run ended without its image
     return out + err
 
 
@@ -337,7 +337,7 @@ def test_a_masked_server_url_must_be_given_again_to_resume(tmp_path, capsys):
             globals()["FLAKY"] = lambda: failing
             code, _, err = cli(["generate", "a cat on a sofa", "--mllm", "openai:gpt-4o", "--mllm-base-url", url,
                                 "--generator", "flaky", "--out", str(tmp_path / "r")], capsys)
-            assert code == 2 and "simulated crash" in err
+            assert code == 3 and "simulated crash" in err
             failing.fail_on = None
             code, _, err = cli(["generate", "--resume", str(tmp_path / "r")], capsys)
             assert code == 2 and "give it again" in err and "--mllm-base-url" in err and not leaked(err)

@@ -129,9 +129,9 @@ def test_a_full_disk_is_one_line_and_the_same_command_continues(tmp_path, capsys
             "replay:examples/recordings/man-under-tree.json", "--generator", "sketch", "--quiet", "--out", str(run_dir)]
     with monkeypatch.context() as m:
         refuse_writes(m, lambda name: name.startswith("round-1"))
-        assert main(args) == 2
+        assert main(args) == 3  # it ran, and ended without its image: --resume continues
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: no space left in ") and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("error: no space left in ") and len(err.splitlines()) == 1 and "--resume" in err and "Traceback" not in err
     assert str(run_dir) in err and "needs" in err
     assert main(["generate", "--resume", str(run_dir), "--quiet"]) == 0
     assert (run_dir / "final.png").exists() and json.loads((run_dir / "run.json").read_text())["rounds"]
