@@ -159,3 +159,36 @@ def test_every_option_of_every_command_says_what_it_does():
                 assert all(name in param.help for name in available_generators()), flag
     assert not silent, silent
     assert not none, none
+
+
+def test_trace_show_wraps_reasoning_instead_of_cutting_it(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", "sketch", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["trace", "show", str(out)]) == 0
+    table = capsys.readouterr().out
+    header = next(line for line in table.splitlines() if line.startswith("step"))
+    assert header.split() == ["step", "round", "change", "reasoning", "score", "tokens", "seconds"]
+    words = " ".join(table.split())
+    assert "the bird must be in the tree, so move it onto a branch at the edge of the crown." in words and "…" not in table
+
+
+def test_bench_progress_is_a_bar_on_a_terminal_and_lines_when_piped():
+    import io
+
+    from rich.console import Console
+
+    from mllm_guidance.cli.progress import Progress
+
+    terminal = io.StringIO()
+    progress = Progress(console=Console(file=terminal, force_terminal=True, width=140), total=4)
+    for i in range(4):
+        progress.show("waiting")  # a run's status line never fights the bar
+        progress.record({"status": "ok" if i else "failed", "final_score": 4})
+    assert "━" in terminal.getvalue() and "4/4" in terminal.getvalue() and "failed 1" in terminal.getvalue()
+    piped = io.StringIO()
+    progress = Progress(console=Console(file=piped, force_terminal=False, width=140), total=40)
+    for _ in range(40):
+        progress.record({"status": "ok", "final_score": 5})
+    lines = piped.getvalue().splitlines()
+    assert len(lines) == 20 and lines[-1].startswith("40/40 (100%)") and "mean score 5.00" in lines[-1]

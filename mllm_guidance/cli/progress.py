@@ -21,6 +21,7 @@ class Progress:
         self.quiet = quiet
         self.live = self.console.is_terminal
         self._status: Any = None
+        self._bar: Any = None  # a benchmark's rich progress bar, on a terminal
         self._since = time.perf_counter()
         #: finished steps seen: a failure after the first one is a run that ended without its image
         self.steps = 0
@@ -36,7 +37,7 @@ class Progress:
 
     def show(self, text: str) -> None:
         """A transient status line (a spinner on a terminal; nothing when piped)."""
-        if self.quiet or not self.live:
+        if self.quiet or not self.live or self._bar is not None:  # one live display at a time
             return
         text = redact_text(text)
         if self._status is None:
@@ -49,6 +50,9 @@ class Progress:
         if self._status is not None:
             self._status.stop()
             self._status = None
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     # -- a run's events -----------------------------------------------------------------------
 
@@ -92,15 +96,30 @@ class Progress:
             return
         elapsed = time.perf_counter() - self._since
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
         mean = f"{sum(self.scores) / len(self.scores):.2f}" if self.scores else "-"
-        bar = "#" * int(30 * self.done / max(1, self.total))
-        line = (f"[{bar:<30}] {self.done}/{self.total} · {rate:.2f} img/s · ETA {eta:,.0f}s · mean score {mean} · "
-                f"failed {self.failed}")
-        if self.live and self.done < self.total:
-            self.show(line)
-        elif not self.live and self.done < self.total and self.done % max(1, self.total // 20):
+        stats = f"{rate:.2f} img/s · mean score {mean} · failed {self.failed}"
+        if self.live:
+            self._advance(stats)
+            return
+        if self.done < self.total and self.done % max(1, self.total // 20):
             return  # piped: a line every 5%, not one per image
-        else:
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        self.say(f"{self.done}/{self.total} ({self.done / max(1, self.total):.0%}) · {stats} · ETA {eta:,.0f}s")
+
+    def _advance(self, stats: str) -> None:
+        """The terminal's progress bar (rich's: done/total, bar, elapsed and remaining time)."""
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        if self._bar is None:
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
+            self._bar = Bar(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
+                            console=self.console)
+            self._bar.start()
+            self._task = self._bar.add_task("bench", total=self.total, stats="")
+        self._bar.update(self._task, completed=self.done, stats=redact_text(stats))
+        if self.done >= self.total:
             self.close()
-            self.say(line)

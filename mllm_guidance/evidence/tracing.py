@@ -134,18 +134,26 @@ def trace_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def format_table(rows: list[dict[str, Any]], width: int = 60) -> str:
-    headers = ["step", "round", "change", "reasoning", "score", "tokens", "seconds"]
+def format_table(rows: list[dict[str, Any]], width: int | None = None) -> str:
+    """The rows as a text table (rich's: long reasoning wraps in its column, never cut), ``width``
+    columns wide (default: the terminal's)."""
+    import io
+    import shutil
 
-    def cell(value: Any) -> str:
-        text = "" if value is None else str(value)
-        return text if len(text) <= width else text[: width - 1] + "…"
+    from rich.console import Console
+    from rich.table import Table
 
-    table = [headers] + [[cell(r[h]) for h in headers] for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name, justify in (("step", "left"), ("round", "right"), ("change", "left"), ("reasoning", "left"),
+                          ("score", "right"), ("tokens", "right"), ("seconds", "right")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(*("" if r[h] is None else str(r[h]) for h in ("step", "round", "change", "reasoning", "score",
+                                                                     "tokens", "seconds")))
+    out = io.StringIO()
+    Console(file=out, width=width or shutil.get_terminal_size((120, 24)).columns, color_system=None,
+            highlight=False, markup=False).print(table)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
 def show(run_dir: str | Path) -> str:
