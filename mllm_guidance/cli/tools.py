@@ -108,12 +108,13 @@ def studio(
 ) -> int:
     """Open the studio in a browser: plan and move boxes, watch each round, open runs and benchmarks."""
     try:
-        from mllm_guidance.studio.app import build_studio
+        from mllm_guidance.studio.app import build_studio, launch
     except ImportError as exc:
         raise InputError(f"the studio needs gradio: pip install 'mllm-guidance[studio]' ({exc})") from None
     app_ = build_studio(runs_dir=runs_dir, bench_dir=bench_dir, mllm=options["mllm"], generator=options["generator"],
                         config=make_cli_config(config_values(options)), mllm_options=mllm_options(options),
                         generator_options=generator_options(options))
-    echo(f"studio on http://{host}:{port} (runs in {runs_dir})", err=True)
-    app_.launch(server_name=host, server_port=port, show_error=True)
+    echo(f"studio on http://{host}:{port} (runs in {runs_dir}). It has no login: to use it from another machine, "
+         f"tunnel to it (ssh -L {port}:127.0.0.1:{port} THIS-HOST) rather than serving it on a public address", err=True)
+    launch(app_, server_name=host, server_port=port)
     return 0

@@ -10,7 +10,7 @@
   distribution, and the images of several runs side by side per prompt, filtered.
 
 Every browser session has its own state (``gr.State``); every file the studio writes goes to a new
-directory under the runs root.
+directory under the runs root (a plan's under ``plans/``, kept apart from the runs the Runs tab lists).
 """
 
 from __future__ import annotations
@@ -34,7 +34,17 @@ from mllm_guidance.events import event_line
 from mllm_guidance.layout import Layout
 from mllm_guidance.review import ReviewDecision
 from mllm_guidance.run import PendingReview
-from mllm_guidance.studio.paths import inside, run_dirs
+from mllm_guidance.studio.paths import bench_dirs, inside, run_dirs
+
+#: Page styles: tables keep words whole (a wide table scrolls), pictures are never cropped.
+STUDIO_CSS = """
+#bench-summary table, #run-info table { display:block; overflow-x:auto; }
+#bench-summary td, #bench-summary th, #run-info td, #run-info th { word-break:normal !important;
+  overflow-wrap:normal !important; hyphens:none; white-space:normal; min-width:4em; }
+#plan-status p { margin:0; }
+"""
+#: The subdirectory of the runs root that plans are written to.
+PLANS = "plans"
 
 
 class Stopped(GuidanceError):
@@ -63,18 +73,22 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
     runs_root, bench_root = Path(runs_dir).resolve(), Path(bench_dir).resolve()
     base = make_config(config)
 
-    def new_run_dir(prompt: str) -> Path:
-        runs_root.mkdir(parents=True, exist_ok=True)
-        return runs_root / default_run_dir(prompt).name
+    def new_run_dir(prompt: str, plan: bool = False) -> Path:
+        parent = runs_root / PLANS if plan else runs_root
+        parent.mkdir(parents=True, exist_ok=True)
+        return parent / default_run_dir(prompt).name
 
     # -- Generate ---------------------------------------------------------------------------------
 
-    def plan(prompt: str, mllm_spec: str) -> tuple[Any, dict[str, Any], str]:
+    def plan(prompt: str, mllm_spec: str) -> tuple[Any, Any, Any, str]:
+        """The planned layout on the canvas; a failure is said on the page, the canvas left as it was."""
         try:
-            planned = asyncio.run(aplan(prompt, mllm_spec or mllm, config=base, run_dir=new_run_dir(prompt),
+            planned = asyncio.run(aplan(prompt, mllm_spec or mllm, config=base, run_dir=new_run_dir(prompt, plan=True),
                                         mllm_options=mllm_options))
-        except GuidanceError as exc:
-            raise gr.Error(str(exc)) from None
+        except (GuidanceError, OSError) as exc:
+            message = str(exc) if isinstance(exc, GuidanceError) else f"{exc.strerror or exc}"
+            gr.Warning(f"Plan failed: {message}")
+            return gr.update(), gr.update(), gr.update(), f"**Plan failed:** {message}"
         from PIL import Image
 
         size = Image.open(planned.preview_path).size
@@ -83,7 +97,17 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
         blank = Path(planned.run_dir) / "canvas.png"
         Image.new("RGB", size, (246, 246, 240)).save(blank)
         value = {"image": str(blank), "boxes": boxes_of(layout, size)}
-        return value, {"size": list(size), "planned": layout.model_dump(mode="json")}, layout.to_lines()
+        note = f"planned {len(layout)} object(s): move, resize or rename the boxes, then Generate"
+        return value, {"size": list(size), "planned": layout.model_dump(mode="json")}, layout.to_lines(), note
+
+    def canvas_layout(canvas: Any, planned: dict[str, Any]) -> str:
+        """The layout text, following the canvas as boxes are dragged (one layout on the page)."""
+        if not planned or not canvas or not canvas.get("boxes"):
+            return ""
+        try:
+            return layout_of(canvas["boxes"], tuple(planned["size"])).to_lines()
+        except GuidanceError as exc:
+            return f"(not a layout yet: {exc})"
 
     def generate(prompt: str, mllm_spec: str, generator_spec: str, k: int, good: int, canvas: Any, planned: dict[str, Any]):
         cfg = make_config(base, max_align_rounds=int(k), is_good=int(good))
@@ -115,13 +139,18 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
         threading.Thread(target=work, daemon=True).start()
         gallery: list[tuple[str, str]] = []
         log: list[str] = []
+        shown: dict[int, int] = {}  # round -> its place in the gallery
         try:
             while True:
                 kind, item = events.get()
                 if kind == "event":
                     line = event_line(item)
+                    k = item.get("round")
                     if item.get("event") == "step" and item.get("step") == "generate":
-                        gallery.append((str(run_path / f"round-{item.get('round')}.png"), f"round {item.get('round')}"))
+                        shown[k] = len(gallery)
+                        gallery.append((str(run_path / f"round-{k}.png"), f"round {k}: judging…"))
+                    elif item.get("event") == "step" and item.get("step") == "reason" and k in shown:
+                        gallery[shown[k]] = (gallery[shown[k]][0], f"round {k}: {item.get('score')}/5")
                     if line:
                         log.append(line)
                     yield gallery, "\n".join(log), None, ""
@@ -169,10 +198,11 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
 
     # -- Bench ----------------------------------------------------------------------------------
 
-    def open_bench(names: str, failed_only: bool, lowest_first: bool) -> tuple[str, list[tuple[str, str]]]:
-        dirs = [inside(bench_root, n, "benchmark") for n in names.split(",") if n.strip()]
+    def open_bench(names: list[str] | str | None, failed_only: bool, lowest_first: bool) -> tuple[str, list[tuple[str, str]]]:
+        picked = names.split(",") if isinstance(names, str) else list(names or [])
+        dirs = [inside(bench_root, n, "benchmark") for n in picked if n.strip()]
         if not dirs:
-            raise gr.Error("give one or more benchmark directories, separated by commas")
+            raise gr.Error("pick one or more benchmark directories")
         parts, by_prompt = [], {}
         for d in dirs:
             records = read_results(d / RESULTS)
@@ -209,16 +239,21 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
                 plan_btn = gr.Button("Plan", elem_id="plan")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                 stop_btn = gr.Button("Stop", elem_id="stop")
+            plan_status = gr.Markdown(elem_id="plan-status")
             with gr.Row():
                 canvas = image_annotator(label="Boxes (drag, resize, rename, add, delete)", elem_id="canvas",
-                                         image_type="filepath", sources=[], interactive=True)
-                layout_text = gr.Textbox(label="Planned layout", lines=8, interactive=False)
-            rounds = gr.Gallery(label="Rounds", elem_id="rounds", columns=4, height=320)
-            with gr.Row():
-                log = gr.Textbox(label="Steps", lines=10, elem_id="log")
-                best = gr.Image(label="Best image", elem_id="best", type="filepath")
-            result_md = gr.Markdown(elem_id="result")
-            plan_btn.click(plan, [prompt, mllm_box], [canvas, planned, layout_text])
+                                         image_type="filepath", sources=[], interactive=True, height=440, scale=2)
+                layout_text = gr.Textbox(label="Layout (follows the canvas)", lines=12, interactive=False,
+                                         elem_id="layout-text", scale=1)
+            with gr.Row():  # the best image beside the rounds, so it stays in view however many rounds ran
+                with gr.Column(scale=1):
+                    best = gr.Image(label="Best image", elem_id="best", type="filepath", height=300)
+                    result_md = gr.Markdown(elem_id="result")
+                rounds = gr.Gallery(label="Rounds (score under each)", elem_id="rounds", columns=3, height=300,
+                                    object_fit="contain", scale=2)
+            log = gr.Textbox(label="Steps", lines=10, elem_id="log")
+            plan_btn.click(plan, [prompt, mllm_box], [canvas, planned, layout_text, plan_status])
+            canvas.change(canvas_layout, [canvas, planned], layout_text)
             running = generate_btn.click(generate, [prompt, mllm_box, generator_box, k, good, canvas, planned],
                                          [rounds, log, best, result_md])
             stop_btn.click(None, None, None, cancels=[running])
@@ -230,20 +265,24 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
             with gr.Row():
                 other = gr.Textbox(label="Render again with generator (replays the MLLM's answers)", value="sketch")
                 rerun_btn = gr.Button("Re-run")
-            run_gallery = gr.Gallery(label="Rounds", columns=4, height=300, elem_id="run-rounds")
+            run_gallery = gr.Gallery(label="Rounds", columns=4, height=300, elem_id="run-rounds", object_fit="contain")
             run_md = gr.Markdown(elem_id="run-info")
             refresh.click(lambda: gr.Dropdown(choices=run_dirs(runs_root)), None, run_name)
             open_btn.click(_errors(open_run), run_name, [run_gallery, run_md])
             rerun_btn.click(_errors(rerun), [run_name, other], [run_gallery, run_md])
         with gr.Tab("Bench"):
             with gr.Row():
-                bench_names = gr.Textbox(label="Benchmark directories (comma-separated, under the bench root)",
-                                         elem_id="bench-dirs", scale=3)
+                bench_names = gr.Dropdown(choices=bench_dirs(bench_root), multiselect=True, allow_custom_value=True,
+                                          label="Benchmark directories under the bench root (pick one or more to compare)",
+                                          elem_id="bench-dirs", scale=3)
+                bench_refresh = gr.Button("Refresh")
                 failed_only = gr.Checkbox(label="failed only")
                 lowest_first = gr.Checkbox(label="lowest scores first", value=True)
                 bench_btn = gr.Button("Open", elem_id="open-bench")
             bench_md = gr.Markdown(elem_id="bench-summary")
-            bench_gallery = gr.Gallery(label="Per prompt, side by side", columns=4, height=400, elem_id="bench-images")
+            bench_gallery = gr.Gallery(label="Per prompt, side by side", columns=4, height=400, elem_id="bench-images",
+                                       object_fit="contain")
+            bench_refresh.click(lambda: gr.Dropdown(choices=bench_dirs(bench_root)), None, bench_names)
             bench_btn.click(_errors(open_bench), [bench_names, failed_only, lowest_first], [bench_md, bench_gallery])
     return app
 
@@ -258,3 +297,10 @@ def _errors(fn: Any) -> Any:
             raise gr.Error(str(exc)) from None
 
     return wrapped
+
+
+def launch(app: gr.Blocks, **options: Any) -> None:
+    """Serve the studio with its styles, without Gradio's own banner (the command line says where it
+    is and how to reach it safely from another machine)."""
+    app.launch(css=STUDIO_CSS, quiet=True, show_error=True, **options)
+

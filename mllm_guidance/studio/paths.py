@@ -27,3 +27,12 @@ def run_dirs(root: Path) -> list[str]:
         return []
     runs = [p for p in root.iterdir() if (p / "run.json").is_file()]
     return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def bench_dirs(root: Path) -> list[str]:
+    """Names of the benchmark output directories under the bench root (those with results), newest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / "results.jsonl").is_file()]
+    return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
+

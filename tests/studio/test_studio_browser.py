@@ -63,7 +63,7 @@ def free_port() -> int:
 def studio(tmp_path_factory):
     from mllm_guidance.eval.runner import BenchSpec, run_bench
     from mllm_guidance.eval.tables import write_summary
-    from mllm_guidance.studio.app import build_studio
+    from mllm_guidance.studio.app import build_studio, launch
 
     root = tmp_path_factory.mktemp("studio")
     data = root / "prompts.txt"
@@ -73,7 +73,7 @@ def studio(tmp_path_factory):
     write_summary(spec.out, asyncio.run(run_bench(spec)))
     app = build_studio(runs_dir=root / "runs", bench_dir=root / "bench", mllm=f"replay:{RECORDING}", generator="sketch")
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
     try:
         yield f"http://127.0.0.1:{port}", root
     finally:
@@ -118,12 +118,21 @@ def test_plan_move_a_box_generate_and_watch_the_rounds(studio, page):
     page.mouse.down()
     page.mouse.move(man[0] - 0.2 * side, man[1] - 0.02 * side, steps=12)
     page.mouse.up()
+    assert "planned 3 object(s)" in page.locator("#plan-status").inner_text()
+    # the layout text follows the canvas: the man's box now starts near the left edge
+    page.wait_for_function("(document.querySelector('#layout-text textarea') || {}).value?.includes('a man sitting [0.0')")
     shot(page, "studio-plan.png", full_page=False)
     page.click("#generate")
     page.locator("#result").get_by_text("best: round").wait_for()
     assert page.locator("#rounds img").count() >= 3
     page.locator("#best img").wait_for()
-    shot(page, "studio-generate.png", full_page=True)
+    assert "round 2: 5/5" in page.locator("#rounds").inner_text()  # each round's score beside its image
+    page.locator("#best").scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, -120)")
+    shot(page, "studio-generate.png", full_page=False)
+    # plans are kept apart from runs: every run the Runs tab lists is a run
+    assert (root / "runs" / "plans").is_dir()
+    assert all((p / "run.json").exists() for p in (root / "runs").iterdir() if p.name != "plans")
     runs = [p for p in (root / "runs").iterdir() if (p / "run.json").exists() and json.loads((p / "run.json").read_text())["reviews"]]
     record = json.loads(runs[0].joinpath("run.json").read_text())
     review = record["reviews"][0]
@@ -147,8 +156,10 @@ def test_open_a_run_and_a_benchmark(studio, page):
     page.click("#open-run")
     page.locator("#run-info").get_by_text("best round").wait_for()
     assert page.locator("#run-rounds img").count() >= 1
+    shot(page, "studio-runs.png", full_page=False)
     page.get_by_role("tab", name="Bench").click()
-    page.locator("#bench-dirs textarea, #bench-dirs input").first.fill("b1")
+    page.locator("#bench-dirs input").first.click()
+    page.get_by_role("option", name="b1").click()  # picked from the bench root's directories, not typed
     page.click("#open-bench")
     page.locator("#bench-summary").get_by_text("b1").first.wait_for()
     assert page.locator("#bench-images img").count() == 3
@@ -158,6 +169,17 @@ def test_open_a_run_and_a_benchmark(studio, page):
         shot(page, "summary.png", clip={"x": 0, "y": 0, "width": 1200, "height": 760})
         page.goto(url)
         page.get_by_role("tab", name="Bench").click()
-    page.locator("#bench-dirs textarea, #bench-dirs input").first.fill("../..")
+    page.locator("#bench-dirs input").first.fill("../..")
+    page.locator("#bench-dirs input").first.press("Enter")
     page.click("#open-bench")
     page.get_by_text("outside the studio's benchmark root").first.wait_for()
+
+
+def test_a_failed_plan_says_why(studio, page):
+    url, _ = studio
+    page.goto(url)
+    page.locator("#mllm input, #mllm textarea").first.fill("replay:/nowhere/run.json")
+    page.click("#plan")
+    page.locator("#plan-status").get_by_text("Plan failed").wait_for()
+    assert "no recording at" in page.locator("#plan-status").inner_text()
+
