@@ -216,7 +216,8 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
         "dataset": dataset, "category": dataset_category(spec.dataset), "method": spec.method, "package_version": __version__,
         "template_set": load_templates(base.templates_dir).version,
         "models": {"mllm": backends.mllm_setting.described if backends.mllm_setting else None,
-                   "generator": backends.generator_setting.described},
+                   "mllm_spec": backends.mllm_setting.spec if backends.mllm_setting else None,
+                   "generator": backends.generator_setting.described, "generator_spec": backends.generator_setting.spec},
     }
     if progress is not None:
         progress.total = len(pending)

@@ -66,7 +66,9 @@ def run_info(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
                      f"T={'provider default' if s.get('temperature') is None else s.get('temperature')}", f"x{s.get('repeats')}", s.get("prompt_version")]
             judges.append(" · ".join(str(p) for p in parts if p))
             scales.append(f"{label}{scoring.get('scale')}")
-    return {"generator": models.get("generator"), "guide MLLM": models.get("mllm"), "judge": "; ".join(judges) or None,
+    # backends spelled as the user named them (spec strings, as the judge is), the class for objects
+    return {"generator": models.get("generator_spec") or models.get("generator"),
+            "guide MLLM": models.get("mllm_spec") or models.get("mllm"), "judge": "; ".join(judges) or None,
             "judge scale": "; ".join(scales) or None, "template set": first.get("template_set")}
 
 

@@ -44,7 +44,7 @@ def test_bench_rls300_with_the_mllm_scorer_sends_t2i_compbenchs_complex_prompt(t
     assert scoring["category"] == "complex" and scoring["scores"] == [4] and scoring["settings"]["model"] == "openai:gpt-4o-mini"
     assert records[0]["category"] == "complex" and scoring["scale"] == "(s-1)/4"
     header = printed.split("\n\n")[0]
-    for text in ("generator: sketch", "guide MLLM: ChatOpenAI(gpt-4o)", "judge: openai:gpt-4o-mini · gpt4v · complex · T=0.0 · x1",
+    for text in ("generator: sketch", "guide MLLM: openai:gpt-4o", "judge: openai:gpt-4o-mini · gpt4v · complex · T=0.0 · x1",
                  "judge scale: (s-1)/4", "template set: builtin-v1+"):
         assert text in header
     assert "MLLM judge: T2I-CompBench [(s-1)/4]" in printed and "warning" not in printed
