@@ -159,3 +159,33 @@ class WorkerSketch(SlowGenerator):
 
         time.sleep(self.seconds)
         return [Generated(SketchGenerator.generate(self, r).image, [f"pid {os.getpid()}"]) for r in requests]
+
+
+class RepairingGenerator(CountingGenerator):
+    """The counting sketch generator with a repair path: a repair request draws the new layout on a
+    darker canvas (so the repainted region visibly differs); the node pastes the rest back."""
+
+    name = "repairing-sketch"
+    supports_repair = True
+
+    def generate(self, request: GenerationRequest) -> Any:
+        out = super().generate(request)
+        if request.repair is not None:
+            from PIL import ImageOps
+
+            out.image = ImageOps.invert(out.image.convert("RGB"))
+        return out
+
+
+class LengthVerifier:
+    """A stub verifier: scores each image by a fixed list (or the seed order reversed), recording calls."""
+
+    name = "stub"
+
+    def __init__(self, scores: list[float] | None = None) -> None:
+        self.scores = scores
+        self.calls: list[tuple[str, Any, int]] = []
+
+    def rank(self, prompt: str, layout: Any, images: list[Any]) -> list[float]:
+        self.calls.append((prompt, layout, len(images)))
+        return list(self.scores) if self.scores is not None else [float(-i) for i in range(len(images))]
