@@ -45,6 +45,38 @@ def boxes_svg(layout: dict[str, Any] | None, width: int, height: int) -> str:
             f'aria-label="boxes">{"".join(shapes)}</svg>')
 
 
+def mask_svg(repair: dict[str, Any] | None, width: int, height: int, key: Any = 0) -> str:
+    """A repaired round's mask over its image: everything outside the mask dimmed, the mask outlined."""
+    if not repair or not repair.get("repaired") or not repair.get("boxes"):
+        return ""
+    rects = "".join(f'<rect x="{b[0] * width:.1f}" y="{b[1] * height:.1f}" width="{(b[2] - b[0]) * width:.1f}" '
+                    f'height="{(b[3] - b[1]) * height:.1f}"/>' for b in repair["boxes"])
+    stroke = max(2, round(min(width, height) / 200))
+    return (f'<svg class="mask" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" aria-label="repair mask">'
+            f'<defs><mask id="repair-{key}"><rect width="{width}" height="{height}" fill="#fff"/><g fill="#000">{rects}</g></mask></defs>'
+            f'<rect width="{width}" height="{height}" fill="#000" fill-opacity="0.45" mask="url(#repair-{key})"/>'
+            f'<g fill="none" stroke="#f0f" stroke-width="{stroke}" stroke-dasharray="{stroke * 3}">{rects}</g></svg>')
+
+
+def _repair_line(repair: dict[str, Any] | None) -> str:
+    if not repair:
+        return ""
+    changed = "; ".join(repair.get("changed") or []) or "nothing"
+    if repair.get("repaired"):
+        return (f'<p class="repair">repaired round {_e(repair.get("base_round"))} inside the mask '
+                f'({repair.get("share", 0):.0%} of the image) · changed: {_e(changed)}</p>')
+    return f'<p class="repair muted">not repaired: {_e(repair.get("reason"))} · changed: {_e(changed)}</p>'
+
+
+def _candidates_line(r: dict[str, Any]) -> str:
+    candidates = r.get("candidates") or []
+    if not candidates:
+        return ""
+    cells = "".join(f'<td{" class=chosen" if c.get("chosen") else ""}><img src="{_e(c["image"]["path"])}" alt="seed {c["seed"]}">'
+                    f'<br>seed {c["seed"]} · {c["score"] if c.get("score") is not None else "–"}</td>' for c in candidates)
+    return f'<p class="muted">{len(candidates)} candidates, picked by {_e(r.get("verifier"))}:</p><table class="cands"><tr>{cells}</tr></table>'
+
+
 def score_chart(rounds: list[dict[str, Any]], best: int | None) -> str:
     """Each round's score (1..5) as a line over the rounds, the best round marked; unjudged rounds
     are gaps."""
@@ -82,7 +114,8 @@ table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-botto
 .rounds{display:flex;gap:16px;overflow-x:auto;padding-bottom:12px}
 .round{flex:0 0 340px;background:#fff;border-radius:8px;padding:12px;box-shadow:0 1px 3px #0002}
 .round.best{outline:3px solid #2f9e44}.frame{position:relative;margin-bottom:6px}.frame img{width:100%;border-radius:4px;display:block}
-.frame svg.boxes{position:absolute;inset:0;width:100%;height:100%}.frame.plain svg.boxes{display:none}
+.frame svg.boxes,.frame svg.mask{position:absolute;inset:0;width:100%;height:100%}.frame.plain svg.boxes{display:none}
+.frame.nomask svg.mask{display:none}.repair{font-size:13px;color:#862e9c}.cands img{width:60px;display:block}.cands td.chosen{outline:2px solid #2f9e44}
 label.toggle{font-size:13px;color:#555}svg.chart{display:block;margin:4px 0 8px}
 .score{display:inline-block;min-width:28px;text-align:center;border-radius:12px;padding:1px 8px;color:#fff;font-weight:600}
 .s1{background:#c92a2a}.s2{background:#e8590c}.s3{background:#f59f00}.s4{background:#74b816}.s5{background:#2f9e44}.sn{background:#868e96}
@@ -121,6 +154,7 @@ def render_html(record: dict[str, Any]) -> str:
     for r in record["rounds"]:
         image = r["image"]
         imgs = (f'<div class="frame"><img src="{_e(image["path"])}" alt="round {r["index"]}">'
+                f'{mask_svg(r.get("repair"), image["width"], image["height"], r["index"])}'
                 f'{boxes_svg(r.get("layout"), image["width"], image["height"])}</div>')
         warnings = "".join(f'<div class="warn">⚠ {_e(w)}</div>' for w in r.get("layout_warnings", []))
         notes = "".join(f'<div class="warn">{_e(n)}</div>' for n in r.get("generator_notes", []))
@@ -130,7 +164,7 @@ def render_html(record: dict[str, Any]) -> str:
         cards.append(
             f'<section class="round{" best" if r["index"] == best else ""}">'
             f'<h3>Round {r["index"]}{" · best" if r["index"] == best else ""}</h3>{imgs}'
-            f'{judged}<p class="muted">layout from <b>{_e(r["layout_source"])}</b>: {_e(r.get("layout_reasoning"))}</p>'
+            f'{judged}{_repair_line(r.get("repair"))}{_candidates_line(r)}<p class="muted">layout from <b>{_e(r["layout_source"])}</b>: {_e(r.get("layout_reasoning"))}</p>'
             f'{_layout_table(r.get("layout"))}{warnings}{notes}<p class="muted">seed {r["seed"]} · {r["seconds"]:.2f}s</p></section>'
         )
     corrections = "".join(
@@ -161,6 +195,7 @@ def render_html(record: dict[str, Any]) -> str:
 {f'<h2>Unreadable answers</h2><ul>{failures}</ul>' if failures else ''}</div></div>
 <h2>Rounds</h2>{score_chart(record["rounds"], best)}
 <label class="toggle"><input type="checkbox" checked onchange="document.querySelectorAll('.frame').forEach(f=>f.classList.toggle('plain',!this.checked))"> boxes</label>
+<label class="toggle"><input type="checkbox" checked onchange="document.querySelectorAll('.frame').forEach(f=>f.classList.toggle('nomask',!this.checked))"> repair masks</label>
 <div class="rounds">{''.join(cards)}</div>
 {f'<h2>Self-correction</h2><table><tr><th>#</th><th>change</th><th>reasoning</th></tr>{corrections}</table>' if corrections else ''}
 <h2>MLLM calls</h2>{calls or '<p class="muted">none</p>'}

@@ -117,3 +117,18 @@ def test_config_refuses_options_without_their_step():
         make_config(candidates=2)
     with pytest.raises(ConfigError, match="pairwise"):
         make_config(mode="align", judge_mode="pairwise")
+
+
+def test_run_json_and_the_report_show_the_repair_and_the_candidates(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr("mllm_guidance.nodes.generate.resolve_verifier", lambda name, model=None: LengthVerifier())
+    result, _ = run(tmp_path, RepairingGenerator(), repair="regions", candidates=2, verifier="clip")
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    second = record["rounds"][1]
+    assert second["repair"]["repaired"] and second["repair"]["changed"] == ["added: a bird perched on a branch", "removed: a bird"]
+    assert [c["image"]["path"] for c in second["candidates"]] == ["round-1-candidate-0.png", "round-1-candidate-1.png"]
+    assert record["config"]["repair"] == "regions" and record["usage"]["generator_calls"] == 4
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert 'aria-label="repair mask"' in page and 'mask id="repair-1"' in page and "repaired round 0 inside the mask" in page
+    assert "2 candidates, picked by clip" in page and "round-1-candidate-1.png" in page
