@@ -41,6 +41,14 @@ CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
     "layout_tolerance": ("--layout-tolerance",),
     "mllm_image_side": ("--mllm-image-side",),
     "mllm_image_format": ("--mllm-image-format",),
+    "repair": ("--repair",),
+    "repair_margin": ("--repair-margin",),
+    "repair_max_share": ("--repair-max-share",),
+    "repair_base": ("--repair-base",),
+    "candidates": ("--candidates",),
+    "verifier": ("--verifier",),
+    "verifier_model": ("--verifier-model",),
+    "judge_mode": ("--judge-mode",),
 }
 #: Config fields every command that asks an MLLM shares (plan, generate, bench, mcp).
 SHARED_CONFIG_FLAGS = ("parse_retries", "layout_tolerance", "mllm_image_side", "mllm_image_format")
