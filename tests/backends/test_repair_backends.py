@@ -113,3 +113,20 @@ def store_ref(round_record):
     from mllm_guidance.state import ImageRef
 
     return ImageRef.model_validate(round_record["image"])
+
+
+def test_text2image_repairs_a_unet_model(tmp_path):
+    from mllm_guidance.backends.text2image import Text2ImageGenerator
+
+    gen = Text2ImageGenerator(str(build_tiny_gligen(tmp_path / "sd", gated=False)))
+    assert gen.supports_repair
+    base = gen.generate(GenerationRequest(prompt="a cat", layout=None, seed=0, width=64, height=64, steps=3)).image
+    boxes = ((0.0, 0.0, 0.5, 0.5),)
+    repair = RepairInput(image=base, boxes=boxes, key="b")
+    requests = [GenerationRequest(prompt="a dog", layout=None, seed=s, width=64, height=64, steps=3, repair=repair) for s in (1, 2)]
+    lone = [gen.generate(r).image for r in requests]
+    inside = np.asarray(pixel_mask(boxes, base.size)) > 0
+    fixed = px(composite(lone[0], base, boxes))
+    assert (fixed[~inside] == px(base)[~inside]).all() and (fixed[inside] != px(base)[inside]).any()
+    for a, b in zip(lone, gen.generate_batch(requests), strict=True):
+        assert np.abs(px(a) - px(b.image)).max() <= 2
