@@ -132,3 +132,29 @@ def test_run_json_and_the_report_show_the_repair_and_the_candidates(tmp_path, mo
     page = (tmp_path / "run" / "report.html").read_text()
     assert 'aria-label="repair mask"' in page and 'mask id="repair-1"' in page and "repaired round 0 inside the mask" in page
     assert "2 candidates, picked by clip" in page and "round-1-candidate-1.png" in page
+
+
+def test_pairwise_judging_breaks_a_tie_by_comparing_the_two_images(tmp_path):
+    replies = {"place": [PLACE], "self_correct": [CORRECTED, CORRECTED], "reason": [score(3), score(3)],
+               "align": [ALIGNED], "compare": ["I cannot tell.", "Reasoning: the bird sits in the tree in B.\nBetter: B"]}
+    result, model = run(tmp_path, CountingGenerator(), replies=replies, judge_mode="pairwise", max_align_rounds=1)
+    assert model.steps() == ["place", "self_correct", "reason", "align", "reason", "compare", "compare"]
+    assert result.best_round == 1 and result.rounds[1].comparison.startswith("B (this round) is better: the bird")
+    first, retry = [m for s, m in model.calls if s == "compare"]
+    images = [p for p in first[-1].content if isinstance(p, dict) and p.get("type") == "image"]
+    assert len(images) == 2 and "Image A (the best so far) and image B" in first[-1].content[0]["text"]
+    assert "could not be used: no choice found" in retry[-1].content  # the parse error fed back
+    import json
+
+    calls = [c for c in json.loads((tmp_path / "run" / "run.json").read_text())["calls"] if c["step"] == "compare"]
+    refs = [b["ref"] for b in calls[0]["request"][1]["content"] if b.get("type") == "image"]
+    assert refs == ["round-0.png", "round-1.png"] and result.usage.mllm["compare"].calls == 2
+
+
+def test_absolute_judging_keeps_the_earlier_image_on_a_tie_and_never_compares(tmp_path):
+    replies = {"place": [PLACE], "self_correct": [CORRECTED, CORRECTED], "reason": [score(3), score(3)], "align": [ALIGNED]}
+    result, model = run(tmp_path, CountingGenerator(), replies=replies, max_align_rounds=1)
+    assert "compare" not in model.steps() and result.best_round == 0
+    a_wins = dict(replies, compare=["Reasoning: A is clearer.\nBetter: A"])
+    result, _ = run(tmp_path / "b", CountingGenerator(), replies=a_wins, judge_mode="pairwise", max_align_rounds=1)
+    assert result.best_round == 0 and result.rounds[1].comparison == "A (round 0) is better: A is clearer."
