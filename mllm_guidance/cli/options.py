@@ -52,6 +52,9 @@ CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
 }
 #: Config fields every command that asks an MLLM shares (plan, generate, bench, mcp).
 SHARED_CONFIG_FLAGS = ("parse_retries", "layout_tolerance", "mllm_image_side", "mllm_image_format")
+#: The options of the method beyond the thesis (issue 22): every command that runs the loop takes them.
+LOOP_OPTION_FLAGS = ("repair", "repair_margin", "repair_max_share", "repair_base", "candidates", "verifier",
+                     "verifier_model", "judge_mode")
 #: MllmOptions fields, by flag.
 MLLM_FLAGS: dict[str, tuple[str, ...]] = {
     "base_url": ("--mllm-base-url",),
