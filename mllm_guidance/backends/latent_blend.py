@@ -86,3 +86,36 @@ def chain(*callbacks: Callable[..., dict[str, Any]] | None) -> Callable[..., dic
         return tensors
 
     return run
+
+
+class FlowBlend:
+    """The flow-matching twin of ``LatentBlend`` (FLUX, SD3): after step i the latents outside the mask
+    are ``sigma * noise + (1 - sigma) * original`` at the next sigma of the schedule (0 after the last
+    step: the original itself). Works on packed FLUX tokens and on SD3's latent grid alike, given a
+    mask of the same layout."""
+
+    def __init__(self, image_latents: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor) -> None:
+        self.image_latents, self.mask, self.noise = image_latents, mask, noise
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        latents = tensors["latents"]
+        sigmas = pipe.scheduler.sigmas
+        sigma = sigmas[step + 1].to(latents.device, latents.dtype) if step + 1 < len(sigmas) else 0.0
+        original = self.image_latents.to(latents.device, latents.dtype).expand_as(latents)
+        noised = sigma * self.noise.to(latents.device, latents.dtype) + (1 - sigma) * original
+        mask = self.mask.to(latents.device, latents.dtype)
+        tensors["latents"] = mask * latents + (1 - mask) * noised
+        return tensors
+
+
+def prepare_flux_repair(pipe: Any, image: Any, boxes: Sequence[Sequence[float]], noise: torch.Tensor,
+                        width: int, height: int) -> FlowBlend:
+    """The blend for a FLUX pipeline whose packed initial noise is ``noise`` (batch, tokens, 64): the
+    image's latents packed like it, and the mask on the token grid (16 x 16-pixel cells)."""
+    device = pipe._execution_device
+    with torch.no_grad():
+        latents = encode_image(pipe, image, width, height, device)
+    _, channels, h, w = latents.shape
+    packed = pipe._pack_latents(latents, 1, channels, h, w)
+    mask = latent_mask(boxes, width, height, pipe.vae_scale_factor * 2).flatten(2).transpose(1, 2)  # (1, tokens, 1)
+    return FlowBlend(packed, mask, noise.clone())

@@ -1,4 +1,4 @@
-"""Region repair on tiny random GLIGEN and GLIGEN-XL pipelines: the masked path of each backend."""
+"""Region repair on tiny random GLIGEN, GLIGEN-XL, regional FLUX and SD pipelines: the masked path of each backend."""
 
 import numpy as np
 import pytest
@@ -16,10 +16,16 @@ OLD = Layout.from_pairs([("a cat", [0.05, 0.05, 0.4, 0.4]), ("a dog", [0.55, 0.5
 NEW = Layout.from_pairs([("a cat", [0.05, 0.55, 0.4, 0.95]), ("a dog", [0.55, 0.55, 0.95, 0.95])])  # the cat moved down
 
 
-@pytest.fixture(scope="module", params=["gligen", "gligen-xl"])
+@pytest.fixture(scope="module", params=["gligen", "gligen-xl", "regional-flux"])
 def backend(request, tmp_path_factory):
     if request.param == "gligen":
         return GligenGenerator(str(build_tiny_gligen(tmp_path_factory.mktemp("g"))), steps=4, beta=1.0)
+    if request.param == "regional-flux":
+        from mllm_guidance.backends.regional_flux import RegionalFluxGenerator
+        from tests.backends.tiny_dit import build_tiny_flux
+
+        return RegionalFluxGenerator(str(build_tiny_flux(tmp_path_factory.mktemp("rf"))), steps=4, mask_share=1.0,
+                                     max_sequence_length=32)
     return GligenXLGenerator(str(build_tiny_gligen_xl(tmp_path_factory.mktemp("gxl"))), steps=4, beta=1.0)
 
 
