@@ -119,3 +119,18 @@ def prepare_flux_repair(pipe: Any, image: Any, boxes: Sequence[Sequence[float]],
     packed = pipe._pack_latents(latents, 1, channels, h, w)
     mask = latent_mask(boxes, width, height, pipe.vae_scale_factor * 2).flatten(2).transpose(1, 2)  # (1, tokens, 1)
     return FlowBlend(packed, mask, noise.clone())
+
+
+def prepare_sd3_repair(pipe: Any, image: Any, boxes: Sequence[Sequence[float]], generator: Any, samples: int,
+                       width: int, height: int, dtype: Any) -> tuple[torch.Tensor, FlowBlend]:
+    """(initial noise to pass as ``latents``, the blending callback) for an SD3 pipeline: the noise
+    is what the pipeline would draw from ``generator``; the mask is on the latent grid."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    device = pipe._execution_device
+    scale = pipe.vae_scale_factor
+    shape = (samples, pipe.transformer.config.in_channels, height // scale, width // scale)
+    noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+    with torch.no_grad():
+        image_latents = encode_image(pipe, image, width, height, device)
+    return noise, FlowBlend(image_latents, latent_mask(boxes, width, height, scale), noise)

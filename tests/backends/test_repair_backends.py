@@ -1,4 +1,5 @@
-"""Region repair on tiny random GLIGEN, GLIGEN-XL, regional FLUX and SD pipelines: the masked path of each backend."""
+"""Region repair on tiny random GLIGEN, GLIGEN-XL, regional FLUX, CreatiLayout (SD3, FLUX) and SD pipelines:
+the masked path of each backend."""
 
 import numpy as np
 import pytest
@@ -16,8 +17,15 @@ OLD = Layout.from_pairs([("a cat", [0.05, 0.05, 0.4, 0.4]), ("a dog", [0.55, 0.5
 NEW = Layout.from_pairs([("a cat", [0.05, 0.55, 0.4, 0.95]), ("a dog", [0.55, 0.55, 0.95, 0.95])])  # the cat moved down
 
 
-@pytest.fixture(scope="module", params=["gligen", "gligen-xl", "regional-flux"])
+@pytest.fixture(scope="module", params=["gligen", "gligen-xl", "regional-flux", "creatilayout-sd3", "creatilayout-flux"])
 def backend(request, tmp_path_factory):
+    if request.param.startswith("creatilayout"):
+        from mllm_guidance.backends.creatilayout import CreatiLayoutGenerator
+        from tests.backends.tiny_dit import build_tiny_creatilayout_flux, build_tiny_creatilayout_sd3
+
+        build = build_tiny_creatilayout_sd3 if request.param.endswith("sd3") else build_tiny_creatilayout_flux
+        return CreatiLayoutGenerator(str(build(tmp_path_factory.mktemp("cl"))), steps=4, grounding_share=1.0,
+                                     max_sequence_length=32)
     if request.param == "gligen":
         return GligenGenerator(str(build_tiny_gligen(tmp_path_factory.mktemp("g"))), steps=4, beta=1.0)
     if request.param == "regional-flux":
@@ -60,15 +68,17 @@ def test_outside_the_mask_is_identical_and_inside_changes(backend, base_and_plan
 
 
 def test_the_latents_outside_the_mask_are_the_originals(backend, base_and_plan):
-    """Before the pixel composite: two repairs with other seeds agree outside the mask far more than
-    two full renders with those seeds do (the blended latents are the image's there)."""
+    """Before the pixel composite: two repairs with other seeds agree outside the mask more than two
+    full renders with those seeds do (the blended latents are the image's there; the random VAE's
+    mid-block attention spreads the inside over every pixel, so the gap shrinks without vanishing;
+    the exact latent identity is ``test_the_final_latents_outside_the_mask_are_the_images``)."""
     base, plan, repair = base_and_plan
     inside = np.asarray(pixel_mask(plan.boxes, base.size)) > 0
     r1, r2 = (px(backend.generate(req(NEW, seed=s, repair=repair)).image) for s in (1, 2))
     f1, f2 = (px(backend.generate(req(NEW, seed=s)).image) for s in (1, 2))
     repaired_gap = np.abs(r1 - r2)[~inside].mean()
     fresh_gap = np.abs(f1 - f2)[~inside].mean()
-    assert fresh_gap > 0 and repaired_gap < 0.5 * fresh_gap
+    assert fresh_gap > 0 and repaired_gap < 0.8 * fresh_gap
 
 
 def test_the_repair_is_grounded_on_the_new_box(backend, base_and_plan):
@@ -136,3 +146,33 @@ def test_text2image_repairs_a_unet_model(tmp_path):
     assert (fixed[~inside] == px(base)[~inside]).all() and (fixed[inside] != px(base)[inside]).any()
     for a, b in zip(lone, gen.generate_batch(requests), strict=True):
         assert np.abs(px(a) - px(b.image)).max() <= 2
+
+
+@pytest.mark.parametrize("kind", ["ddim", "euler", "flow"])
+def test_the_final_latents_outside_the_mask_are_the_images(kind):
+    """A denoising loop with random model outputs and each blend: after the last step the latents
+    outside the mask are exactly the image's, inside they are the model's."""
+    import torch
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
+
+    from mllm_guidance.backends.latent_blend import FlowBlend, LatentBlend
+
+    scheduler = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "flow": FlowMatchEulerDiscreteScheduler}[kind]()
+    scheduler.set_timesteps(5)
+    torch.manual_seed(0)
+    image, noise = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :4] = 1
+    blend = (FlowBlend if kind == "flow" else LatentBlend)(image, mask, noise)
+
+    class Pipe:
+        pass
+
+    pipe = Pipe()
+    pipe.scheduler = scheduler
+    latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)
+    for i, t in enumerate(scheduler.timesteps):
+        latents = scheduler.step(torch.randn(1, 4, 8, 8), t, latents, return_dict=False)[0]
+        latents = blend(pipe, i, t, {"latents": latents})["latents"]
+    outside = mask.expand_as(latents) == 0
+    assert torch.equal(latents[outside], image[outside]) and not torch.allclose(latents[~outside], image[~outside])
