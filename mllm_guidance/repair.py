@@ -24,7 +24,7 @@ they were judged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mllm_guidance.layout import Box, Layout, LayoutDiff
@@ -56,7 +56,6 @@ class RepairInput:
     image: Any  # PIL RGB, the request's size
     boxes: tuple[tuple[float, float, float, float], ...]
     key: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 def changed_objects(diff: LayoutDiff) -> list[str]:
