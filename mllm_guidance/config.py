@@ -15,6 +15,19 @@ Modes (the thesis's ablations):
 ``full``           the whole method (Table 6.1): place, self-correct, then reason -> align ->
                    render until the score is good, keeping the best image
 =================  ==========================================================================
+
+Options beyond the thesis, all off by default so the thesis's loop is unchanged (issue 22):
+
+- ``repair``: after align, repaint only the changed objects' region of an earlier image instead of
+  rendering anew (``mllm_guidance.repair``); ``regions`` always, ``auto`` while the mask covers less
+  than ``repair_max_share`` of the image. The image repaired is the best so far (``repair_base``):
+  the loop outputs its best image, so a repair that made things worse is dropped, not built on; and
+  what is kept outside the mask is what the judge scored highest. ``latest`` repairs the image align
+  has just looked at, whose faults its new layout answers. Unscored modes (``align``) repair the latest.
+- ``candidates`` / ``verifier``: every render draws N images (seeds s, s+1, ...), a cheap verifier
+  ranks them and only the best goes on to the judge.
+- ``judge_mode``: ``pairwise`` asks the MLLM which of two equally scored images fits the prompt
+  better (the new one or the best so far), and keeps the one it picks.
 """
 
 from __future__ import annotations
@@ -32,6 +45,10 @@ MODES: tuple[str, ...] = ("plain", "place", "place+correct", "align", "full")
 SeedPolicy = Literal["same", "increment"]
 AlignContext = Literal["image", "reasoning", "reasoning+layout"]
 AlignEmpty = Literal["stop", "reask"]
+RepairMode = Literal["off", "regions", "auto"]
+#: Verifiers that rank candidates (``eval/verifiers.py``): CLIP image-prompt cosine, CLIP of each
+#: planned box's crop against its object (layout adherence), BLIP-VQA.
+Verifier = Literal["clip", "layout-clip", "blip-vqa"]
 #: ``is_good`` callables receive the score (1..5) and the reasoning text.
 IsGood = Callable[[int, str], bool]
 ALL_STEPS = frozenset(STEP_NAMES)
@@ -89,6 +106,23 @@ class GuidanceConfig(BaseModel):
                                  "(768: what OpenAI's high detail keeps and one Gemini tile; more pixels cost tokens, not detail).")
     mllm_image_format: Literal["jpeg", "png"] = Field(default="jpeg", description="How images are encoded for the MLLM "
                                                       "(JPEG: a fraction of PNG's bytes and encode time).")
+    repair: RepairMode = Field(
+        default="off", description="After align, repaint only the changed objects' boxes of the best image so far: off, "
+                                   "regions (always), auto (while the mask covers less than --repair-max-share).",
+    )
+    repair_margin: float = Field(default=0.05, ge=0, le=0.5, description="Repair mask: each changed box grown by this "
+                                 "fraction of the image side.")
+    repair_max_share: float = Field(default=0.5, gt=0, le=1, description="auto repairs while the mask covers less than "
+                                    "this share of the image, else renders anew.")
+    repair_base: Literal["best", "latest"] = Field(default="best", description="The image a repair starts from: the best "
+                                                   "so far, or the latest.")
+    candidates: int = Field(default=1, ge=1, le=16, description="Images per render (seeds s, s+1, ...); the verifier "
+                            "picks the one the judge sees.")
+    verifier: Verifier | None = Field(default=None, description="Ranks the candidates: clip, layout-clip, blip-vqa.")
+    verifier_model: str | None = Field(default=None, description="The verifier's weights (default: the scorer's own).")
+    judge_mode: Literal["absolute", "pairwise"] = Field(
+        default="absolute", description="pairwise: when a new image ties the best so far, the MLLM compares the two.",
+    )
     prices: dict[str, tuple[float, float]] = Field(
         default={}, description="USD per 1M (input, output) tokens by model name, over the built-in table."
     )
@@ -119,6 +153,12 @@ class GuidanceConfig(BaseModel):
     def _consistent(self) -> GuidanceConfig:
         if self.mode in ("plain", "place") and self.self_correct:
             raise ValueError(f"mode {self.mode!r} has no self-correct step; use 'place+correct' or 'full'")
+        if self.repair != "off" and not self.aligns:
+            raise ValueError(f"repair needs the align loop; mode {self.mode!r} renders once: use 'align' or 'full'")
+        if self.candidates > 1 and self.verifier is None:
+            raise ValueError("candidates > 1 needs a verifier to pick one: set verifier (clip, layout-clip, blip-vqa)")
+        if self.judge_mode == "pairwise" and not self.reasons:
+            raise ValueError(f"judge_mode 'pairwise' needs the judge; mode {self.mode!r} has none: use 'full'")
         return self
 
     # -- what the mode implies ----------------------------------------------------------------

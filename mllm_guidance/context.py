@@ -35,6 +35,9 @@ class Context:
     """The run directory: images, the call log, the run record."""
     templates: TemplateSet
     """The four step prompts of this run."""
+    verifier: Any = None
+    """Ranks a render's candidates (``backends.verifier.Verifier``); unset: the config's built-in
+    ``verifier`` by name, loaded once per process."""
     on_finish: Callable[[GuidanceState], Awaitable[None] | None] | None = None
     """Called by the finish node with the final state, where no run layer writes the evidence
     after the graph (the LangGraph server); the Python API leaves it unset."""

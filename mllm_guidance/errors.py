@@ -44,6 +44,10 @@ class ScoreParseError(ParseError):
     """No valid 1..5 score could be read from an answer."""
 
 
+class CompareParseError(ParseError):
+    """No choice between the two images (A or B) could be read from an answer."""
+
+
 class StorageError(GuidanceError, RuntimeError):
     """A directory the run writes to cannot take the write: full disk, read-only, or not a directory."""
 

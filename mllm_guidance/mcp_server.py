@@ -204,4 +204,4 @@ def step_budget(cfg: GuidanceConfig) -> int:
     k = cfg.max_align_rounds
     if cfg.mode == "plain":
         return 2
-    return 1 + cfg.correct_limit + (k + 1) + (k + 1) + k + 1
+    return 1 + cfg.correct_limit + (k + 1) + (k + 1) + k + (k if cfg.judge_mode == "pairwise" else 0) + 1

@@ -16,7 +16,8 @@ environment:
 A client sends only ``{"mllm": ..., "generator": ...}`` as the run's context (any other key is
 refused), the graph's input is ``{"prompt": ..., "seed": ...}``, and the method's knobs a client
 may set per run go in the run's ``configurable`` (``mode``, ``max_align_rounds``,
-``max_correct_rounds``, ``is_good`` as a 1-5 threshold): ``langgraph.json`` points at
+``max_correct_rounds``, ``is_good`` as a 1-5 threshold, ``repair``, ``judge_mode``; candidates
+and verifiers multiply the renders and load models, so they stay the operator's): ``langgraph.json`` points at
 ``make_graph``, a graph factory that builds (and caches) the graph for those knobs over the
 operator's config. Base URLs, recordings
 (``replay:``), model paths, template directories and output directories are never the client's to
@@ -153,7 +154,7 @@ class ServerOutput(BaseModel):
 
 
 #: The method's knobs a client may set per run (``configurable``); everything else is the operator's.
-CLIENT_KNOBS = ("mode", "max_align_rounds", "max_correct_rounds", "is_good")
+CLIENT_KNOBS = ("mode", "max_align_rounds", "max_correct_rounds", "is_good", "repair", "judge_mode")
 
 
 def knobs_of(config: Any) -> dict[str, Any]:

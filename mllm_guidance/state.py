@@ -74,6 +74,26 @@ class Correction(BaseModel):
     diff: str = ""
 
 
+class RepairRecord(BaseModel):
+    """Whether a round repaired an earlier image instead of rendering anew, and its mask."""
+
+    repaired: bool
+    base_round: int | None = Field(default=None, description="The round whose image was repaired.")
+    boxes: list[list[float]] = Field(default=[], description="The mask: union of these normalized boxes (dilated).")
+    share: float = Field(default=0.0, description="Share of the image the mask covers.")
+    changed: list[str] = Field(default=[], description="The changed objects, e.g. 'moved: a cat'.")
+    reason: str = Field(default="", description="Why the round rendered anew instead (empty when repaired).")
+
+
+class Candidate(BaseModel):
+    """One of a render's N images, with the verifier's score."""
+
+    seed: int
+    image: ImageRef
+    score: float | None = None
+    chosen: bool = False
+
+
 class Round(BaseModel):
     """One generated image with the layout behind it and the MLLM's verdict on it."""
 
@@ -89,6 +109,10 @@ class Round(BaseModel):
     reasoning: str | None = None
     score: int | None = Field(default=None, description="1..5; None when not judged or unreadable.")
     good: bool | None = None
+    repair: RepairRecord | None = Field(default=None, description="Set when repair is on, from the second round.")
+    candidates: list[Candidate] = Field(default=[], description="Every candidate image and its verifier score (N > 1).")
+    verifier: str | None = Field(default=None, description="The verifier that picked among the candidates.")
+    comparison: str | None = Field(default=None, description="Pairwise judging: the MLLM's comparison with the best so far.")
 
 
 class Failure(BaseModel):
@@ -136,10 +160,11 @@ class Usage(BaseModel):
         )
         return self.model_copy(update={"mllm": {**self.mllm, step: updated}})
 
-    def add_generation(self, seconds: float) -> Usage:
+    def add_generation(self, seconds: float, renders: int = 1) -> Usage:
+        """``renders`` images (candidates count one each) that took ``seconds`` together."""
         return self.model_copy(
             update={
-                "generator_calls": self.generator_calls + 1,
+                "generator_calls": self.generator_calls + renders,
                 "generator_seconds": self.generator_seconds + seconds,
             }
         )

@@ -159,3 +159,61 @@ class WorkerSketch(SlowGenerator):
 
         time.sleep(self.seconds)
         return [Generated(SketchGenerator.generate(self, r).image, [f"pid {os.getpid()}"]) for r in requests]
+
+
+class RepairingGenerator(CountingGenerator):
+    """The counting sketch generator with a repair path: a repair request draws the new layout on a
+    darker canvas (so the repainted region visibly differs); the node pastes the rest back."""
+
+    name = "repairing-sketch"
+    supports_repair = True
+
+    def generate(self, request: GenerationRequest) -> Any:
+        out = super().generate(request)
+        if request.repair is not None:
+            from PIL import ImageOps
+
+            out.image = ImageOps.invert(out.image.convert("RGB"))
+        return out
+
+
+class LengthVerifier:
+    """A stub verifier: scores each image by a fixed list (or the seed order reversed), recording calls."""
+
+    name = "stub"
+
+    def __init__(self, scores: list[float] | None = None) -> None:
+        self.scores = scores
+        self.calls: list[tuple[str, Any, int]] = []
+
+    def rank(self, prompt: str, layout: Any, images: list[Any]) -> list[float]:
+        self.calls.append((prompt, layout, len(images)))
+        return list(self.scores) if self.scores is not None else [float(-i) for i in range(len(images))]
+
+
+class LoopChatModel(StepChatModel):
+    """A deterministic planner and judge that keeps the loop going for ``rounds`` renders: scores
+    3, 4, ... up to 5 on the last one, and each align moves the bird a little, so every round after
+    the first changes one object (a repair case). For benchmark fast paths; endless and thread-safe."""
+
+    rounds: int = 3
+
+    def _answer(self, messages: list[BaseMessage], run_manager: Any) -> ChatResult:
+        from mllm_guidance.prompts.steps import ROUND_KEY
+
+        meta = (run_manager.metadata or {}) if run_manager else {}
+        step, k = meta.get(STEP_KEY, "reason"), int(meta.get(ROUND_KEY, 0) or 0)
+        scene = "- a man sitting [0.1, 0.5, 0.45, 0.95]\n- a tree [0.35, 0.05, 0.95, 0.9]\n"
+        if step in ("place", "self_correct"):
+            text = ("Reasoning: fine.\nUpdated objects:\n" if step == "self_correct" else "Objects:\n") + scene + \
+                "- a bird [0.6, 0.15, 0.75, 0.3]"
+        elif step == "reason":
+            text = f"Reasoning: round {k}.\nScore: {5 if k + 1 >= self.rounds else min(4, 3 + k)}"
+        elif step == "compare":
+            text = "Reasoning: the new one.\nBetter: B"
+        else:
+            x = 0.6 - 0.08 * (k + 1)
+            text = f"Reasoning: move the bird.\nUpdated objects:\n{scene}- a bird [{x:.2f}, 0.15, {x + 0.15:.2f}, 0.3]"
+        message = AIMessage(content=text)
+        message.usage_metadata = {"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}
+        return ChatResult(generations=[ChatGeneration(message=message)])

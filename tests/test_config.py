@@ -41,7 +41,7 @@ def test_seed_policy():
 
 def test_structured_true_means_all_steps_and_configs_merge():
     cfg = make_config(structured_steps=True)
-    assert cfg.structured_steps == {"place", "self_correct", "reason", "align"}
+    assert cfg.structured_steps == {"place", "self_correct", "reason", "align", "compare"}
     merged = make_config(cfg, mode="place")
     assert merged.mode == "place" and merged.structured_steps == cfg.structured_steps
     assert make_config({"mode": "align"}).mode == "align"

@@ -99,6 +99,8 @@ def creatilayout_license(model: str, family: str) -> str:
 
 class CreatiLayoutGenerator:
     name = "creatilayout"
+    #: repairs through the pipelines' ``repair_image`` / ``repair_boxes`` (flow-matching blended latents)
+    supports_repair = True
 
     def __init__(self, model: str = DEFAULT_MODEL, *, layout_weights: str = LAYOUT_WEIGHTS, device: str | None = None,
                  dtype: str | None = None, cpu_offload: bool = False, attention_slicing: bool = False,
@@ -158,6 +160,8 @@ class CreatiLayoutGenerator:
         elif first.negative_prompt:
             kwargs["negative_prompt"] = first.negative_prompt
         regions = [list(zip(phrases, boxes, strict=True)) for phrases, boxes, _ in inputs]
+        if first.repair is not None:
+            kwargs.update(repair_image=first.repair.image, repair_boxes=[list(b) for b in first.repair.boxes])
         try:
             with quiet():
                 images = self.pipe(first.prompt if single else [r.prompt for r in requests],

@@ -11,6 +11,12 @@ image per request, each the image its lone ``generate`` would give (same prompt,
 to float rounding; ``batch_key(request)`` says which requests may share a call (same size, steps,
 ...). One without ``generate_batch`` renders batches of one. ``render_batch`` is the batched twin of
 ``render``; ``backends.batching`` gathers concurrent requests into such batches.
+
+A generator that can repair (``supports_repair = True``) takes requests whose ``repair`` is set: it
+repaints only the mask (normalized boxes) of ``repair.image``, grounded on the request's layout, by
+blended-latent inpainting (``backends.latent_blend``); the generate node then restores the
+original's exact pixels outside the mask (``mllm_guidance.repair``). The graph never sends a repair
+to a generator without that flag: it renders anew and records why.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from mllm_guidance.errors import BackendError
 from mllm_guidance.layout import Layout
+from mllm_guidance.repair import RepairInput
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class GenerationRequest:
     steps: int | None = None
     guidance_scale: float | None = None
     negative_prompt: str | None = None
+    repair: RepairInput | None = None
+    """Set: repaint only ``repair.boxes`` of ``repair.image`` (generators with ``supports_repair``)."""
 
 
 @dataclass
@@ -61,6 +70,7 @@ class Generator(Protocol):
     #   generate_batch(requests: list[GenerationRequest]) -> list[image or Generated], in order
     #   batch_key(request) -> hashable: requests with equal keys may share one generate_batch call
     #   max_batch_size: int, the most requests one generate_batch call takes (memory)
+    #   supports_repair = True: it takes requests with ``repair`` set (a masked, blended-latent repaint)
     #   schedules_itself = True: it orders its own device use (a batching or remote generator), so
     #       ``render`` must not hold a lock around it
 
@@ -98,7 +108,12 @@ def shared_settings(request: GenerationRequest, *, negative: str = "presence", g
         key += (request.negative_prompt,)
     if grounding:
         key += (request.layout is not None and not request.layout.is_empty,)
-    return key
+    return key + (request.repair.key if request.repair is not None else None,)
+
+
+def supports_repair(generator: Any) -> bool:
+    """Whether ``generator`` repaints a mask (``supports_repair``), seen through wrappers that say so."""
+    return bool(getattr(generator, "supports_repair", False))
 
 
 def as_generated(result: Any) -> Generated:

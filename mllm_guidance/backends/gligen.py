@@ -20,6 +20,12 @@ inputs built per sample (``gligen_grounding``: the pipeline's own recipe, one ro
 fusers switched off after the same number of steps; each image equals its lone render to float
 rounding (tested on a tiny model). A batch shares size, steps and guidance, and is either all
 grounded or all plain (``batch_key``).
+
+Repair (``supports_repair``): a request with ``repair`` set runs that same per-sample path with
+blended latents (``backends.latent_blend``): only the mask is repainted, grounded on the new layout.
+The diffusers pipeline's own ``gligen_inpaint_image`` is not used: it masks every grounded box (not
+the changed ones), blends with unseeded noise, and is meant for the GLIGEN inpainting checkpoint.
+Candidate repairs of one image with one mask share a batch.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from mllm_guidance.backends.batching import in_groups
 from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, negative_prompts, quiet
 from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
 from mllm_guidance.backends.grounding import GLIGEN_MAX_OBJECTS, fit_size, grounding_inputs
+from mllm_guidance.backends.latent_blend import chain, prepare_repair
 from mllm_guidance.backends.torch_device import seeded_generator
 
 DEFAULT_MODEL = "masterful/gligen-1-4-generation-text-box"
@@ -38,6 +45,7 @@ DEFAULT_MODEL = "masterful/gligen-1-4-generation-text-box"
 class GligenGenerator:
     name = "gligen"
     default_size = (512, 512)
+    supports_repair = True
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
                  cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
@@ -72,6 +80,8 @@ class GligenGenerator:
         return self._plain
 
     def generate(self, request: GenerationRequest) -> Generated:
+        if request.repair is not None:
+            return self._repair_group([request])[0]
         width, height, notes = fit_size(request.width, request.height)
         phrases, boxes, more = grounding_inputs(request.layout, [self.pipe.tokenizer])
         notes += more
@@ -100,6 +110,8 @@ class GligenGenerator:
 
     def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
         """Requests that share size, steps, guidance and whether they are grounded, in one call."""
+        if requests[0].repair is not None:
+            return self._repair_group(requests)
         if len(requests) == 1:
             return [self.generate(requests[0])]
         first = requests[0]
@@ -123,8 +135,35 @@ class GligenGenerator:
                 images = self._grounded(plain, common, [p for p, _, _ in inputs], [b for _, b, _ in inputs], steps)
         return [Generated(image=image, notes=size_notes + notes) for image, (_, _, notes) in zip(images, inputs, strict=True)]
 
+    def _repair_group(self, requests: list[GenerationRequest]) -> list[Generated]:
+        """Repairs of one image inside one mask (``batch_key``), each grounded on its own layout."""
+        first = requests[0]
+        width, height, size_notes = fit_size(first.width, first.height)
+        inputs = [grounding_inputs(r.layout, [self.pipe.tokenizer]) for r in requests]
+        steps = first.steps or self.steps
+        plain = self.plain()
+        generators = [seeded_generator(r.seed) for r in requests]
+        noise, blend = prepare_repair(plain, first.repair.image, first.repair.boxes, generators, len(requests),
+                                      width, height, plain.text_encoder.dtype)
+        common = {
+            "prompt": [r.prompt for r in requests],
+            "negative_prompt": negative_prompts(requests),
+            "height": height,
+            "width": width,
+            "num_inference_steps": steps,
+            "guidance_scale": first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
+            "generator": generators,
+            "latents": noise,
+        }
+        with quiet():
+            if not inputs[0][1]:
+                images = plain(**common, callback_on_step_end=blend).images
+            else:
+                images = self._grounded(plain, common, [p for p, _, _ in inputs], [b for _, b, _ in inputs], steps, blend)
+        return [Generated(image=image, notes=size_notes + notes) for image, (_, _, notes) in zip(images, inputs, strict=True)]
+
     def _grounded(self, plain: Any, common: dict[str, Any], phrases: list[list[str]], boxes: list[list[list[float]]],
-                  steps: int) -> list[Any]:
+                  steps: int, blend: Any = None) -> list[Any]:
         """Stable Diffusion with per-sample GLIGEN grounding, the fusers on for the first ``beta`` of the
         scheduler's timesteps, as ``StableDiffusionGLIGENPipeline`` runs them."""
         scheduler = plain.scheduler
@@ -139,7 +178,8 @@ class GligenGenerator:
 
         set_fusers(self.pipe.unet, grounded_steps > 0)
         try:
-            return plain(**common, cross_attention_kwargs={"gligen": grounding}, callback_on_step_end=after_step).images
+            return plain(**common, cross_attention_kwargs={"gligen": grounding},
+                         callback_on_step_end=chain(after_step, blend)).images
         finally:
             set_fusers(self.pipe.unet, True)
 

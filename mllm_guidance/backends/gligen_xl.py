@@ -20,6 +20,10 @@ embedding (1280): 2048, SDXL's cross-attention width, as the authors trained it.
 Batches (``generate_batch``): the pipeline takes a layout per prompt, so one call renders several
 requests that share size, steps, guidance, whether they are grounded and whether they have a
 negative prompt (SDXL zeroes an absent one); each image equals its lone render to float rounding.
+
+Repair (``supports_repair``): a request with ``repair`` set passes the pipeline's ``repair_image`` and
+``repair_boxes``, its blended-latent path (``backends.latent_blend``); candidate repairs of one image
+inside one mask share a batch.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def load_gligen_xl(path: str, torch_dtype: Any = None) -> Any:
 class GligenXLGenerator:
     name = "gligen-xl"
     default_size = (1024, 1024)
+    supports_repair = True
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
                  cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
@@ -87,7 +92,7 @@ class GligenXLGenerator:
                     num_inference_steps=request.steps or self.steps,
                     guidance_scale=request.guidance_scale if request.guidance_scale is not None else self.guidance_scale,
                     generator=seeded_generator(request.seed), gligen_phrases=phrases, gligen_boxes=boxes,
-                    gligen_scheduled_sampling_beta=self.beta,
+                    gligen_scheduled_sampling_beta=self.beta, **repair_inputs(request),
                 ))
         except ValueError as exc:
             raise BackendError(f"gligen-xl could not render: {exc}") from exc
@@ -113,7 +118,15 @@ class GligenXLGenerator:
                     guidance_scale=first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
                     generator=[seeded_generator(r.seed) for r in requests], gligen_phrases=[p for p, _, _ in inputs],
                     gligen_boxes=[b for _, b, _ in inputs], gligen_scheduled_sampling_beta=self.beta,
+                    **repair_inputs(first),
                 ).images
         except ValueError as exc:
             raise BackendError(f"gligen-xl could not render: {exc}") from exc
         return [Generated(image=image, notes=size_notes + notes) for image, (_, _, notes) in zip(images, inputs, strict=True)]
+
+
+def repair_inputs(request: GenerationRequest) -> dict[str, Any]:
+    """The pipeline's repair arguments for a request (none when it is a plain render)."""
+    if request.repair is None:
+        return {}
+    return {"repair_image": request.repair.image, "repair_boxes": [list(b) for b in request.repair.boxes]}

@@ -75,7 +75,7 @@ class GeneratorWorker:
         g = self.generator
         return {"name": getattr(g, "name", type(g).__name__), "default_size": tuple(g.default_size),
                 "weights_license": getattr(g, "weights_license", None), "device": getattr(g, "device", None),
-                "pid": os.getpid()}
+                "supports_repair": bool(getattr(g, "supports_repair", False)), "pid": os.getpid()}
 
     def render(self, request: GenerationRequest) -> Generated:
         return render(self.generator, request)
@@ -141,6 +141,7 @@ class RayGeneratorPool:
             raise
         self.name, self.default_size = info["name"], tuple(info["default_size"])
         self.weights_license = info["weights_license"]
+        self.supports_repair = bool(info.get("supports_repair"))
         self.workers = len(self._actors)
         self._busy = [0] * self.workers
         self._failed_at = [0.0] * self.workers

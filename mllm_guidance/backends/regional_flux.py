@@ -32,6 +32,10 @@ non-overlapping boxes the two pipelines agree to float rounding (tiny random FLU
 Batches (``generate_batch``): the pipeline takes one region list per prompt, so requests that share
 size, steps, guidance and whether they are grounded render in one call, each equal to its lone render
 to float rounding.
+
+Repair (``supports_repair``): a request with ``repair`` set repaints only its mask through the
+pipeline's ``repair_image`` / ``repair_boxes`` (flow-matching blended latents on the token grid,
+``backends.latent_blend.FlowBlend``); candidate repairs of one image inside one mask share a batch.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def flux_license(model: str) -> str:
 class RegionalFluxGenerator:
     name = "regional-flux"
     default_size = (1024, 1024)
+    supports_repair = True
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
                  cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
@@ -125,6 +130,8 @@ class RegionalFluxGenerator:
                     base_ratio=self.base_ratio,
                     double_inject_interval=self.double_interval, single_inject_interval=self.single_interval,
                     background_prompt=self.background_prompt,
+                    **({"repair_image": first.repair.image, "repair_boxes": [list(b) for b in first.repair.boxes]}
+                       if first.repair is not None else {}),
                 ).images
         except ValueError as exc:
             raise BackendError(f"regional-flux could not render: {exc}") from exc

@@ -7,6 +7,11 @@ It ignores the layout and says so in the round's notes: use it for the thesis's 
 transformer sample size times the VAE scale), else 1024 x 1024; steps and guidance: the pipeline's.
 Batches (``generate_batch``): one pipeline call for requests that share size, steps, guidance and
 whether they have a negative prompt, each with its own prompt and seed.
+
+Repair (``supports_repair``, UNet models: SD, SDXL): a request with ``repair`` set repaints only the
+mask with blended latents (``backends.latent_blend``) on the same pipeline, ungrounded like every
+render of this backend. Flow-matching models (FLUX, SD3) have no repair path here: the run renders
+anew and records why.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from mllm_guidance.backends.batching import in_groups
 from mllm_guidance.backends.diffusers_base import load_pipeline, negative_prompts, quiet
 from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
 from mllm_guidance.backends.grounding import fit_size
+from mllm_guidance.backends.latent_blend import prepare_repair
 from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError
 
@@ -45,6 +51,7 @@ class Text2ImageGenerator:
         scale = getattr(self.pipe, "vae_scale_factor", 8)
         side = sample * scale if isinstance(sample, int) else 1024
         self.default_size = (side, side)
+        self.supports_repair = getattr(self.pipe, "unet", None) is not None and hasattr(self.pipe.scheduler, "add_noise")
 
     def generate(self, request: GenerationRequest) -> Generated:
         return self._render_group([request])[0]
@@ -69,6 +76,12 @@ class Text2ImageGenerator:
             kwargs["num_inference_steps"] = first.steps
         if first.guidance_scale is not None:
             kwargs["guidance_scale"] = first.guidance_scale
+        if first.repair is not None:
+            if not self.supports_repair:
+                raise BackendError(f"text2image: {self.model} has no repair path (a UNet model is needed)")
+            encoder = getattr(self.pipe, "text_encoder_2", None) or self.pipe.text_encoder
+            kwargs["latents"], kwargs["callback_on_step_end"] = prepare_repair(
+                self.pipe, first.repair.image, first.repair.boxes, kwargs["generator"], len(requests), width, height, encoder.dtype)
         with quiet():
             images = self.pipe(**kwargs).images
         out = []

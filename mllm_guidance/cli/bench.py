@@ -9,6 +9,7 @@ import typer
 
 from mllm_guidance.cli.app import app, echo, manners
 from mllm_guidance.cli.options import (
+    LOOP_OPTION_FLAGS,
     SHARED_CONFIG_FLAGS,
     choice_type,
     config_params,
@@ -30,7 +31,7 @@ from mllm_guidance.errors import InputError, RunIncomplete, first_problem
 
 #: The method's knobs a benchmark varies (the mode is --method; the seed is bench's own --seed).
 BENCH_CONFIG_FLAGS = ("max_align_rounds", "max_correct_rounds", "is_good", "align_context", "align_empty", "steps",
-                      "guidance_scale", "width")
+                      "guidance_scale", "width") + LOOP_OPTION_FLAGS
 
 bench_app = typer.Typer(help="Run a benchmark (or: bench datasets | compare DIR... | correlate --human CSV DIR).",
                         invoke_without_command=True, no_args_is_help=False)

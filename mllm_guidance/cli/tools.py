@@ -8,6 +8,7 @@ import typer
 
 from mllm_guidance.cli.app import app, echo, manners
 from mllm_guidance.cli.options import (
+    LOOP_OPTION_FLAGS,
     SHARED_CONFIG_FLAGS,
     choice_type,
     config_params,
@@ -69,7 +70,7 @@ def trace(
 
 @app.command()
 @manners
-@with_params(mllm_params(), generator_params(), config_params(SHARED_CONFIG_FLAGS))
+@with_params(mllm_params(), generator_params(), config_params(SHARED_CONFIG_FLAGS + LOOP_OPTION_FLAGS))
 def mcp(
     runs_dir: str = typer.Option("runs", "--runs-dir", help="Where each call's run directory goes."),
     http: bool = typer.Option(False, "--http", help="Streamable HTTP instead of stdio."),
@@ -97,7 +98,7 @@ def mcp(
 
 @app.command()
 @manners
-@with_params(mllm_params(), generator_params(), config_params(SHARED_CONFIG_FLAGS))
+@with_params(mllm_params(), generator_params(), config_params(SHARED_CONFIG_FLAGS + LOOP_OPTION_FLAGS))
 def studio(
     runs_dir: str = typer.Option("runs/studio", "--runs-dir", help="Where the studio's runs go (and the runs it opens)."),
     bench_dir: str = typer.Option(".", "--bench-dir", help="The root benchmark directories are opened from."),

@@ -1,7 +1,8 @@
 """report.html: a finished run's rounds side by side, offline (template ``pages/report.html``):
 each round's boxes drawn over its image as SVG (no extra image files to encode), the score of
-every round as a chart, the layout rules as information (they are the prompts' advice to the MLLM,
-not defects of an image), every MLLM call. Here: the geometry; the template lays it out."""
+every round as a chart, a repaired round's mask and changed objects, the candidates a verifier
+ranked, the layout rules as information (they are the prompts' advice to the MLLM, not defects of
+an image), every MLLM call. Here: the geometry; the template lays it out."""
 
 from __future__ import annotations
 
@@ -63,6 +64,16 @@ def chart_geometry(rounds: list[dict[str, Any]], best: int | None) -> dict[str, 
             "labels": [{"round": i, "x": at(n, 1)[0]} for n, (i, _) in enumerate(scored)]}
 
 
+def mask_geometry(repair: dict[str, Any] | None, width: int, height: int, key: Any = 0) -> dict[str, Any] | None:
+    """A repaired round's mask over its image (the rest dimmed, the mask outlined); None when the
+    round was not repaired."""
+    if not repair or not repair.get("repaired") or not repair.get("boxes"):
+        return None
+    rects = [{"x": b[0] * width, "y": b[1] * height, "w": (b[2] - b[0]) * width, "h": (b[3] - b[1]) * height}
+             for b in repair["boxes"]]
+    return {"width": width, "height": height, "key": key, "rects": rects, "stroke": max(2, round(min(width, height) / 200))}
+
+
 def boxes_svg(layout: dict[str, Any] | None, width: int, height: int) -> str:
     """The layout's boxes and labels as an SVG to lay over an image ("" without a layout)."""
     return macro("_svg.html", "boxes", box_geometry(layout, width, height))
@@ -86,6 +97,8 @@ def render_html(record: dict[str, Any]) -> str:
             "layout_reasoning": r.get("layout_reasoning"),
             "layout": None if layout is None else Layout.model_validate(layout).objects,
             "rule_notes": r.get("layout_warnings", []), "generator_notes": r.get("generator_notes", []),
+            "mask": mask_geometry(r.get("repair"), r["image"]["width"], r["image"]["height"], r["index"]),
+            "repair": r.get("repair"), "candidates": r.get("candidates") or [], "verifier": r.get("verifier"),
             "seed": r["seed"], "seconds": r["seconds"],
         })
     calls = [{"step": c.get("step"), "round": c.get("round"), "attempt": c.get("attempt"), "error": c.get("error"),

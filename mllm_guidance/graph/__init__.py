@@ -6,7 +6,8 @@
                                                    ^                       |
                                                    +------- align <--------+
 
-``plain`` goes from begin to generate; ``place`` and ``place+correct`` finish after the first
+With ``judge_mode="pairwise"`` a ``compare`` node sits after reason: when the new image ties the
+best so far, the MLLM picks one of the two (at most K more MLLM calls). ``plain`` goes from begin to generate; ``place`` and ``place+correct`` finish after the first
 render; ``align`` loops generate -> align without reasoning. Nodes record their decisions in the
 state (``correct_done``, ``stop_reason``); the routes below only read them, so the graph stays a
 plain picture of the algorithm.
@@ -34,7 +35,8 @@ from langgraph.runtime import get_runtime
 from mllm_guidance.background import run_sync
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.context import Context
-from mllm_guidance.nodes import AlignNode, FinishNode, GenerateNode, PlaceNode, ReasonNode, SelfCorrectNode, begin
+from mllm_guidance.nodes import AlignNode, CompareNode, FinishNode, GenerateNode, PlaceNode, ReasonNode, SelfCorrectNode, begin
+from mllm_guidance.nodes.compare import needs_comparison
 from mllm_guidance.nodes.review import review
 from mllm_guidance.state import GuidanceState
 
@@ -56,6 +58,9 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
     graph.add_node("align", _node("align", AlignNode(cfg)))
     graph.add_node("finish", _node("finish", FinishNode(cfg)))
     graph.add_node("review", _node("review", review))
+    pairwise = cfg.judge_mode == "pairwise"
+    if pairwise:
+        graph.add_node("compare", _node("compare", CompareNode(cfg)))
     reviews_plan, reviews_align = cfg.review != "off", cfg.review == "plan+align"
 
     def after_begin(state: GuidanceState) -> str:
@@ -74,6 +79,9 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
     def after_judgement(state: GuidanceState) -> str:
         return "finish" if state.stop_reason else "align"
 
+    def after_reason(state: GuidanceState) -> str:
+        return "compare" if pairwise and needs_comparison(state) else after_judgement(state)
+
     def after_align(state: GuidanceState) -> str:
         if state.stop_reason:
             return "finish"
@@ -89,7 +97,11 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
     graph.add_conditional_edges("self_correct", after_layout, ["self_correct", "generate", "review"])
     graph.add_conditional_edges("review", after_review, ["generate", "finish"])
     graph.add_conditional_edges("generate", after_generate, ["reason", "align", "finish"])
-    graph.add_conditional_edges("reason", after_judgement, ["align", "finish"])
+    if pairwise:
+        graph.add_conditional_edges("reason", after_reason, ["compare", "align", "finish"])
+        graph.add_conditional_edges("compare", after_judgement, ["align", "finish"])
+    else:
+        graph.add_conditional_edges("reason", after_judgement, ["align", "finish"])
     graph.add_conditional_edges("align", after_align, ["generate", "finish", "review"])
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name=f"mllm-guidance[{cfg.mode}]")

@@ -71,6 +71,8 @@ class Request:
     round: int
     messages: list[BaseMessage]
     image: ImageRef | None = None
+    #: further images the messages carry after ``image``, in order (the pairwise judge's two)
+    images: list[ImageRef] = field(default_factory=list)
 
 
 class ModelNode:
@@ -167,7 +169,7 @@ async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request
             "round": request.round,
             "attempt": attempt + 1,
             "structured": structured,
-            "request": [_message_record(m, image) for m in history],
+            "request": [_message_record(m, ([image] if image is not None else []) + request.images) for m in history],
             "reply": text,
             "tool_calls": tool_calls,
             "parsed": _jsonable(value),
@@ -209,14 +211,16 @@ def message_text(message: Any) -> str:
     return str(content)
 
 
-def _message_record(message: BaseMessage, image: ImageRef | None) -> dict[str, Any]:
-    """A message as text for the log: image data replaced by a reference to the image file."""
+def _message_record(message: BaseMessage, images: list[ImageRef]) -> dict[str, Any]:
+    """A message as text for the log: image data replaced by references to the image files, in order."""
     content = message.content
     if isinstance(content, list):
         blocks = []
+        shown = iter(images)
         for b in content:
             if isinstance(b, dict) and b.get("type") in ("image", "image_url"):
-                blocks.append({"type": "image", "ref": image.path if image else None})
+                ref = next(shown, None)
+                blocks.append({"type": "image", "ref": ref.path if ref else None})
             else:
                 blocks.append(b)
         content = blocks

@@ -139,12 +139,12 @@ def extract_reasoning(text: str) -> str:
     text = _SURROGATE.sub("\ufffd", strip_reasoning(text[:MAX_REPLY_CHARS])[:MAX_ANSWER_CHARS])
     m = re.search(
         r"(?is)reasoning[\s*_`]*+:[\s*_`]*+(.*?)"
-        r"(?=(?:updated\s++objects|updated\s++layout|score)[\s*_`]*+:|\Z)",
+        r"(?=(?:updated\s++objects|updated\s++layout|score|better)[\s*_`]*+:|\Z)",
         text,
     )
     if m:
         return _tidy(m.group(1))
-    cut = re.search(r"(?i)(updated\s++objects|objects|score)[\s*_`]*+:", text)
+    cut = re.search(r"(?i)(updated\s++objects|objects|score|better)[\s*_`]*+:", text)
     return _tidy(text[: cut.start()] if cut else "")
 
 
@@ -566,3 +566,19 @@ def _q(value: Any, limit: int = 80) -> str:
 
 def _tidy(text: str) -> str:
     return " ".join(text.replace("**", "").split()).strip(" -*")
+
+
+_BETTER_RE = re.compile(r"(?i)\bbetter(?:\s+image)?\b[\s*_`]*+[:=\-][\s*_`\[(\"']*+(?:image\s+)?(?P<value>[A-Za-z0-9]+)")
+
+
+def parse_better(text: str) -> str:
+    """Read the pairwise judge's choice, ``A`` or ``B``, from ``Better: A`` (the last such line wins)."""
+    from mllm_guidance.errors import CompareParseError
+
+    text = _answer(text, CompareParseError, "end it with 'Better: A' or 'Better: B'")
+    found = [m.group("value").upper() for m in _BETTER_RE.finditer(text)]
+    if not found:
+        raise CompareParseError("no choice found; end the answer with 'Better: A' or 'Better: B'", text)
+    if found[-1] not in ("A", "B"):
+        raise CompareParseError(f"the choice {found[-1]!r} is neither A nor B; answer 'Better: A' or 'Better: B'", text)
+    return found[-1]

@@ -37,6 +37,13 @@ class ScoreAnswer(BaseModel):
     score: int = Field(description="1 to 5 by the rubric in the instructions.")
 
 
+class CompareAnswer(BaseModel):
+    """Which of two images matches the prompt better."""
+
+    reasoning: str = Field(description="What the better image shows that the other misses, at most 30 words.")
+    better: str = Field(description="A (the first image) or B (the second image).")
+
+
 def layout_from_answer(answer: LayoutAnswer, image_size: tuple[int, int] | None = None) -> Layout:
     """The structured answer through the same checks and repairs as a text answer."""
     from mllm_guidance.prompts.parse import layout_from_pairs
@@ -53,3 +60,10 @@ def score_from_answer(answer: ScoreAnswer) -> int:
     if not 1 <= answer.score <= 5:
         raise ScoreParseError("the score is outside 1..5; use the 1 to 5 rubric")
     return parse_score(f"Score: {answer.score}")
+
+
+def better_from_answer(answer: CompareAnswer) -> str:
+    """The structured choice through the same check as a text answer."""
+    from mllm_guidance.prompts.parse import parse_better
+
+    return parse_better(f"Better: {answer.better}")

@@ -11,7 +11,10 @@ step               request fields   sees image   answer
 ``self_correct``   prompt, objects  no           a non-empty layout
 ``reason``         prompt           yes          a 1..5 score with its reasoning
 ``align``          prompt           yes          a layout; empty means "the image matches"
+``compare``        prompt           yes (two)    A or B: which image fits the prompt better
 =================  ===============  ===========  ==========================================
+
+``compare`` is asked only with ``judge_mode="pairwise"``, when a new image ties the best so far.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from mllm_guidance.errors import LayoutParseError, ParseError, ScoreParseError
+from mllm_guidance.errors import CompareParseError, LayoutParseError, ParseError, ScoreParseError
 from mllm_guidance.layout import Layout
-from mllm_guidance.prompts.parse import parse_layout, parse_score
-from mllm_guidance.prompts.schemas import LayoutAnswer, ScoreAnswer, layout_from_answer, score_from_answer
+from mllm_guidance.prompts.parse import parse_better, parse_layout, parse_score
+from mllm_guidance.prompts.schemas import (CompareAnswer, LayoutAnswer, ScoreAnswer, better_from_answer, layout_from_answer,
+                                           score_from_answer)
 
-StepName = Literal["place", "self_correct", "reason", "align"]
+StepName = Literal["place", "self_correct", "reason", "align", "compare"]
 #: Metadata key through which a node tells the chat model which step is asking (replay and the
 #: test doubles answer by it; traces show it).
 STEP_KEY = "mllm_guidance_step"
@@ -63,12 +67,16 @@ class Step:
 
     def read_text(self, text: str, image_size: tuple[int, int] | None = None) -> Any:
         """The step's value from a text answer, or the step's parse error."""
+        if self.schema is CompareAnswer:
+            return parse_better(text)
         if not self.reads_layout:
             return parse_score(text)
         return self._check(parse_layout(text, image_size))
 
     def read_structured(self, answer: Any, image_size: tuple[int, int] | None = None) -> Any:
         """The step's value from a structured answer, through the same checks as text."""
+        if self.schema is CompareAnswer:
+            return better_from_answer(answer)
         if not self.reads_layout:
             return score_from_answer(answer)
         return self._check(layout_from_answer(answer, image_size))
@@ -88,6 +96,8 @@ class Step:
             lines += [f"Reasoning: {example.reasoning}", "Updated objects:", _objects_text(example.objects)]
         elif self.name == "reason":
             lines += [f"Reasoning: {example.reasoning}", f"Score: {example.score}"]
+        elif self.name == "compare":
+            lines += [f"Reasoning: {example.reasoning}", f"Better: {example.better}"]
         else:
             lines += [f"Reasoning: {example.reasoning}", "Updated objects:"]
             if example.objects:
@@ -134,6 +144,11 @@ STEPS: dict[str, Step] = {
             "layout": frozenset({"objects"}),  # align_context: reasoning+layout
             "empty answer": frozenset({"score", "reasoning"}),  # align_empty: reask
         },
+    ),
+    "compare": Step(
+        name="compare", request_fields=frozenset({"prompt"}), example_fields=("reasoning", "better"), sees_image=True,
+        schema=CompareAnswer, error=CompareParseError, allow_empty=False,
+        describe=lambda e: f"better: {e.get('better') or '?'}" + (" (the new image)" if e.get("better") == "B" else ""),
     ),
 }
 STEP_NAMES: tuple[str, ...] = tuple(STEPS)

@@ -1,4 +1,4 @@
-"""The four step prompts as data: a template file and an example file per step.
+"""The step prompts as data: a template file and an example file per step.
 
 A template file ``STEP.txt`` has two parts split by a line ``=== request ===``: the instructions
 (static: the same for every call, with the few-shot examples filled in at ``$examples``) and the
@@ -54,6 +54,7 @@ class Example(BaseModel):
     current: list[ExampleObject] | None = None
     reasoning: str | None = None
     score: int | None = None
+    better: str | None = None
     note: str | None = None
     modes: list[str] | None = None  # the graph modes it is shown in; None: every mode
 
@@ -87,6 +88,7 @@ class TemplateSet:
         *,
         objects: Layout | None = None,
         image: ModelImage | None = None,
+        images: list[ModelImage] | None = None,
         mode: str | None = None,
         extra: dict[str, dict[str, str]] | None = None,
     ) -> list[BaseMessage]:
@@ -101,12 +103,12 @@ class TemplateSet:
             parts.append(tpl.blocks[name].safe_substitute({**values, **block_values}).strip())
         request = "\n".join(p for p in parts if p)
         content: list[dict[str, Any]] = [{"type": "text", "text": request}]
-        if image is not None:
+        for attached in ([image] if image is not None else []) + list(images or []):
             content.append(
                 {
                     "type": "image",
-                    "base64": base64.b64encode(image.data).decode("ascii"),
-                    "mime_type": image.mime_type,
+                    "base64": base64.b64encode(attached.data).decode("ascii"),
+                    "mime_type": attached.mime_type,
                 }
             )
         return [SystemMessage(content=tpl.instructions_for(mode)), HumanMessage(content=content)]

@@ -109,8 +109,11 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
         except GuidanceError as exc:
             return f"(not a layout yet: {exc})"
 
-    def generate(prompt: str, mllm_spec: str, generator_spec: str, k: int, good: int, canvas: Any, planned: dict[str, Any]):
-        cfg = make_config(base, max_align_rounds=int(k), is_good=int(good))
+    def generate(prompt: str, mllm_spec: str, generator_spec: str, k: int, good: int, canvas: Any, planned: dict[str, Any],
+                 repair: str = "off", candidates: int = 1):
+        n = int(candidates)  # N > 1 needs a verifier: the configured one, else CLIP
+        cfg = make_config(base, max_align_rounds=int(k), is_good=int(good), repair=repair, candidates=n,
+                          verifier=base.verifier or ("clip" if n > 1 else None))
         edited = None
         if planned and canvas and canvas.get("boxes"):
             edited = layout_of(canvas["boxes"], tuple(planned["size"]))
@@ -161,7 +164,9 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
                     if isinstance(result, PendingReview):
                         raise gr.Error("the run paused for review; use --review on the command line")
                     gallery = [(str(run_path / r.image.path),
-                                f"round {r.index}: {r.score if r.score is not None else '–'}/5") for r in result.rounds]
+                                f"round {r.index}: {r.score if r.score is not None else '–'}/5"
+                                + (f" · repaired {r.repair.share:.0%}" if r.repair and r.repair.repaired else ""))
+                               for r in result.rounds]
                     summary = (f"**best: round {result.best_round}, score {result.score}/5** (stop: {result.stop_reason})  \n"
                                f"run directory: `{run_path.name}`")
                     yield gallery, "\n".join(log), str(result.image_path), summary
@@ -235,6 +240,8 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
             with gr.Row():
                 k = gr.Slider(0, 10, value=base.max_align_rounds, step=1, label="K (most redesign rounds)")
                 good = gr.Slider(1, 5, value=base.is_good if isinstance(base.is_good, int) else 5, step=1, label="good at score")
+                repair = gr.Dropdown(["off", "regions", "auto"], value=base.repair, label="Repair changed regions", elem_id="repair")
+                candidates = gr.Slider(1, 8, value=base.candidates, step=1, label="Candidates per render (N)", elem_id="candidates")
             with gr.Row():
                 plan_btn = gr.Button("Plan", elem_id="plan")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -254,7 +261,7 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
             log = gr.Textbox(label="Steps", lines=10, elem_id="log")
             plan_btn.click(plan, [prompt, mllm_box], [canvas, planned, layout_text, plan_status])
             canvas.change(canvas_layout, [canvas, planned], layout_text)
-            running = generate_btn.click(generate, [prompt, mllm_box, generator_box, k, good, canvas, planned],
+            running = generate_btn.click(generate, [prompt, mllm_box, generator_box, k, good, canvas, planned, repair, candidates],
                                          [rounds, log, best, result_md])
             stop_btn.click(None, None, None, cancels=[running])
         with gr.Tab("Runs"):

@@ -96,3 +96,22 @@ def build_tiny_gligen_xl(target: Path) -> Path:
     )
     pipe.save_pretrained(target)
     return target
+
+
+def build_tiny_clip(target: Path) -> Path:
+    """A tiny random CLIPModel with its processor (32 px images), saved like a hub checkpoint."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    config = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=128,
+                         bos_token_id=0, eos_token_id=1, pad_token_id=1, max_position_embeddings=77),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8),
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(target)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                              tokenizer=clip_tokenizer(target / "_tok"))
+    processor.save_pretrained(target)
+    return target

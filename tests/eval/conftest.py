@@ -9,24 +9,9 @@ from PIL import Image
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
     pytest.importorskip("transformers")
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+    from tests.backends.tiny_diffusion import build_tiny_clip
 
-    from tests.backends.tiny_diffusion import clip_tokenizer
-
-    target = tmp_path_factory.mktemp("tiny-clip")
-    config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=128,
-                         bos_token_id=0, eos_token_id=1, pad_token_id=1, max_position_embeddings=77),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8),
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(target)
-    processor = CLIPProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                              tokenizer=clip_tokenizer(target / "_tok"))
-    processor.save_pretrained(target)
-    return str(target)
+    return str(build_tiny_clip(tmp_path_factory.mktemp("tiny-clip")))
 
 
 #: A BERT word-piece vocabulary laid out like transformers' BLIP tokenizers: BERT's words, then

@@ -104,7 +104,7 @@ def test_image_goes_as_a_standard_image_block():
 
 def test_export_round_trips(tmp_path):
     written = export_templates(tmp_path / "mine")
-    assert len(written) == 8
+    assert len(written) == 10  # five steps (compare: pairwise judging), a template and examples each
     assert load_templates(tmp_path / "mine").steps["place"].instructions == load_templates().steps["place"].instructions
     with pytest.raises(ConfigError, match="already exists"):
         export_templates(tmp_path / "mine")

@@ -37,6 +37,7 @@ from diffusers import FluxPipeline
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
+from mllm_guidance.backends.latent_blend import prepare_flux_repair
 
 #: (phrase, normalized [x1, y1, x2, y2]) for one region.
 Region = tuple[str, Sequence[float]]
@@ -175,6 +176,8 @@ def install_regional_processors(transformer: Any) -> None:
 class RegionalFluxPipeline(FluxPipeline):
     """FLUX with regional prompts: ``regions`` is a list of (phrase, normalized [x1, y1, x2, y2]) for one
     prompt, or one such list per prompt when ``prompt`` is a list (each sample grounded on its own).
+    With ``repair_image`` and ``repair_boxes`` only the union of those boxes is repainted (the tokens
+    outside it follow the image, noised to each step: ``backends.latent_blend.FlowBlend``).
 
         >>> pipe = RegionalFluxPipeline.from_pretrained("black-forest-labs/FLUX.1-schnell", torch_dtype=torch.bfloat16)
         >>> image = pipe("a cat and a dog on a sofa", [("a cat", [0.05, 0.3, 0.5, 0.9]), ("a dog", [0.5, 0.3, 0.95, 0.9])],
@@ -187,7 +190,8 @@ class RegionalFluxPipeline(FluxPipeline):
                  guidance_scale: float = 3.5, generator: Any = None, latents: torch.Tensor | None = None,
                  max_sequence_length: int = 512, mask_inject_steps: int = 10, double_inject_interval: int = 1,
                  single_inject_interval: int = 1, base_ratio: float = 0.2, background_prompt: str = "a photo",
-                 output_type: str = "pil", return_dict: bool = True) -> Any:
+                 output_type: str = "pil", return_dict: bool = True, repair_image: Any = None,
+                 repair_boxes: Sequence[Sequence[float]] | None = None) -> Any:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         samples = [list(regions)] if isinstance(prompt, str) else [list(r) for r in regions] if regions else [[] for _ in prompts]
         if len(samples) != len(prompts):
@@ -211,6 +215,11 @@ class RegionalFluxPipeline(FluxPipeline):
         batch = len(prompts)
         latents, image_ids = self.prepare_latents(batch, self.transformer.config.in_channels // 4, height, width,
                                                   prompt_embeds.dtype, device, generator, latents)
+        blend = None
+        if repair_image is not None:  # repaint only inside repair_boxes (backends.latent_blend)
+            if not repair_boxes:
+                raise ValueError("repair_image needs repair_boxes: the region to repaint")
+            blend = prepare_flux_repair(self, repair_image, repair_boxes, latents, width, height)
         context = None
         if samples[0] and mask_inject_steps > 0:
             region_embeds, mask = self._encode_regions(samples, height, width, cell, background_prompt, device,
@@ -239,6 +248,8 @@ class RegionalFluxPipeline(FluxPipeline):
                                          pooled_projections=pooled, encoder_hidden_states=prompt_embeds, txt_ids=text_ids,
                                          img_ids=image_ids, return_dict=False)[0]
             latents = self.scheduler.step(noise, t, latents, return_dict=False)[0]
+            if blend is not None:
+                latents = blend(self, i, t, {"latents": latents})["latents"]
         self._current_timestep = None
         if output_type == "latent":
             image = latents

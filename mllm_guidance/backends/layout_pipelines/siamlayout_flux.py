@@ -50,6 +50,7 @@ from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_tim
 from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
 from torch import nn
 
+from mllm_guidance.backends.latent_blend import prepare_flux_repair
 from mllm_guidance.backends.layout_pipelines.box_tokens import BoxLayout, BoxTokenProjection, LayoutCarry
 from mllm_guidance.backends.layout_pipelines.siamlayout_sd3 import box_slots, per_prompt
 
@@ -245,7 +246,8 @@ class CreatiLayoutFluxPipeline(FluxPipeline):
                  true_cfg_scale: float = 3.0, height: int | None = None, width: int | None = None,
                  num_inference_steps: int = 28, guidance_scale: float = 3.5, grounding_share: float = 0.3,
                  generator: Any = None, latents: torch.Tensor | None = None, max_sequence_length: int = 512,
-                 output_type: str = "pil", return_dict: bool = True) -> Any:
+                 output_type: str = "pil", return_dict: bool = True, repair_image: Any = None,
+                 repair_boxes: Sequence[Sequence[float]] | None = None) -> Any:
         prompts, samples = per_prompt(prompt, regions)
         height = height or self.default_sample_size * self.vae_scale_factor
         width = width or self.default_sample_size * self.vae_scale_factor
@@ -264,6 +266,11 @@ class CreatiLayoutFluxPipeline(FluxPipeline):
                                                                      device=device, max_sequence_length=max_sequence_length)
         latents, image_ids = self.prepare_latents(batch, self.transformer.config.in_channels // 4, height, width,
                                                   prompt_embeds.dtype, device, generator, latents)
+        blend = None
+        if repair_image is not None:  # repaint only inside repair_boxes (backends.latent_blend)
+            if not repair_boxes:
+                raise ValueError("repair_image needs repair_boxes: the region to repaint")
+            blend = prepare_flux_repair(self, repair_image, repair_boxes, latents, width, height)
         layout = negative_layout = None
         if samples[0]:
             layout = self._layout(samples, device, latents.dtype)
@@ -292,6 +299,8 @@ class CreatiLayoutFluxPipeline(FluxPipeline):
                                             joint_attention_kwargs={"layout": negative_layout} if ground else None, **common)[0]
                 noise = negative + true_cfg_scale * (noise - negative)
             latents = self.scheduler.step(noise, t, latents, return_dict=False)[0]
+            if blend is not None:
+                latents = blend(self, i, t, {"latents": latents})["latents"]
         self._current_timestep = None
         if output_type == "latent":
             image = latents

@@ -35,6 +35,7 @@ from diffusers.models.attention_processor import Attention, JointAttnProcessor2_
 from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
 from torch import nn
 
+from mllm_guidance.backends.latent_blend import chain, prepare_sd3_repair
 from mllm_guidance.backends.layout_pipelines.box_tokens import BoxLayout, BoxTokenProjection, LayoutCarry
 
 #: (phrase, normalized [x1, y1, x2, y2]) for one box.
@@ -182,12 +183,22 @@ class CreatiLayoutSD3Pipeline(StableDiffusion3Pipeline):
     @torch.no_grad()
     def __call__(self, prompt: Any = None, regions: Sequence[Any] = (), *, grounding_share: float = 0.3,
                  num_inference_steps: int = 28, guidance_scale: float = 7.0, num_images_per_prompt: int = 1,
-                 joint_attention_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+                 joint_attention_kwargs: dict[str, Any] | None = None, repair_image: Any = None,
+                 repair_boxes: Sequence[Sequence[float]] | None = None, **kwargs: Any) -> Any:
         prompts, samples = per_prompt(prompt, regions)
+        blend = None
+        if repair_image is not None:  # repaint only inside repair_boxes (backends.latent_blend)
+            if not repair_boxes:
+                raise ValueError("repair_image needs repair_boxes: the region to repaint")
+            size = self.default_sample_size * self.vae_scale_factor
+            kwargs["latents"], blend = prepare_sd3_repair(
+                self, repair_image, repair_boxes, kwargs.get("generator"), len(prompts) * num_images_per_prompt,
+                kwargs.get("width") or size, kwargs.get("height") or size, self.transformer.dtype)
         common = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                       num_images_per_prompt=num_images_per_prompt, **kwargs)
         if not samples[0]:
-            return super().__call__(prompt, joint_attention_kwargs=joint_attention_kwargs, **common)
+            return super().__call__(prompt, joint_attention_kwargs=joint_attention_kwargs, callback_on_step_end=blend,
+                                    **common)
         if num_images_per_prompt != 1:
             raise ValueError("grounded renders take num_images_per_prompt=1; repeat the prompt instead")
         device, dtype = self._execution_device, self.transformer.dtype
@@ -209,7 +220,8 @@ class CreatiLayoutSD3Pipeline(StableDiffusion3Pipeline):
             return tensors
 
         attention = {**(joint_attention_kwargs or {}), "layout": layout}
-        return super().__call__(prompts, joint_attention_kwargs=attention, callback_on_step_end=after_step, **common)
+        return super().__call__(prompts, joint_attention_kwargs=attention, callback_on_step_end=chain(after_step, blend),
+                                **common)
 
     @torch.no_grad()
     def encode_phrases(self, phrases: list[str], device: Any) -> torch.Tensor:
