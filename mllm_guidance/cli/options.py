@@ -79,6 +79,7 @@ SCORER_FLAGS: dict[str, tuple[str, ...]] = {
     "blip_clip_recipe": ("--blip-clip-recipe",),
     "blip_clip_captioner": ("--blip-clip-captioner",),
     "blip_clip_clip_model": ("--blip-clip-clip-model",),
+    "ocr_min_confidence": ("--ocr-min-confidence",),
     "device": ("--scorer-device",),
 }
 _PREFIX = {"config": "cfg_", "mllm": "mllm_", "generator": "gen_", "scorer": "score_"}

@@ -10,6 +10,8 @@ Each scorer names the reference it reproduces, in its module docstring, in the r
 - ``blip-vqa``: T2I-CompBench's disentangled BLIP-VQA (``eval.blip``).
 - ``blip-clip``: Attend-and-Excite's BLIP caption + CLIP similarity, or with the thesis's BLIP-2
   captioner (``eval.blip``).
+- ``text-rendering``: OneIG-Bench's text axis, the prompt's quoted text read back by OCR
+  (``eval.text_rendering``).
 
 A record keeps, per scorer, the settings that produced its numbers and per-image details
 (questions, caption, judge answers); a rerun scores again only what is missing or was produced
@@ -50,9 +52,10 @@ class Scorer(Protocol):
         ...
 
 
-SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip")
+SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering")
 KEYS = {"mllm": ("mllm", "mllm_raw"), "mllm-reason": ("mllm_reason", "mllm_reason_raw"),
-        "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",)}
+        "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",),
+        "text-rendering": ("text_word_accuracy", "text_ned", "text_edit_distance", "text_exact")}
 
 
 class ScorerOptions(BaseModel):
@@ -82,6 +85,7 @@ class ScorerOptions(BaseModel):
         default="attend-and-excite", description="attend-and-excite (BLIP base captions, CLIP ViT-B/16, templates) or blip2 (the thesis's BLIP-2 captioner).")
     blip_clip_captioner: str | None = Field(default=None, description="Captioner weights (default: the recipe's).")
     blip_clip_clip_model: str = Field(default="openai/clip-vit-base-patch16", description="CLIP of blip-clip.")
+    ocr_min_confidence: float = Field(default=0.5, ge=0, le=1, description="text-rendering: OCR lines read with less confidence are dropped (RapidOCR's 0.5).")
     device: str | None = Field(default=None, description="Device of the CLIP / BLIP scorers: cuda, mps, cpu (default: automatic).")
 
 
@@ -118,6 +122,10 @@ def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **
             from mllm_guidance.eval.blip import BlipVqaScorer
 
             scorer = BlipVqaScorer(o.blip_vqa_model, image_size=o.blip_vqa_image_size, questions=o.blip_vqa_questions, device=o.device)
+        elif name == "text-rendering":
+            from mllm_guidance.eval.text_rendering import TextRenderingScorer
+
+            scorer = TextRenderingScorer(min_confidence=o.ocr_min_confidence)
         else:
             from mllm_guidance.eval.blip import BlipClipScorer
 
@@ -150,7 +158,7 @@ def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any
             same = done is not None and done.get("settings") == settings
             if same and hasattr(scorer, "metrics_of"):
                 _store(r, scorer.name, keys, scorer.metrics_of(done), None)  # the same answers, maybe another scale
-            elif not (same and keys[0] in (r.get("metrics") or {})):
+            elif not (same and (keys[0] in (r.get("metrics") or {}) or done.get("not_applicable"))):
                 todo.append(r)
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]

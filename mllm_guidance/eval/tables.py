@@ -31,9 +31,14 @@ METRICS = [
     ("clipscore", "CLIPScore: Hessel et al. (2.5·max(cos,0))"),
     ("blip_vqa", "BLIP-VQA: T2I-CompBench"),
     ("blip_clip", "BLIP-CLIP: Attend-and-Excite{recipe}"),
+    ("text_word_accuracy", "Text word accuracy: OneIG-Bench (OCR)"),
+    ("text_ned", "Text normalised edit distance (OCR)"),
+    ("text_edit_distance", "Text edit distance: OneIG-Bench (OCR)"),
+    ("text_exact", "Text exact: OneIG-Bench CR (OCR)"),
 ]
 KEY_SCORER = {"mllm": "mllm", "mllm_reason": "mllm-reason", "clipscore_cos": "clipscore", "clipscore": "clipscore",
-              "blip_vqa": "blip-vqa", "blip_clip": "blip-clip"}
+              "blip_vqa": "blip-vqa", "blip_clip": "blip-clip", "text_word_accuracy": "text-rendering",
+              "text_ned": "text-rendering", "text_edit_distance": "text-rendering", "text_exact": "text-rendering"}
 #: Run columns every table carries (summary.md prints them above its table).
 RUN_COLUMNS = ("generator", "guide MLLM", "judge", "judge scale", "template set")
 
@@ -84,6 +89,12 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         value = _mean([r["metrics"][key] for r in ok if key in (r.get("metrics") or {})])
         if value is not None or any(key in KEY_SCORER and KEY_SCORER[key] in (r.get("scoring") or {}) for r in ok):
             row[header] = value
+    from mllm_guidance.eval.text_rendering import oneig_text_score
+
+    text_score = oneig_text_score(records)
+    if text_score is not None:
+        row["Text score: OneIG-Bench formula (OCR)"] = round(text_score, 4)
+        row["text images scored"] = sum("text_exact" in (r.get("metrics") or {}) for r in ok)
     row["MLLM calls/img"] = _mean([r.get("mllm_calls", 0) for r in ok])
     row["tokens/img"] = _mean([r.get("input_tokens", 0) + r.get("output_tokens", 0) for r in ok])
     row["generator s/img"] = _mean([r.get("generator_seconds", 0.0) for r in ok])
@@ -96,13 +107,14 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def scorer_notes(records: Sequence[dict[str, Any]]) -> str | None:
     """The models and options of the non-judge scorers, in one cell."""
     notes = []
-    for name in ("clipscore", "blip-vqa", "blip-clip"):
-        s = (_scoring(records, name) or {}).get("settings")
+    for name in ("clipscore", "blip-vqa", "blip-clip", "text-rendering"):
+        s = _settings(records, name)
         if s:
             extra = {"clipscore": f"complex rule {'on' if s.get('complex_rule') else 'off'}",
                      "blip-vqa": f"{s.get('questions')} questions, {s.get('image_size')} px",
-                     "blip-clip": f"{s.get('captioner')} + {s.get('clip_model')}"}[name]
-            notes.append(f"{name}: {s.get('model') or s.get('recipe')} ({extra})")
+                     "blip-clip": f"{s.get('captioner')} + {s.get('clip_model')}",
+                     "text-rendering": f"confidence >= {s.get('min_confidence')}"}[name]
+            notes.append(f"{name}: {s.get('model') or s.get('recipe') or s.get('ocr')} ({extra})")
     return "; ".join(notes) or None
 
 
@@ -171,6 +183,12 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _settings(records: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """A scorer's recorded settings (from any record it scored, a prompt it did not apply to included)."""
+    return next(((r.get("scoring") or {}).get(name, {}).get("settings") for r in records
+                 if ((r.get("scoring") or {}).get(name) or {}).get("settings")), None)
 
 
 def _scoring(records: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:
