@@ -32,7 +32,10 @@ from mllm_guidance.errors import InputError
 BENCH_CONFIG_FLAGS = ("max_align_rounds", "max_correct_rounds", "is_good", "align_context", "align_empty", "steps",
                       "guidance_scale", "width")
 
-bench_app = typer.Typer(help="Run a benchmark (or: bench datasets | compare DIR... | correlate --human CSV DIR).",
+SCORER_HELP = ("Comma-separated: mllm (the T2I-CompBench judge), mllm-reason (the guide's reason rubric), clipscore, "
+               "blip-vqa, blip-clip, text-rendering (OCR of quoted text), layout-adherence (detector IoU with the plan).")
+
+bench_app = typer.Typer(help="Run a benchmark (or: bench datasets | score DIR --scorer ... | compare DIR... | correlate --human CSV DIR).",
                         invoke_without_command=True, no_args_is_help=False)
 app.add_typer(bench_app, name="bench")
 
@@ -47,8 +50,7 @@ def bench(
     method: choice_type("Method", MODES) = typer.Option("full", "--method", help="The graph mode to evaluate."),  # type: ignore[valid-type]
     images_per_prompt: int = typer.Option(1, "--images-per-prompt", min=1, help="Images per prompt."),
     seed: int = typer.Option(0, "--seed", min=0, help="Image j of a prompt uses seed + j."),
-    scorer: str | None = typer.Option(None, "--scorer", help="Comma-separated: mllm (the T2I-CompBench judge), mllm-reason "
-                                                               "(the guide's reason rubric), clipscore, blip-vqa, blip-clip."),
+    scorer: str | None = typer.Option(None, "--scorer", help=SCORER_HELP),
     shard: str = typer.Option("0/1", "--shard", help="i/n: this machine's share of the items."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Prompts in flight at once."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts."),
@@ -140,6 +142,36 @@ def _ray_options(ray: bool, address: str | None, workers: int | None, gpus: floa
         return RayOptions(address=address, workers=workers, gpus_per_worker=gpus, resources=parsed)
     except ValidationError as exc:
         raise InputError(f"--ray-resources: {exc.errors()[0]['msg']}; give a JSON object of names to amounts") from None
+
+
+@bench_app.command()
+@manners
+@with_params(scorer_params())
+def score(
+    directory: str = typer.Argument(..., metavar="DIR", help="A benchmark output directory (results.jsonl, images/, runs/)."),
+    scorer: str = typer.Option(..., "--scorer", help=SCORER_HELP),
+    **options: Any,
+) -> int:
+    """Add metrics to an existing benchmark without rendering: score its images, rewrite its results and summary."""
+    from mllm_guidance.backends.mllm import MllmOptions
+    from mllm_guidance.eval import lock, tables
+    from mllm_guidance.eval.runner import RESULTS, read_results, rewrite_results
+    from mllm_guidance.eval.scorers import build_scorers, score_records
+
+    out = Path(directory)
+    if not (out / RESULTS).is_file():
+        raise InputError(f"{out} has no {RESULTS}; give a directory that mllm-guidance bench wrote")
+    names = [s.strip() for s in scorer.split(",") if s.strip()]
+    if not names:
+        raise InputError("--scorer: name at least one scorer")
+    with lock.exclusive(out):
+        built = build_scorers(names, scorer_options(options, MllmOptions().timeout, 8))  # every model loads first
+        records = read_results(out / RESULTS)
+        records = score_records(out, records, built)
+        rewrite_results(out, records)
+        row = tables.write_summary(out, records)
+    echo(tables.summary_markdown(row))
+    return 0
 
 
 @bench_app.command()

@@ -12,6 +12,10 @@ Each scorer names the reference it reproduces, in its module docstring, in the r
   captioner (``eval.blip``).
 - ``text-rendering``: OneIG-Bench's text axis, the prompt's quoted text read back by OCR
   (``eval.text_rendering``).
+- ``layout-adherence``: an open-vocabulary detector's IoU of each planned object with its box, and
+  per round whether the plan or the render failed (``eval.layout_adherence``).
+
+Every scorer can also rank one image alone (``verifier_score``: candidate search's verifier).
 
 A record keeps, per scorer, the settings that produced its numbers and per-image details
 (questions, caption, judge answers); a rerun scores again only what is missing or was produced
@@ -36,6 +40,9 @@ class ScoreItem:
     prompt: str
     image: Any  # PIL image
     category: str | None = None  # the judge category (None: the judge's default, complex)
+    layout: Any = None  # the layout the image was rendered from (a Layout, its JSON, or (name, box) pairs)
+    run: dict[str, Any] | None = None  # the run's run.json, for scorers that look at every round
+    run_dir: Path | None = None  # where the run's round images are
 
 
 class Scorer(Protocol):
@@ -52,10 +59,11 @@ class Scorer(Protocol):
         ...
 
 
-SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering")
+SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence")
 KEYS = {"mllm": ("mllm", "mllm_raw"), "mllm-reason": ("mllm_reason", "mllm_reason_raw"),
         "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",),
-        "text-rendering": ("text_word_accuracy", "text_ned", "text_edit_distance", "text_exact")}
+        "text-rendering": ("text_word_accuracy", "text_ned", "text_edit_distance", "text_exact"),
+        "layout-adherence": ("layout_recall", "layout_miou")}
 
 
 class ScorerOptions(BaseModel):
@@ -85,6 +93,8 @@ class ScorerOptions(BaseModel):
         default="attend-and-excite", description="attend-and-excite (BLIP base captions, CLIP ViT-B/16, templates) or blip2 (the thesis's BLIP-2 captioner).")
     blip_clip_captioner: str | None = Field(default=None, description="Captioner weights (default: the recipe's).")
     blip_clip_clip_model: str = Field(default="openai/clip-vit-base-patch16", description="CLIP of blip-clip.")
+    detector: str = Field(default="google/owlv2-base-patch16-ensemble", description="layout-adherence: the open-vocabulary detector (OWLv2 or OWL-ViT).")
+    detector_threshold: float = Field(default=0.1, ge=0, le=1, description="layout-adherence: detections scoring less are ignored.")
     ocr_min_confidence: float = Field(default=0.5, ge=0, le=1, description="text-rendering: OCR lines read with less confidence are dropped (RapidOCR's 0.5).")
     device: str | None = Field(default=None, description="Device of the CLIP / BLIP scorers: cuda, mps, cpu (default: automatic).")
 
@@ -126,6 +136,10 @@ def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **
             from mllm_guidance.eval.text_rendering import TextRenderingScorer
 
             scorer = TextRenderingScorer(min_confidence=o.ocr_min_confidence)
+        elif name == "layout-adherence":
+            from mllm_guidance.eval.layout_adherence import LayoutAdherenceScorer
+
+            scorer = LayoutAdherenceScorer(o.detector, threshold=o.detector_threshold, device=o.device)
         else:
             from mllm_guidance.eval.blip import BlipClipScorer
 
@@ -147,8 +161,6 @@ def item_category(record: dict[str, Any]) -> str | None:
 def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any], batch: int = 32) -> list[dict[str, Any]]:
     """Add every scorer's metrics to the ok records that lack them or have them from other
     settings; a judge's stored answers are only re-scaled."""
-    from PIL import Image
-
     for scorer in scorers:
         keys = getattr(scorer, "keys", KEYS.get(scorer.name, (scorer.name,)))
         settings = getattr(scorer, "settings", {})
@@ -162,7 +174,7 @@ def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any
                 todo.append(r)
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            items = [ScoreItem(r["prompt"], Image.open(Path(out) / r["image"]).convert("RGB"), item_category(r)) for r in chunk]
+            items = [_item(Path(out), r, getattr(scorer, "needs_run", False)) for r in chunk]
             if hasattr(scorer, "score_items"):
                 results = scorer.score_items(items)
             else:
@@ -170,6 +182,51 @@ def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any
             for record, (values, details) in zip(chunk, results, strict=True):
                 _store(record, scorer.name, keys, values, {"settings": settings, **details})
     return records
+
+
+def _item(out: Path, record: dict[str, Any], needs_run: bool) -> ScoreItem:
+    """A record's image (and, for scorers that need it, its run.json and final layout) to score."""
+    from PIL import Image
+
+    image = Image.open(out / record["image"]).convert("RGB")
+    if not needs_run:
+        return ScoreItem(record["prompt"], image, item_category(record))
+    run_dir = out / str(record.get("run_dir") or "")
+    run = _read_run(run_dir)
+    best = run.get("best_round")
+    rounds = run.get("rounds") or []
+    layout = rounds[best].get("layout") if isinstance(best, int) and 0 <= best < len(rounds) else None
+    return ScoreItem(record["prompt"], image, item_category(record), layout=layout, run=run, run_dir=run_dir)
+
+
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    path = run_dir / "run.json"
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the run's record ({exc}); this scorer needs the bench's runs/ directory") from None
+    if not isinstance(run, dict):
+        raise InputError(f"{path}: not a run record")
+    return run
+
+
+#: The number each scorer ranks an image by, as a verifier (higher is better).
+PRIMARY = {"mllm": "mllm", "mllm-reason": "mllm_reason", "clipscore": "clipscore", "blip-vqa": "blip_vqa",
+           "blip-clip": "blip_clip", "text-rendering": "text_word_accuracy", "layout-adherence": "layout_miou"}
+
+
+def verifier_score(scorer: Any, prompt: str, image: Any, layout: Any = None) -> float | None:
+    """One image's primary number under a built scorer (``build_scorers``): how candidate search
+    ranks candidates. None when the scorer does not apply (no quoted text, no layout) or could not
+    score (a judge's unreadable answer)."""
+    item = ScoreItem(prompt, image, layout=layout)
+    if hasattr(scorer, "score_items"):
+        values, _ = scorer.score_items([item])[0]
+    else:
+        values = scorer.score([item])[0]
+    return values.get(PRIMARY.get(scorer.name, scorer.keys[0]))
 
 
 def _store(record: dict[str, Any], name: str, keys: Sequence[str], values: dict[str, float], scoring: dict[str, Any] | None) -> None:

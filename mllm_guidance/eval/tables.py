@@ -35,10 +35,13 @@ METRICS = [
     ("text_ned", "Text normalised edit distance (OCR)"),
     ("text_edit_distance", "Text edit distance: OneIG-Bench (OCR)"),
     ("text_exact", "Text exact: OneIG-Bench CR (OCR)"),
+    ("layout_recall", "Layout recall@0.5 (detector)"),
+    ("layout_miou", "Layout mean IoU (detector)"),
 ]
 KEY_SCORER = {"mllm": "mllm", "mllm_reason": "mllm-reason", "clipscore_cos": "clipscore", "clipscore": "clipscore",
               "blip_vqa": "blip-vqa", "blip_clip": "blip-clip", "text_word_accuracy": "text-rendering",
-              "text_ned": "text-rendering", "text_edit_distance": "text-rendering", "text_exact": "text-rendering"}
+              "text_ned": "text-rendering", "text_edit_distance": "text-rendering", "text_exact": "text-rendering",
+              "layout_recall": "layout-adherence", "layout_miou": "layout-adherence"}
 #: Run columns every table carries (summary.md prints them above its table).
 RUN_COLUMNS = ("generator", "guide MLLM", "judge", "judge scale", "template set")
 
@@ -95,6 +98,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if text_score is not None:
         row["Text score: OneIG-Bench formula (OCR)"] = round(text_score, 4)
         row["text images scored"] = sum("text_exact" in (r.get("metrics") or {}) for r in ok)
+    failed_parts = [f.get("failed") for r in ok for f in ((r.get("scoring") or {}).get("layout-adherence") or {}).get("rounds") or []]
+    if failed_parts:
+        row["rounds failed by plan / render"] = f"{failed_parts.count('plan')} / {failed_parts.count('render')} of {len(failed_parts)}"
     row["MLLM calls/img"] = _mean([r.get("mllm_calls", 0) for r in ok])
     row["tokens/img"] = _mean([r.get("input_tokens", 0) + r.get("output_tokens", 0) for r in ok])
     row["generator s/img"] = _mean([r.get("generator_seconds", 0.0) for r in ok])
@@ -107,13 +113,14 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def scorer_notes(records: Sequence[dict[str, Any]]) -> str | None:
     """The models and options of the non-judge scorers, in one cell."""
     notes = []
-    for name in ("clipscore", "blip-vqa", "blip-clip", "text-rendering"):
+    for name in ("clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence"):
         s = _settings(records, name)
         if s:
             extra = {"clipscore": f"complex rule {'on' if s.get('complex_rule') else 'off'}",
                      "blip-vqa": f"{s.get('questions')} questions, {s.get('image_size')} px",
                      "blip-clip": f"{s.get('captioner')} + {s.get('clip_model')}",
-                     "text-rendering": f"confidence >= {s.get('min_confidence')}"}[name]
+                     "text-rendering": f"confidence >= {s.get('min_confidence')}",
+                     "layout-adherence": f"detections >= {s.get('threshold')}, found at IoU {s.get('found_iou')}"}[name]
             notes.append(f"{name}: {s.get('model') or s.get('recipe') or s.get('ocr')} ({extra})")
     return "; ".join(notes) or None
 

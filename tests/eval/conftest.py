@@ -104,3 +104,45 @@ def tiny_blip2(tmp_path_factory):
     Blip2Processor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer,
                    num_query_tokens=4).save_pretrained(target)
     return str(target)
+
+
+def owl_tokenizer(directory):
+    """A character-level CLIP tokenizer laid out like OWL's: the pad token "!" is id 0 (OWL marks a
+    padded query by a first id of 0), start and end of text after it; 32 tokens a query."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    from tests.backends.tiny_diffusion import CHARS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = {"!": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}
+    for c in CHARS:
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=32, pad_token="!")
+
+
+@pytest.fixture(scope="session")
+def tiny_owlv2(tmp_path_factory):
+    """A tiny random OWLv2 detector saved as a checkpoint directory (loaded as the real one is), 64 px."""
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessorPil, Owlv2Processor
+
+    target = tmp_path_factory.mktemp("tiny-owlv2")
+    config = Owlv2Config(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1, vocab_size=128,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0, max_position_embeddings=32),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1, image_size=64,
+                           patch_size=16),
+        projection_dim=32,  # OWL's class head compares text-width queries
+    )
+    torch.manual_seed(0)
+    Owlv2ForObjectDetection(config).save_pretrained(target)
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessorPil(size={"height": 64, "width": 64}),
+                               tokenizer=owl_tokenizer(target / "_tok"))
+    processor.save_pretrained(target)
+    return str(target)
