@@ -79,6 +79,8 @@ SCORER_FLAGS: dict[str, tuple[str, ...]] = {
     "blip_clip_recipe": ("--blip-clip-recipe",),
     "blip_clip_captioner": ("--blip-clip-captioner",),
     "blip_clip_clip_model": ("--blip-clip-clip-model",),
+    "vqascore_model": ("--vqascore-model",),
+    "vqascore_base_url": ("--vqascore-base-url",),
     "detector": ("--detector",),
     "detector_threshold": ("--detector-threshold",),
     "ocr_min_confidence": ("--ocr-min-confidence",),

@@ -12,6 +12,8 @@ Each scorer names the reference it reproduces, in its module docstring, in the r
   captioner (``eval.blip``).
 - ``text-rendering``: OneIG-Bench's text axis, the prompt's quoted text read back by OCR
   (``eval.text_rendering``).
+- ``vqascore``: VQAScore, P("Yes") to 'Does this figure show "{prompt}"?', by CLIP-FlanT5 (the
+  published model), a local VLM or an API with log-probabilities (``eval.vqascore``).
 - ``layout-adherence``: an open-vocabulary detector's IoU of each planned object with its box, and
   per round whether the plan or the render failed (``eval.layout_adherence``).
 
@@ -59,11 +61,11 @@ class Scorer(Protocol):
         ...
 
 
-SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence")
+SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence", "vqascore")
 KEYS = {"mllm": ("mllm", "mllm_raw"), "mllm-reason": ("mllm_reason", "mllm_reason_raw"),
         "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",),
         "text-rendering": ("text_word_accuracy", "text_ned", "text_edit_distance", "text_exact"),
-        "layout-adherence": ("layout_recall", "layout_miou")}
+        "layout-adherence": ("layout_recall", "layout_miou"), "vqascore": ("vqascore",)}
 
 
 class ScorerOptions(BaseModel):
@@ -93,6 +95,9 @@ class ScorerOptions(BaseModel):
         default="attend-and-excite", description="attend-and-excite (BLIP base captions, CLIP ViT-B/16, templates) or blip2 (the thesis's BLIP-2 captioner).")
     blip_clip_captioner: str | None = Field(default=None, description="Captioner weights (default: the recipe's).")
     blip_clip_clip_model: str = Field(default="openai/clip-vit-base-patch16", description="CLIP of blip-clip.")
+    vqascore_model: str = Field(default="clip-flant5-xxl", description="vqascore: clip-flant5-xxl / clip-flant5-xl (the published "
+                                "model), clip-flant5:MODEL_DIR,TOKENIZER_DIR, transformers:ID (a local VLM), or openai:MODEL (API logprobs).")
+    vqascore_base_url: str | None = Field(default=None, description="vqascore with openai:MODEL: an OpenAI-compatible server (vLLM, llama.cpp).")
     detector: str = Field(default="google/owlv2-base-patch16-ensemble", description="layout-adherence: the open-vocabulary detector (OWLv2 or OWL-ViT).")
     detector_threshold: float = Field(default=0.1, ge=0, le=1, description="layout-adherence: detections scoring less are ignored.")
     ocr_min_confidence: float = Field(default=0.5, ge=0, le=1, description="text-rendering: OCR lines read with less confidence are dropped (RapidOCR's 0.5).")
@@ -136,6 +141,11 @@ def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **
             from mllm_guidance.eval.text_rendering import TextRenderingScorer
 
             scorer = TextRenderingScorer(min_confidence=o.ocr_min_confidence)
+        elif name == "vqascore":
+            from mllm_guidance.eval.vqascore import VqaScorer
+
+            scorer = VqaScorer(o.vqascore_model, base_url=o.vqascore_base_url, device=o.device,
+                               concurrency=o.judge_concurrency, timeout=float(o.judge_options.get("timeout", 120.0)))
         elif name == "layout-adherence":
             from mllm_guidance.eval.layout_adherence import LayoutAdherenceScorer
 
@@ -214,7 +224,7 @@ def _read_run(run_dir: Path) -> dict[str, Any]:
 
 #: The number each scorer ranks an image by, as a verifier (higher is better).
 PRIMARY = {"mllm": "mllm", "mllm-reason": "mllm_reason", "clipscore": "clipscore", "blip-vqa": "blip_vqa",
-           "blip-clip": "blip_clip", "text-rendering": "text_word_accuracy", "layout-adherence": "layout_miou"}
+           "blip-clip": "blip_clip", "text-rendering": "text_word_accuracy", "layout-adherence": "layout_miou", "vqascore": "vqascore"}
 
 
 def verifier_score(scorer: Any, prompt: str, image: Any, layout: Any = None) -> float | None:

@@ -35,13 +35,14 @@ METRICS = [
     ("text_ned", "Text normalised edit distance (OCR)"),
     ("text_edit_distance", "Text edit distance: OneIG-Bench (OCR)"),
     ("text_exact", "Text exact: OneIG-Bench CR (OCR)"),
+    ("vqascore", "VQAScore: t2v_metrics{vqa}"),
     ("layout_recall", "Layout recall@0.5 (detector)"),
     ("layout_miou", "Layout mean IoU (detector)"),
 ]
 KEY_SCORER = {"mllm": "mllm", "mllm_reason": "mllm-reason", "clipscore_cos": "clipscore", "clipscore": "clipscore",
               "blip_vqa": "blip-vqa", "blip_clip": "blip-clip", "text_word_accuracy": "text-rendering",
               "text_ned": "text-rendering", "text_edit_distance": "text-rendering", "text_exact": "text-rendering",
-              "layout_recall": "layout-adherence", "layout_miou": "layout-adherence"}
+              "layout_recall": "layout-adherence", "layout_miou": "layout-adherence", "vqascore": "vqascore"}
 #: Run columns every table carries (summary.md prints them above its table).
 RUN_COLUMNS = ("generator", "guide MLLM", "judge", "judge scale", "template set")
 
@@ -52,10 +53,12 @@ def metric_headers(records: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     reason = _scoring(records, "mllm-reason") or {}
     blip_clip = (_scoring(records, "blip-clip") or {}).get("settings", {})
     recipe = "" if blip_clip.get("recipe", "attend-and-excite") == "attend-and-excite" else " recipe, BLIP-2 captions"
+    vqa_settings = _settings(records, "vqascore") or {}
+    vqa = f" ({vqa_settings.get('model')}{'' if vqa_settings.get('compare_with_paper') else ', not the paper model'})" if vqa_settings else ""
     out = []
     for key, header in METRICS:
         scale = (reason if key == "mllm_reason" else mllm).get("scale", "s/5")
-        out.append((key, header.format(scale=scale, recipe=recipe)))
+        out.append((key, header.format(scale=scale, recipe=recipe, vqa=vqa)))
     return out
 
 
