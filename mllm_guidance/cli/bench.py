@@ -46,9 +46,12 @@ app.add_typer(bench_app, name="bench")
              scorer_params())
 def bench(
     ctx: typer.Context,
-    dataset: str | None = typer.Option(None, "--dataset", help="rls300, spatial, 3d-spatial, non-spatial, complex, or a file (.txt/.jsonl/.csv)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="rls300, spatial, 3d-spatial, non-spatial, complex, geneval, "
+                                       "genai-bench, or a file (.txt/.jsonl/.csv)."),
+    suite: str | None = typer.Option(None, "--suite", help="geneval, genai-bench, t2i-compbench or rls-300: that benchmark's "
+                                     "prompts, images per prompt, scorers and table."),
     method: choice_type("Method", MODES) = typer.Option("full", "--method", help="The graph mode to evaluate."),  # type: ignore[valid-type]
-    images_per_prompt: int = typer.Option(1, "--images-per-prompt", min=1, help="Images per prompt."),
+    images_per_prompt: int | None = typer.Option(None, "--images-per-prompt", min=1, help="Images per prompt (default 1, or the suite's)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Image j of a prompt uses seed + j."),
     scorer: str | None = typer.Option(None, "--scorer", help=SCORER_HELP),
     shard: str = typer.Option("0/1", "--shard", help="i/n: this machine's share of the items."),
@@ -81,8 +84,13 @@ def bench(
     from mllm_guidance.eval.scorers import build_scorers, score_records
 
     method = plain(method)
+    names = [s.strip() for s in (scorer or "").split(",") if s.strip()]
+    if suite is not None:
+        from mllm_guidance.eval.suites import resolve_suite
+
+        dataset, images_per_prompt, names = resolve_suite(suite, dataset, images_per_prompt, names)
     if not dataset or not out:
-        raise InputError("give --dataset and --out (or: bench datasets | compare DIR... | correlate --human CSV DIR)")
+        raise InputError("give --dataset (or --suite) and --out (or: bench datasets | compare DIR... | correlate --human CSV DIR)")
     try:
         index, count = (int(x) for x in shard.split("/"))
     except ValueError:
@@ -94,13 +102,12 @@ def bench(
     if generator is None and ray_options is None:
         generator = pick_generator(progress)  # on Ray, the actors pick by the cluster's GPUs
     spec = BenchSpec(
-        dataset=dataset, out=Path(out), method=method, images_per_prompt=images_per_prompt, seed=seed,
+        dataset=dataset, out=Path(out), method=method, images_per_prompt=images_per_prompt or 1, seed=seed,
         mllm=pick_mllm(options["mllm"], method, progress), generator=generator,
         config=config.describe(), mllm_options=mllm_options(options).model_dump(exclude_defaults=True),
         generator_options=generator_options(options), shard=(index, count), concurrency=concurrency, limit=limit,
         max_batch=max_batch, ray=ray_options,
     )
-    names = [s.strip() for s in (scorer or "").split(",") if s.strip()]
     plan_items(spec)  # a bad dataset, limit or shard is refused before --out is made
     with lock.exclusive(spec.out):  # one process writes an output directory: run, score, summary
         # every scorer (and its model, and the judge's key) is ready before the first image is spent

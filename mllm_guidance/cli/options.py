@@ -81,6 +81,8 @@ SCORER_FLAGS: dict[str, tuple[str, ...]] = {
     "blip_clip_clip_model": ("--blip-clip-clip-model",),
     "vqascore_model": ("--vqascore-model",),
     "vqascore_base_url": ("--vqascore-base-url",),
+    "geneval_detector": ("--geneval-detector",),
+    "geneval_clip_model": ("--geneval-clip-model",),
     "detector": ("--detector",),
     "detector_threshold": ("--detector-threshold",),
     "ocr_min_confidence": ("--ocr-min-confidence",),

@@ -14,6 +14,8 @@ Each scorer names the reference it reproduces, in its module docstring, in the r
   (``eval.text_rendering``).
 - ``vqascore``: VQAScore, P("Yes") to 'Does this figure show "{prompt}"?', by CLIP-FlanT5 (the
   published model), a local VLM or an API with log-probabilities (``eval.vqascore``).
+- ``geneval``: GenEval's object / count / colour / position checks (Mask2Former and CLIP through
+  transformers; ``eval.geneval``).
 - ``layout-adherence``: an open-vocabulary detector's IoU of each planned object with its box, and
   per round whether the plan or the render failed (``eval.layout_adherence``).
 
@@ -61,11 +63,11 @@ class Scorer(Protocol):
         ...
 
 
-SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence", "vqascore")
+SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence", "vqascore", "geneval")
 KEYS = {"mllm": ("mllm", "mllm_raw"), "mllm-reason": ("mllm_reason", "mllm_reason_raw"),
         "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",),
         "text-rendering": ("text_word_accuracy", "text_ned", "text_edit_distance", "text_exact"),
-        "layout-adherence": ("layout_recall", "layout_miou"), "vqascore": ("vqascore",)}
+        "layout-adherence": ("layout_recall", "layout_miou"), "vqascore": ("vqascore",), "geneval": ("geneval",)}
 
 
 class ScorerOptions(BaseModel):
@@ -98,6 +100,8 @@ class ScorerOptions(BaseModel):
     vqascore_model: str = Field(default="clip-flant5-xxl", description="vqascore: clip-flant5-xxl / clip-flant5-xl (the published "
                                 "model), clip-flant5:MODEL_DIR,TOKENIZER_DIR, transformers:ID (a local VLM), or openai:MODEL (API logprobs).")
     vqascore_base_url: str | None = Field(default=None, description="vqascore with openai:MODEL: an OpenAI-compatible server (vLLM, llama.cpp).")
+    geneval_detector: str = Field(default="facebook/mask2former-swin-small-coco-instance", description="geneval: the COCO Mask2Former.")
+    geneval_clip_model: str = Field(default="openai/clip-vit-large-patch14", description="geneval: the CLIP of its colour check (ViT-L/14).")
     detector: str = Field(default="google/owlv2-base-patch16-ensemble", description="layout-adherence: the open-vocabulary detector (OWLv2 or OWL-ViT).")
     detector_threshold: float = Field(default=0.1, ge=0, le=1, description="layout-adherence: detections scoring less are ignored.")
     ocr_min_confidence: float = Field(default=0.5, ge=0, le=1, description="text-rendering: OCR lines read with less confidence are dropped (RapidOCR's 0.5).")
@@ -146,6 +150,10 @@ def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **
 
             scorer = VqaScorer(o.vqascore_model, base_url=o.vqascore_base_url, device=o.device,
                                concurrency=o.judge_concurrency, timeout=float(o.judge_options.get("timeout", 120.0)))
+        elif name == "geneval":
+            from mllm_guidance.eval.geneval import GenEvalScorer
+
+            scorer = GenEvalScorer(o.geneval_detector, clip_model=o.geneval_clip_model, device=o.device)
         elif name == "layout-adherence":
             from mllm_guidance.eval.layout_adherence import LayoutAdherenceScorer
 
@@ -224,7 +232,7 @@ def _read_run(run_dir: Path) -> dict[str, Any]:
 
 #: The number each scorer ranks an image by, as a verifier (higher is better).
 PRIMARY = {"mllm": "mllm", "mllm-reason": "mllm_reason", "clipscore": "clipscore", "blip-vqa": "blip_vqa",
-           "blip-clip": "blip_clip", "text-rendering": "text_word_accuracy", "layout-adherence": "layout_miou", "vqascore": "vqascore"}
+           "blip-clip": "blip_clip", "text-rendering": "text_word_accuracy", "layout-adherence": "layout_miou", "vqascore": "vqascore", "geneval": "geneval"}
 
 
 def verifier_score(scorer: Any, prompt: str, image: Any, layout: Any = None) -> float | None:

@@ -146,3 +146,22 @@ def tiny_owlv2(tmp_path_factory):
                                tokenizer=owl_tokenizer(target / "_tok"))
     processor.save_pretrained(target)
     return str(target)
+
+
+@pytest.fixture(scope="session")
+def tiny_mask2former(tmp_path_factory):
+    """A tiny random Mask2Former (Swin backbone) with COCO's 80 classes, saved as a checkpoint directory."""
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessorPil, SwinConfig
+
+    target = tmp_path_factory.mktemp("tiny-mask2former")
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=2,
+                          out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = Mask2FormerConfig(backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,
+                               encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,
+                               num_attention_heads=2, num_queries=12, num_labels=80, common_stride=4)
+    torch.manual_seed(0)
+    Mask2FormerForUniversalSegmentation(config).save_pretrained(target)
+    Mask2FormerImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 128}, size_divisor=32).save_pretrained(target)
+    return str(target)
