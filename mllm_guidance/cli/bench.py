@@ -112,6 +112,7 @@ def bench(
     with lock.exclusive(spec.out):  # one process writes an output directory: run, score, summary
         # every scorer (and its model, and the judge's key) is ready before the first image is spent
         built = build_scorers(names, scorer_options(options, mllm_options(options).timeout, concurrency)) if names else []
+        _say_notices(built)
         try:
             records = asyncio.run(run_bench(spec, progress=progress))
         finally:
@@ -125,6 +126,13 @@ def bench(
     if failed:
         echo(f"{len(failed)} item(s) failed; see results.jsonl (rerun the same command to retry them)", err=True)
     return 0
+
+
+def _say_notices(scorers: list[Any]) -> None:
+    """What a scorer does differently from its reference in this install (e.g. BLIP-VQA without spaCy), on stderr."""
+    for scorer in scorers:
+        if getattr(scorer, "notice", None):
+            echo(f"warning: {scorer.notice}", err=True)
 
 
 def _ray_options(ray: bool, address: str | None, workers: int | None, gpus: float | None, resources: str | None) -> Any:
@@ -173,6 +181,7 @@ def score(
         raise InputError("--scorer: name at least one scorer")
     with lock.exclusive(out):
         built = build_scorers(names, scorer_options(options, MllmOptions().timeout, 8))  # every model loads first
+        _say_notices(built)
         records = read_results(out / RESULTS)
         records = score_records(out, records, built)
         rewrite_results(out, records)

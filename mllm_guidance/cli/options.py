@@ -76,6 +76,7 @@ SCORER_FLAGS: dict[str, tuple[str, ...]] = {
     "blip_vqa_model": ("--blip-vqa-model",),
     "blip_vqa_questions": ("--blip-vqa-questions",),
     "blip_vqa_image_size": ("--blip-vqa-image-size",),
+    "require_spacy": ("--require-spacy",),
     "blip_clip_recipe": ("--blip-clip-recipe",),
     "blip_clip_captioner": ("--blip-clip-captioner",),
     "blip_clip_clip_model": ("--blip-clip-clip-model",),

@@ -92,6 +92,7 @@ class ScorerOptions(BaseModel):
     blip_vqa_model: str = Field(default="Salesforce/blip-vqa-capfilt-large", description="BLIP VQA weights.")
     blip_vqa_questions: Literal["auto", "spacy", "rules"] = Field(
         default="auto", description="Noun chunks from spaCy's en_core_web_sm (the reference) or the rule-based splitter; auto: spaCy when installed.")
+    require_spacy: bool = Field(default=False, description="Refuse BLIP-VQA's rule-based question fallback: fail unless spaCy's en_core_web_sm is installed.")
     blip_vqa_image_size: int = Field(default=480, ge=32, le=2048, description="BLIP-VQA input size (the reference's 480).")
     blip_clip_recipe: Literal["attend-and-excite", "blip2"] = Field(
         default="attend-and-excite", description="attend-and-excite (BLIP base captions, CLIP ViT-B/16, templates) or blip2 (the thesis's BLIP-2 captioner).")
@@ -140,7 +141,10 @@ def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **
         elif name == "blip-vqa":
             from mllm_guidance.eval.blip import BlipVqaScorer
 
-            scorer = BlipVqaScorer(o.blip_vqa_model, image_size=o.blip_vqa_image_size, questions=o.blip_vqa_questions, device=o.device)
+            if o.require_spacy and o.blip_vqa_questions == "rules":
+                raise InputError("--require-spacy and --blip-vqa-questions rules contradict each other; drop one")
+            questions = "spacy" if o.require_spacy else o.blip_vqa_questions
+            scorer = BlipVqaScorer(o.blip_vqa_model, image_size=o.blip_vqa_image_size, questions=questions, device=o.device)
         elif name == "text-rendering":
             from mllm_guidance.eval.text_rendering import TextRenderingScorer
 

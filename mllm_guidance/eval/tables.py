@@ -135,6 +135,14 @@ def scorer_notes(records: Sequence[dict[str, Any]]) -> str | None:
 
 
 def warnings_for(records: Sequence[dict[str, Any]]) -> list[str]:
+    out = []
+    if (_settings(records, "blip-vqa") or {}).get("spacy_fallback"):
+        out.append("warning: blip-vqa asked rule-based questions (spaCy's en_core_web_sm was missing), not T2I-CompBench's "
+                   "spaCy noun chunks; install it or run with --require-spacy.")
+    return out + _selfjudged_warnings(records)
+
+
+def _selfjudged_warnings(records: Sequence[dict[str, Any]]) -> list[str]:
     guide = next((r.get("models", {}).get("mllm") for r in records if r.get("status") == "ok"), None)
     selfjudged = [name for name in ("mllm", "mllm-reason")
                   if guide and ((_scoring(records, name) or {}).get("settings") or {}).get("model_class") == guide]
