@@ -33,7 +33,7 @@ BENCH_CONFIG_FLAGS = ("max_align_rounds", "max_correct_rounds", "is_good", "alig
                       "guidance_scale", "width")
 
 SCORER_HELP = ("Comma-separated: mllm (the T2I-CompBench judge), mllm-reason (the guide's reason rubric), clipscore, "
-               "blip-vqa, blip-clip, vqascore, text-rendering (OCR of quoted text), layout-adherence (detector IoU with the plan).")
+               "blip-vqa, blip-clip, vqascore, geneval, text-rendering (OCR of quoted text), layout-adherence (detector IoU with the plan).")
 
 bench_app = typer.Typer(help="Run a benchmark (or: bench datasets | score DIR --scorer ... | compare DIR... | correlate --human CSV DIR).",
                         invoke_without_command=True, no_args_is_help=False)
