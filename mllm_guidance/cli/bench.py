@@ -33,7 +33,10 @@ from mllm_guidance.errors import InputError, RunIncomplete, first_problem
 BENCH_CONFIG_FLAGS = ("max_align_rounds", "max_correct_rounds", "is_good", "align_context", "align_empty", "steps",
                       "guidance_scale", "width") + LOOP_OPTION_FLAGS
 
-bench_app = typer.Typer(help="Run a benchmark (or: bench datasets | compare DIR... | correlate --human CSV DIR).",
+SCORER_HELP = ("Comma-separated: mllm (the T2I-CompBench judge), mllm-reason (the guide's reason rubric), clipscore, "
+               "blip-vqa, blip-clip, vqascore, geneval, text-rendering (OCR of quoted text), layout-adherence (detector IoU with the plan).")
+
+bench_app = typer.Typer(help="Run a benchmark (or: bench datasets | score DIR --scorer ... | compare DIR... | correlate --human CSV DIR).",
                         invoke_without_command=True, no_args_is_help=False)
 app.add_typer(bench_app, name="bench")
 
@@ -44,12 +47,14 @@ app.add_typer(bench_app, name="bench")
              scorer_params())
 def bench(
     ctx: typer.Context,
-    dataset: str | None = typer.Option(None, "--dataset", help="rls300, spatial, 3d-spatial, non-spatial, complex, or a file (.txt/.jsonl/.csv)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="rls300, spatial, 3d-spatial, non-spatial, complex, geneval, "
+                                       "genai-bench, or a file (.txt/.jsonl/.csv)."),
+    suite: str | None = typer.Option(None, "--suite", help="geneval, genai-bench, t2i-compbench or rls-300: that benchmark's "
+                                     "prompts, images per prompt, scorers and table."),
     method: choice_type("Method", MODES) = typer.Option("full", "--method", help="The graph mode to evaluate."),  # type: ignore[valid-type]
-    images_per_prompt: int = typer.Option(1, "--images-per-prompt", min=1, help="Images per prompt."),
+    images_per_prompt: int | None = typer.Option(None, "--images-per-prompt", min=1, help="Images per prompt (default 1, or the suite's)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Image j of a prompt uses seed + j."),
-    scorer: str | None = typer.Option(None, "--scorer", help="Comma-separated: mllm (the T2I-CompBench judge), mllm-reason "
-                                                               "(the guide's reason rubric), clipscore, blip-vqa, blip-clip."),
+    scorer: str | None = typer.Option(None, "--scorer", help=SCORER_HELP),
     shard: str = typer.Option("0/1", "--shard", help="i/n: this machine's share of the items."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Prompts in flight at once."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N prompts."),
@@ -80,8 +85,13 @@ def bench(
     from mllm_guidance.eval.scorers import build_scorers, score_records
 
     method = plain(method)
+    names = [s.strip() for s in (scorer or "").split(",") if s.strip()]
+    if suite is not None:
+        from mllm_guidance.eval.suites import resolve_suite
+
+        dataset, images_per_prompt, names = resolve_suite(suite, dataset, images_per_prompt, names)
     if not dataset or not out:
-        raise InputError("give --dataset and --out (or: bench datasets | compare DIR... | correlate --human CSV DIR)")
+        raise InputError("give --dataset (or --suite) and --out (or: bench datasets | compare DIR... | correlate --human CSV DIR)")
     try:
         index, count = (int(x) for x in shard.split("/"))
     except ValueError:
@@ -93,17 +103,17 @@ def bench(
     if generator is None and ray_options is None:
         generator = pick_generator(progress)  # on Ray, the actors pick by the cluster's GPUs
     spec = BenchSpec(
-        dataset=dataset, out=Path(out), method=method, images_per_prompt=images_per_prompt, seed=seed,
+        dataset=dataset, out=Path(out), method=method, images_per_prompt=images_per_prompt or 1, seed=seed,
         mllm=pick_mllm(options["mllm"], method, progress), generator=generator,
         config=config.describe(), mllm_options=mllm_options(options).model_dump(exclude_defaults=True),
         generator_options=generator_options(options), shard=(index, count), concurrency=concurrency, limit=limit,
         max_batch=max_batch, ray=ray_options,
     )
-    names = [s.strip() for s in (scorer or "").split(",") if s.strip()]
     plan_items(spec)  # a bad dataset, limit or shard is refused before --out is made
     with lock.exclusive(spec.out):  # one process writes an output directory: run, score, summary
         # every scorer (and its model, and the judge's key) is ready before the first image is spent
         built = build_scorers(names, scorer_options(options, mllm_options(options).timeout, concurrency)) if names else []
+        _say_notices(built)
         try:
             records = asyncio.run(run_bench(spec, progress=progress))
         finally:
@@ -118,6 +128,13 @@ def bench(
         raise RunIncomplete(f"{len(failed)} of {len(records)} item(s) failed; see results.jsonl (rerun the same "
                             "command to retry them)")
     return 0
+
+
+def _say_notices(scorers: list[Any]) -> None:
+    """What a scorer does differently from its reference in this install (e.g. BLIP-VQA without spaCy), on stderr."""
+    for scorer in scorers:
+        if getattr(scorer, "notice", None):
+            echo(f"warning: {scorer.notice}", err=True)
 
 
 def _ray_options(ray: bool, address: str | None, workers: int | None, gpus: float | None, resources: str | None) -> Any:
@@ -142,6 +159,37 @@ def _ray_options(ray: bool, address: str | None, workers: int | None, gpus: floa
         return RayOptions(address=address, workers=workers, gpus_per_worker=gpus, resources=parsed)
     except ValidationError as exc:
         raise InputError(f"--ray-resources: {first_problem(exc)}; give a JSON object of names to amounts") from None
+
+
+@bench_app.command()
+@manners
+@with_params(scorer_params())
+def score(
+    directory: str = typer.Argument(..., metavar="DIR", help="A benchmark output directory (results.jsonl, images/, runs/)."),
+    scorer: str = typer.Option(..., "--scorer", help=SCORER_HELP),
+    **options: Any,
+) -> int:
+    """Add metrics to an existing benchmark without rendering: score its images, rewrite its results and summary."""
+    from mllm_guidance.backends.mllm import MllmOptions
+    from mllm_guidance.eval import lock, tables
+    from mllm_guidance.eval.runner import RESULTS, read_results, rewrite_results
+    from mllm_guidance.eval.scorers import build_scorers, score_records
+
+    out = Path(directory)
+    if not (out / RESULTS).is_file():
+        raise InputError(f"{out} has no {RESULTS}; give a directory that mllm-guidance bench wrote")
+    names = [s.strip() for s in scorer.split(",") if s.strip()]
+    if not names:
+        raise InputError("--scorer: name at least one scorer")
+    with lock.exclusive(out):
+        built = build_scorers(names, scorer_options(options, MllmOptions().timeout, 8))  # every model loads first
+        _say_notices(built)
+        records = read_results(out / RESULTS)
+        records = score_records(out, records, built)
+        rewrite_results(out, records)
+        row = tables.write_summary(out, records)
+    echo(tables.summary_markdown(row))
+    return 0
 
 
 @bench_app.command()

@@ -87,9 +87,17 @@ SCORER_FLAGS: dict[str, tuple[str, ...]] = {
     "blip_vqa_model": ("--blip-vqa-model",),
     "blip_vqa_questions": ("--blip-vqa-questions",),
     "blip_vqa_image_size": ("--blip-vqa-image-size",),
+    "require_spacy": ("--require-spacy",),
     "blip_clip_recipe": ("--blip-clip-recipe",),
     "blip_clip_captioner": ("--blip-clip-captioner",),
     "blip_clip_clip_model": ("--blip-clip-clip-model",),
+    "vqascore_model": ("--vqascore-model",),
+    "vqascore_base_url": ("--vqascore-base-url",),
+    "geneval_detector": ("--geneval-detector",),
+    "geneval_clip_model": ("--geneval-clip-model",),
+    "detector": ("--detector",),
+    "detector_threshold": ("--detector-threshold",),
+    "ocr_min_confidence": ("--ocr-min-confidence",),
     "device": ("--scorer-device",),
 }
 _PREFIX = {"config": "cfg_", "mllm": "mllm_", "generator": "gen_", "scorer": "score_"}

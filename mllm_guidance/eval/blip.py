@@ -76,11 +76,16 @@ class BlipVqaScorer:
         elif questions == "auto":
             self.nlp = phrases.spacy_pipeline()
         self.questions_mode = "spacy" if self.nlp is not None else "rules"
+        #: the reference's spaCy was asked for (auto) and is missing: said on stderr, in every record and in the summary
+        self.spacy_fallback = questions == "auto" and self.nlp is None
+        self.notice = (f"blip-vqa: spaCy's {phrases.SPACY_MODEL} is not installed, so its questions come from the "
+                       f"rule-based splitter, not T2I-CompBench's spaCy noun chunks ({phrases.INSTALL_SPACY}; "
+                       "--require-spacy refuses to run without it)") if self.spacy_fallback else None
 
     @property
     def settings(self) -> dict[str, Any]:
         return {"reference": self.reference, "model": self.model_id, "image_size": self.image_size,
-                "questions": self.questions_mode, "first_token": "[ENC]"}
+                "questions": self.questions_mode, "spacy_fallback": self.spacy_fallback, "first_token": "[ENC]"}
 
     def questions(self, prompt: str) -> list[str]:
         if self.nlp is not None:

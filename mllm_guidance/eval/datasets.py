@@ -1,7 +1,8 @@
-"""Benchmark prompt sets: RLS-300 and T2I-CompBench's validation splits ship with the package;
+"""Benchmark prompt sets: RLS-300, T2I-CompBench's validation splits, GenEval's 553 prompts and
+GenAI-Bench-527 ship with the package (each with its license and a NOTICE.md naming its source);
 users add their own as a text file (one prompt a line), JSONL or CSV with a ``prompt`` column.
 
-T2I-CompBench's prompt lists are MIT-licensed (``data/t2i-compbench/LICENSE.txt``).
+T2I-CompBench's and GenEval's prompt lists are MIT-licensed, GenAI-Bench's Apache-2.0 (``data/*/LICENSE.txt``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ BUILTIN = {
     "3d-spatial": ("t2i-compbench/3d_spatial_val.txt", "T2I-CompBench 3d-spatial (validation)"),
     "non-spatial": ("t2i-compbench/non_spatial_val.txt", "T2I-CompBench non-spatial (validation)"),
     "complex": ("t2i-compbench/complex_val.txt", "T2I-CompBench complex (validation)"),
+    "geneval": ("geneval/evaluation_metadata.jsonl", "GenEval: 553 prompts, 6 tasks (djghosh13/geneval)"),
+    "genai-bench": ("genai-bench/genai_image_527.txt", "GenAI-Bench-527: the VQAScore paper's prompts (linzhiqiu/t2v_metrics)"),
 }
-ALIASES = {"3d_spatial": "3d-spatial", "non_spatial": "non-spatial", "rls-300": "rls300"}
+ALIASES = {"3d_spatial": "3d-spatial", "non_spatial": "non-spatial", "rls-300": "rls300", "genai_bench": "genai-bench"}
 #: The T2I-CompBench judge category of each built-in dataset; RLS-300 is judged as complex
 #: (thesis 6.4.1), and so is a user's dataset unless told otherwise.
 CATEGORIES = {"rls300": "complex", "spatial": "spatial", "3d-spatial": "3d-spatial", "non-spatial": "non-spatial", "complex": "complex"}
@@ -40,6 +43,8 @@ def load_dataset(name_or_path: str) -> tuple[str, list[Prompt]]:
     name = ALIASES.get(name_or_path, name_or_path)
     if name in BUILTIN:
         text = resources.files("mllm_guidance.eval").joinpath("data", BUILTIN[name][0]).read_text(encoding="utf-8")
+        if BUILTIN[name][0].endswith(".jsonl"):  # prompts with metadata (GenEval): the prompt field of each line
+            return name, _numbered(name, [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()])
         return name, _numbered(name, text.splitlines())
     path = Path(name_or_path)
     if not path.is_file():

@@ -10,6 +10,16 @@ Each scorer names the reference it reproduces, in its module docstring, in the r
 - ``blip-vqa``: T2I-CompBench's disentangled BLIP-VQA (``eval.blip``).
 - ``blip-clip``: Attend-and-Excite's BLIP caption + CLIP similarity, or with the thesis's BLIP-2
   captioner (``eval.blip``).
+- ``text-rendering``: OneIG-Bench's text axis, the prompt's quoted text read back by OCR
+  (``eval.text_rendering``).
+- ``vqascore``: VQAScore, P("Yes") to 'Does this figure show "{prompt}"?', by CLIP-FlanT5 (the
+  published model), a local VLM or an API with log-probabilities (``eval.vqascore``).
+- ``geneval``: GenEval's object / count / colour / position checks (Mask2Former and CLIP through
+  transformers; ``eval.geneval``).
+- ``layout-adherence``: an open-vocabulary detector's IoU of each planned object with its box, and
+  per round whether the plan or the render failed (``eval.layout_adherence``).
+
+Every scorer can also rank one image alone (``verifier_score``: candidate search's verifier).
 
 A record keeps, per scorer, the settings that produced its numbers and per-image details
 (questions, caption, judge answers); a rerun scores again only what is missing or was produced
@@ -34,6 +44,9 @@ class ScoreItem:
     prompt: str
     image: Any  # PIL image
     category: str | None = None  # the judge category (None: the judge's default, complex)
+    layout: Any = None  # the layout the image was rendered from (a Layout, its JSON, or (name, box) pairs)
+    run: dict[str, Any] | None = None  # the run's run.json, for scorers that look at every round
+    run_dir: Path | None = None  # where the run's round images are
 
 
 class Scorer(Protocol):
@@ -50,9 +63,11 @@ class Scorer(Protocol):
         ...
 
 
-SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip")
+SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence", "vqascore", "geneval")
 KEYS = {"mllm": ("mllm", "mllm_raw"), "mllm-reason": ("mllm_reason", "mllm_reason_raw"),
-        "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",)}
+        "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",),
+        "text-rendering": ("text_word_accuracy", "text_ned", "text_edit_distance", "text_exact"),
+        "layout-adherence": ("layout_recall", "layout_miou"), "vqascore": ("vqascore",), "geneval": ("geneval",)}
 
 
 class ScorerOptions(BaseModel):
@@ -77,11 +92,20 @@ class ScorerOptions(BaseModel):
     blip_vqa_model: str = Field(default="Salesforce/blip-vqa-capfilt-large", description="BLIP VQA weights.")
     blip_vqa_questions: Literal["auto", "spacy", "rules"] = Field(
         default="auto", description="Noun chunks from spaCy's en_core_web_sm (the reference) or the rule-based splitter; auto: spaCy when installed.")
+    require_spacy: bool = Field(default=False, description="Refuse BLIP-VQA's rule-based question fallback: fail unless spaCy's en_core_web_sm is installed.")
     blip_vqa_image_size: int = Field(default=480, ge=32, le=2048, description="BLIP-VQA input size (the reference's 480).")
     blip_clip_recipe: Literal["attend-and-excite", "blip2"] = Field(
         default="attend-and-excite", description="attend-and-excite (BLIP base captions, CLIP ViT-B/16, templates) or blip2 (the thesis's BLIP-2 captioner).")
     blip_clip_captioner: str | None = Field(default=None, description="Captioner weights (default: the recipe's).")
     blip_clip_clip_model: str = Field(default="openai/clip-vit-base-patch16", description="CLIP of blip-clip.")
+    vqascore_model: str = Field(default="clip-flant5-xxl", description="vqascore: clip-flant5-xxl / clip-flant5-xl (the published "
+                                "model), clip-flant5:MODEL_DIR,TOKENIZER_DIR, transformers:ID (a local VLM), or openai:MODEL (API logprobs).")
+    vqascore_base_url: str | None = Field(default=None, description="vqascore with openai:MODEL: an OpenAI-compatible server (vLLM, llama.cpp).")
+    geneval_detector: str = Field(default="facebook/mask2former-swin-small-coco-instance", description="geneval: the COCO Mask2Former.")
+    geneval_clip_model: str = Field(default="openai/clip-vit-large-patch14", description="geneval: the CLIP of its colour check (ViT-L/14).")
+    detector: str = Field(default="google/owlv2-base-patch16-ensemble", description="layout-adherence: the open-vocabulary detector (OWLv2 or OWL-ViT).")
+    detector_threshold: float = Field(default=0.1, ge=0, le=1, description="layout-adherence: detections scoring less are ignored.")
+    ocr_min_confidence: float = Field(default=0.5, ge=0, le=1, description="text-rendering: OCR lines read with less confidence are dropped (RapidOCR's 0.5).")
     device: str | None = Field(default=None, description="Device of the CLIP / BLIP scorers: cuda, mps, cpu (default: automatic).")
 
 
@@ -117,7 +141,27 @@ def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **
         elif name == "blip-vqa":
             from mllm_guidance.eval.blip import BlipVqaScorer
 
-            scorer = BlipVqaScorer(o.blip_vqa_model, image_size=o.blip_vqa_image_size, questions=o.blip_vqa_questions, device=o.device)
+            if o.require_spacy and o.blip_vqa_questions == "rules":
+                raise InputError("--require-spacy and --blip-vqa-questions rules contradict each other; drop one")
+            questions = "spacy" if o.require_spacy else o.blip_vqa_questions
+            scorer = BlipVqaScorer(o.blip_vqa_model, image_size=o.blip_vqa_image_size, questions=questions, device=o.device)
+        elif name == "text-rendering":
+            from mllm_guidance.eval.text_rendering import TextRenderingScorer
+
+            scorer = TextRenderingScorer(min_confidence=o.ocr_min_confidence)
+        elif name == "vqascore":
+            from mllm_guidance.eval.vqascore import VqaScorer
+
+            scorer = VqaScorer(o.vqascore_model, base_url=o.vqascore_base_url, device=o.device,
+                               concurrency=o.judge_concurrency, timeout=float(o.judge_options.get("timeout", 120.0)))
+        elif name == "geneval":
+            from mllm_guidance.eval.geneval import GenEvalScorer
+
+            scorer = GenEvalScorer(o.geneval_detector, clip_model=o.geneval_clip_model, device=o.device)
+        elif name == "layout-adherence":
+            from mllm_guidance.eval.layout_adherence import LayoutAdherenceScorer
+
+            scorer = LayoutAdherenceScorer(o.detector, threshold=o.detector_threshold, device=o.device)
         else:
             from mllm_guidance.eval.blip import BlipClipScorer
 
@@ -139,8 +183,6 @@ def item_category(record: dict[str, Any]) -> str | None:
 def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any], batch: int = 32) -> list[dict[str, Any]]:
     """Add every scorer's metrics to the ok records that lack them or have them from other
     settings; a judge's stored answers are only re-scaled."""
-    from PIL import Image
-
     for scorer in scorers:
         keys = getattr(scorer, "keys", KEYS.get(scorer.name, (scorer.name,)))
         settings = getattr(scorer, "settings", {})
@@ -150,11 +192,11 @@ def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any
             same = done is not None and done.get("settings") == settings
             if same and hasattr(scorer, "metrics_of"):
                 _store(r, scorer.name, keys, scorer.metrics_of(done), None)  # the same answers, maybe another scale
-            elif not (same and keys[0] in (r.get("metrics") or {})):
+            elif not (same and (keys[0] in (r.get("metrics") or {}) or done.get("not_applicable"))):
                 todo.append(r)
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            items = [ScoreItem(r["prompt"], Image.open(Path(out) / r["image"]).convert("RGB"), item_category(r)) for r in chunk]
+            items = [_item(Path(out), r, getattr(scorer, "needs_run", False)) for r in chunk]
             if hasattr(scorer, "score_items"):
                 results = scorer.score_items(items)
             else:
@@ -162,6 +204,51 @@ def score_records(out: Any, records: list[dict[str, Any]], scorers: Sequence[Any
             for record, (values, details) in zip(chunk, results, strict=True):
                 _store(record, scorer.name, keys, values, {"settings": settings, **details})
     return records
+
+
+def _item(out: Path, record: dict[str, Any], needs_run: bool) -> ScoreItem:
+    """A record's image (and, for scorers that need it, its run.json and final layout) to score."""
+    from PIL import Image
+
+    image = Image.open(out / record["image"]).convert("RGB")
+    if not needs_run:
+        return ScoreItem(record["prompt"], image, item_category(record))
+    run_dir = out / str(record.get("run_dir") or "")
+    run = _read_run(run_dir)
+    best = run.get("best_round")
+    rounds = run.get("rounds") or []
+    layout = rounds[best].get("layout") if isinstance(best, int) and 0 <= best < len(rounds) else None
+    return ScoreItem(record["prompt"], image, item_category(record), layout=layout, run=run, run_dir=run_dir)
+
+
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    path = run_dir / "run.json"
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the run's record ({exc}); this scorer needs the bench's runs/ directory") from None
+    if not isinstance(run, dict):
+        raise InputError(f"{path}: not a run record")
+    return run
+
+
+#: The number each scorer ranks an image by, as a verifier (higher is better).
+PRIMARY = {"mllm": "mllm", "mllm-reason": "mllm_reason", "clipscore": "clipscore", "blip-vqa": "blip_vqa",
+           "blip-clip": "blip_clip", "text-rendering": "text_word_accuracy", "layout-adherence": "layout_miou", "vqascore": "vqascore", "geneval": "geneval"}
+
+
+def verifier_score(scorer: Any, prompt: str, image: Any, layout: Any = None) -> float | None:
+    """One image's primary number under a built scorer (``build_scorers``): how candidate search
+    ranks candidates. None when the scorer does not apply (no quoted text, no layout) or could not
+    score (a judge's unreadable answer)."""
+    item = ScoreItem(prompt, image, layout=layout)
+    if hasattr(scorer, "score_items"):
+        values, _ = scorer.score_items([item])[0]
+    else:
+        values = scorer.score([item])[0]
+    return values.get(PRIMARY.get(scorer.name, scorer.keys[0]))
 
 
 def _store(record: dict[str, Any], name: str, keys: Sequence[str], values: dict[str, float], scoring: dict[str, Any] | None) -> None:

@@ -31,9 +31,19 @@ METRICS = [
     ("clipscore", "CLIPScore: Hessel et al. (2.5·max(cos,0))"),
     ("blip_vqa", "BLIP-VQA: T2I-CompBench"),
     ("blip_clip", "BLIP-CLIP: Attend-and-Excite{recipe}"),
+    ("text_word_accuracy", "Text word accuracy: OneIG-Bench (OCR)"),
+    ("text_ned", "Text normalised edit distance (OCR)"),
+    ("text_edit_distance", "Text edit distance: OneIG-Bench (OCR)"),
+    ("text_exact", "Text exact: OneIG-Bench CR (OCR)"),
+    ("vqascore", "VQAScore: t2v_metrics{vqa}"),
+    ("geneval", "GenEval: correct images"),
+    ("layout_recall", "Layout recall@0.5 (detector)"),
+    ("layout_miou", "Layout mean IoU (detector)"),
 ]
 KEY_SCORER = {"mllm": "mllm", "mllm_reason": "mllm-reason", "clipscore_cos": "clipscore", "clipscore": "clipscore",
-              "blip_vqa": "blip-vqa", "blip_clip": "blip-clip"}
+              "blip_vqa": "blip-vqa", "blip_clip": "blip-clip", "text_word_accuracy": "text-rendering",
+              "text_ned": "text-rendering", "text_edit_distance": "text-rendering", "text_exact": "text-rendering",
+              "layout_recall": "layout-adherence", "layout_miou": "layout-adherence", "vqascore": "vqascore", "geneval": "geneval"}
 #: Run columns every table carries (summary.md prints them above its table).
 RUN_COLUMNS = ("generator", "guide MLLM", "judge", "judge scale", "template set")
 
@@ -44,10 +54,12 @@ def metric_headers(records: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     reason = _scoring(records, "mllm-reason") or {}
     blip_clip = (_scoring(records, "blip-clip") or {}).get("settings", {})
     recipe = "" if blip_clip.get("recipe", "attend-and-excite") == "attend-and-excite" else " recipe, BLIP-2 captions"
+    vqa_settings = _settings(records, "vqascore") or {}
+    vqa = f" ({vqa_settings.get('model')}{'' if vqa_settings.get('compare_with_paper') else ', not the paper model'})" if vqa_settings else ""
     out = []
     for key, header in METRICS:
         scale = (reason if key == "mllm_reason" else mllm).get("scale", "s/5")
-        out.append((key, header.format(scale=scale, recipe=recipe)))
+        out.append((key, header.format(scale=scale, recipe=recipe, vqa=vqa)))
     return out
 
 
@@ -86,6 +98,20 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         value = _mean([r["metrics"][key] for r in ok if key in (r.get("metrics") or {})])
         if value is not None or any(key in KEY_SCORER and KEY_SCORER[key] in (r.get("scoring") or {}) for r in ok):
             row[header] = value
+    from mllm_guidance.eval.text_rendering import oneig_text_score
+
+    text_score = oneig_text_score(records)
+    if text_score is not None:
+        row["Text score: OneIG-Bench formula (OCR)"] = round(text_score, 4)
+        row["text images scored"] = sum("text_exact" in (r.get("metrics") or {}) for r in ok)
+    from mllm_guidance.eval.geneval import geneval_table
+
+    geneval = geneval_table(records)
+    if geneval:
+        row.update({f"GenEval {k}": v for k, v in geneval.items()})
+    failed_parts = [f.get("failed") for r in ok for f in ((r.get("scoring") or {}).get("layout-adherence") or {}).get("rounds") or []]
+    if failed_parts:
+        row["rounds failed by plan / render"] = f"{failed_parts.count('plan')} / {failed_parts.count('render')} of {len(failed_parts)}"
     row["MLLM calls/img"] = _mean([r.get("mllm_calls", 0) for r in ok])
     row["tokens/img"] = _mean([r.get("input_tokens", 0) + r.get("output_tokens", 0) for r in ok])
     row["generator s/img"] = _mean([r.get("generator_seconds", 0.0) for r in ok])
@@ -99,17 +125,27 @@ def scorer_notes(records: Sequence[dict[str, Any]]) -> str | None:
     """Every scorer that ran, in one cell: the judges by name (their settings are the judge
     column), the others with their models and options."""
     notes = [f"{name} (see judge)" for name in ("mllm", "mllm-reason") if _scoring(records, name)]
-    for name in ("clipscore", "blip-vqa", "blip-clip"):
-        s = (_scoring(records, name) or {}).get("settings")
+    for name in ("clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence"):
+        s = _settings(records, name)
         if s:
             extra = {"clipscore": f"complex rule {'on' if s.get('complex_rule') else 'off'}",
                      "blip-vqa": f"{s.get('questions')} questions, {s.get('image_size')} px",
-                     "blip-clip": f"{s.get('captioner')} + {s.get('clip_model')}"}[name]
-            notes.append(f"{name}: {s.get('model') or s.get('recipe')} ({extra})")
+                     "blip-clip": f"{s.get('captioner')} + {s.get('clip_model')}",
+                     "text-rendering": f"confidence >= {s.get('min_confidence')}",
+                     "layout-adherence": f"detections >= {s.get('threshold')}, found at IoU {s.get('found_iou')}"}[name]
+            notes.append(f"{name}: {s.get('model') or s.get('recipe') or s.get('ocr')} ({extra})")
     return "; ".join(notes) or None
 
 
 def warnings_for(records: Sequence[dict[str, Any]]) -> list[str]:
+    out = []
+    if (_settings(records, "blip-vqa") or {}).get("spacy_fallback"):
+        out.append("warning: blip-vqa asked rule-based questions (spaCy's en_core_web_sm was missing), not T2I-CompBench's "
+                   "spaCy noun chunks; install it or run with --require-spacy.")
+    return out + _selfjudged_warnings(records)
+
+
+def _selfjudged_warnings(records: Sequence[dict[str, Any]]) -> list[str]:
     guide = next((r.get("models", {}).get("mllm") for r in records if r.get("status") == "ok"), None)
     selfjudged = [name for name in ("mllm", "mllm-reason")
                   if guide and ((_scoring(records, name) or {}).get("settings") or {}).get("model_class") == guide]
@@ -137,8 +173,12 @@ def write_summary(out: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any
 def summary_markdown(row: dict[str, Any]) -> str:
     """The run's header lines (generator, guide, judge, scale, templates, scorers), its table, its warnings."""
     lines = [f"- {key}: {_fmt(row.get(key))}" for key in (*RUN_COLUMNS, "scorers")]
-    table = {k: v for k, v in row.items() if k not in (*RUN_COLUMNS, "scorers", "warnings")}
+    table = {k: v for k, v in row.items() if k not in (*RUN_COLUMNS, "scorers", "warnings") and not k.startswith("GenEval ")}
     out = "\n".join(lines) + "\n\n" + markdown([table])
+    geneval = {k.removeprefix("GenEval "): v for k, v in row.items() if k.startswith("GenEval ")}
+    if geneval:  # GenEval's own layout: the six tasks, then Overall (the mean of the tasks scored)
+        out += "\n\nGenEval (djghosh13/geneval; Mask2Former through transformers)\n\n" + markdown(
+            [{"Method": row.get("method"), **{k: "–" if v is None else v for k, v in geneval.items() if k != "images"}}])
     if row.get("warnings"):
         out += "\n\n" + row["warnings"]
     return out
@@ -174,6 +214,12 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _settings(records: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """A scorer's recorded settings (from any record it scored, a prompt it did not apply to included)."""
+    return next(((r.get("scoring") or {}).get(name, {}).get("settings") for r in records
+                 if ((r.get("scoring") or {}).get(name) or {}).get("settings")), None)
 
 
 def _scoring(records: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:

@@ -89,3 +89,64 @@ def tiny_blip2(tmp_path_factory):
     Blip2Processor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer,
                    num_query_tokens=4).save_pretrained(target)
     return str(target)
+
+
+def owl_tokenizer(directory):
+    """A character-level CLIP tokenizer laid out like OWL's: the pad token "!" is id 0 (OWL marks a
+    padded query by a first id of 0), start and end of text after it; 32 tokens a query."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    from tests.backends.tiny_diffusion import CHARS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = {"!": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}
+    for c in CHARS:
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=32, pad_token="!")
+
+
+@pytest.fixture(scope="session")
+def tiny_owlv2(tmp_path_factory):
+    """A tiny random OWLv2 detector saved as a checkpoint directory (loaded as the real one is), 64 px."""
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessorPil, Owlv2Processor
+
+    target = tmp_path_factory.mktemp("tiny-owlv2")
+    config = Owlv2Config(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1, vocab_size=128,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0, max_position_embeddings=32),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1, image_size=64,
+                           patch_size=16),
+        projection_dim=32,  # OWL's class head compares text-width queries
+    )
+    torch.manual_seed(0)
+    Owlv2ForObjectDetection(config).save_pretrained(target)
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessorPil(size={"height": 64, "width": 64}),
+                               tokenizer=owl_tokenizer(target / "_tok"))
+    processor.save_pretrained(target)
+    return str(target)
+
+
+@pytest.fixture(scope="session")
+def tiny_mask2former(tmp_path_factory):
+    """A tiny random Mask2Former (Swin backbone) with COCO's 80 classes, saved as a checkpoint directory."""
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessorPil, SwinConfig
+
+    target = tmp_path_factory.mktemp("tiny-mask2former")
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=2,
+                          out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = Mask2FormerConfig(backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,
+                               encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,
+                               num_attention_heads=2, num_queries=12, num_labels=80, common_stride=4)
+    torch.manual_seed(0)
+    Mask2FormerForUniversalSegmentation(config).save_pretrained(target)
+    Mask2FormerImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 128}, size_divisor=32).save_pretrained(target)
+    return str(target)

@@ -135,3 +135,31 @@ def test_blip_clip_with_the_thesiss_blip2_captioner(tiny_blip2, tiny_clip):
     assert all(-1 <= m["blip_clip"] <= 1 and isinstance(d["caption"], str) for m, d in results)
     with pytest.raises(Exception, match="recipe"):
         BlipClipScorer(tiny_blip2, recipe="blip3", clip_model=tiny_clip)
+
+
+def test_the_spacy_fallback_is_said_recorded_and_can_be_refused(tiny_blip, tmp_path, monkeypatch, capsys):
+    from mllm_guidance.cli import main
+    from mllm_guidance.eval import phrases
+    from mllm_guidance.eval.scorers import build_scorers
+    from mllm_guidance.eval.tables import warnings_for
+
+    monkeypatch.setattr(phrases, "spacy_pipeline", lambda: None)  # spaCy's English model not installed
+    scorer = build_scorers(["blip-vqa"], blip_vqa_model=tiny_blip["vqa"], blip_vqa_image_size=32)[0]
+    assert scorer.spacy_fallback and scorer.settings["spacy_fallback"] is True and scorer.settings["questions"] == "rules"
+    assert "python -m spacy download en_core_web_sm" in scorer.notice
+    record = {"status": "ok", "scoring": {"blip-vqa": {"settings": scorer.settings}}}
+    assert any("rule-based questions" in w for w in warnings_for([record]))
+    explicit = build_scorers(["blip-vqa"], blip_vqa_model=tiny_blip["vqa"], blip_vqa_questions="rules", blip_vqa_image_size=32)[0]
+    assert explicit.notice is None and explicit.settings["spacy_fallback"] is False  # asked for, not fallen back to
+    with pytest.raises(Exception, match="en_core_web_sm"):
+        build_scorers(["blip-vqa"], blip_vqa_model=tiny_blip["vqa"], require_spacy=True)
+    data = tmp_path / "p.txt"
+    data.write_text("a red hat\n")
+    base = ["bench", "--dataset", str(data), "--method", "plain", "--generator", "sketch", "--scorer", "blip-vqa",
+            "--blip-vqa-model", tiny_blip["vqa"], "--blip-vqa-image-size", "32", "--quiet"]
+    assert main(base + ["--require-spacy", "--out", str(tmp_path / "refused")]) == 2
+    assert "en_core_web_sm" in capsys.readouterr().err and not (tmp_path / "refused" / "results.jsonl").exists()
+    assert main(base + ["--out", str(tmp_path / "ran")]) == 0
+    captured = capsys.readouterr()
+    assert "warning: blip-vqa: spaCy's en_core_web_sm is not installed" in captured.err
+    assert "rule-based questions" in captured.out  # the summary's warning line

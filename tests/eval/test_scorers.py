@@ -105,3 +105,12 @@ def _under_type_checking(tree, node) -> bool:
             return True
     return False
 
+
+
+def test_any_scorer_ranks_one_candidate_as_a_verifier(tiny_clip):
+    from mllm_guidance.eval.scorers import PRIMARY, SCORERS, verifier_score
+
+    assert set(PRIMARY) == set(SCORERS)  # every scorer names the number candidate search ranks by
+    scorer = build_scorers(["clipscore"], clip_model=tiny_clip)[0]
+    item = color_items()[0]
+    assert verifier_score(scorer, item.prompt, item.image) == scorer.score([item])[0]["clipscore"]
