@@ -102,7 +102,7 @@ def bench(
     plan_items(spec)  # a bad dataset, limit or shard is refused before --out is made
     with lock.exclusive(spec.out):  # one process writes an output directory: run, score, summary
         # every scorer (and its model, and the judge's key) is ready before the first image is spent
-        built = build_scorers(names, scorer_options(options, mllm_options(options).timeout, concurrency)) if names else []
+        built = build_scorers(names, scorer_options(options, mllm_options(options), concurrency)) if names else []
         try:
             records = asyncio.run(run_bench(spec, progress=progress))
         finally:
