@@ -107,6 +107,8 @@ def bench(
             records = asyncio.run(run_bench(spec, progress=progress))
         finally:
             progress.close()
+        if progress.load is not None and progress.done:
+            progress.say(progress.load())  # what bound the run: the MLLM budget or the generator
         if built:
             records = score_records(spec.out, records, built)
             rewrite_results(spec.out, records)
