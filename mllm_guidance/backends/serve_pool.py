@@ -138,6 +138,18 @@ def _with_serve_batching() -> type[GeneratorReplica]:
     return BatchingReplica
 
 
+def _needs(request: dict[str, Any]) -> str:
+    needs = {"CPU": request["num_cpus"], "GPU": request["num_gpus"], **request.get("resources", {})}
+    return ", ".join(f"{v:g} {k}" for k, v in needs.items() if v) or "nothing"
+
+
+def _room(available: dict[str, float], request: dict[str, Any]) -> int:
+    """How many replicas the free resources hold (Serve would wait for ever on the rest)."""
+    needs = {"CPU": request["num_cpus"], "GPU": request["num_gpus"], **request.get("resources", {})}
+    fits = [available.get(k, 0.0) / v for k, v in needs.items() if v]
+    return int(min(fits) + 1e-9) if fits else 10**6
+
+
 def deploy(generator: Any, options: dict[str, Any] | None = None, *, name: str | None = None,
            replicas: int | None = None, autoscaling: bool = False, gpus_per_replica: float | None = None,
            resources: dict[str, float] | None = None, max_batch: int = 4, batch_wait: float = 0.005,
@@ -150,6 +162,10 @@ def deploy(generator: Any, options: dict[str, Any] | None = None, *, name: str |
     serve = _serve()
     count, request = worker_plan(ray.cluster_resources(), RayOptions(workers=replicas, gpus_per_worker=gpus_per_replica,
                                                                       resources=resources or {}))
+    room = _room(ray.available_resources(), request)
+    if room < (1 if autoscaling else count):
+        raise ConfigError(f"the Ray cluster has room for {room} of the {count} replicas asked for (each needs "
+                          f"{_needs(request)}); give fewer --replicas, or free or add resources")
     if generator is None:
         generator = "gligen-xl" if request["num_gpus"] > 0 else "sketch"
     if name is None:

@@ -35,11 +35,11 @@ def free_port():
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     model = build_tiny_gligen(tmp_path_factory.mktemp("gligen"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, resources={"sim_gpu": 2}, include_dashboard=False, log_to_driver=False)
     try:
         port = free_port()
-        url = deploy(f"gligen:{model}", OPTIONS, replicas=2, port=port, max_batch=4)
-        slow = deploy(WorkerSketch(1.5), name="slow", replicas=2, port=port, max_ongoing=2)
+        url = deploy(f"gligen:{model}", OPTIONS, replicas=2, port=port, max_batch=4)  # a CPU each
+        slow = deploy(WorkerSketch(1.5), name="slow", replicas=2, resources={"sim_gpu": 1}, port=port, max_ongoing=2)
         yield url, slow, model
     finally:
         serve.shutdown()
@@ -94,6 +94,13 @@ def test_an_unreachable_or_wrong_url_is_one_line():
         ServeGenerator(f"http://127.0.0.1:{free_port()}/gligen", connect_timeout=2)
     with pytest.raises(BackendError, match="give the pool's URL"):
         create_generator("serve:gligen")
+
+
+def test_more_replicas_than_the_cluster_holds_is_one_line(pool):
+    from mllm_guidance.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="room for 0 of the 3 replicas asked for \\(each needs 1 sim_gpu\\)"):
+        deploy("sketch", name="toomany", replicas=3, resources={"sim_gpu": 1}, port=8000)
 
 
 def test_killing_a_replica_mid_benchmark_loses_no_item(pool, tmp_path):
