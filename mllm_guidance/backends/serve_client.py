@@ -118,7 +118,8 @@ class ServeGenerator:
         return self.generate_timed(request)[0]
 
     def generate_timed(self, request: GenerationRequest) -> tuple[Generated, dict[str, float]]:
-        """The image and the replica's timings (seconds queued and rendering there)."""
+        """The image and the replica's timings: seconds queued and rendering there, the batch it
+        rendered in, the replica's process id."""
         import httpx
 
         payload = request_to_json(request)

@@ -83,7 +83,7 @@ class GeneratorReplica:
         except ValueError:
             return JSONResponse({"error": "the body is not JSON"}, status_code=422)
         try:
-            generated, seconds = await (self._batched(request) if self.batches else self._alone(request))
+            generated, seconds, batch = await (self._batched(request) if self.batches else self._alone(request))
         except GuidanceError as exc:  # the generator refused this request: the client's to fix, not retried
             return JSONResponse({"error": str(exc)}, status_code=422)
         except Exception:
@@ -93,19 +93,19 @@ class GeneratorReplica:
         self.rendered += 1
         total = time.perf_counter() - arrived
         timings = {"render_seconds": round(seconds, 4), "queued_seconds": round(max(0.0, total - seconds), 4),
-                   "replica": os.getpid()}
+                   "batch": batch, "replica": os.getpid()}
         return Response(generated.image.tobytes(), media_type="application/octet-stream",
                         headers=image_headers(generated, timings))
 
-    async def _alone(self, request: GenerationRequest) -> tuple[Generated, float]:
-        def timed() -> tuple[Generated, float]:
+    async def _alone(self, request: GenerationRequest) -> tuple[Generated, float, int]:
+        def timed() -> tuple[Generated, float, int]:
             started = time.perf_counter()
             generated = render(self.generator, request)
-            return generated, time.perf_counter() - started
+            return generated, time.perf_counter() - started, 1
 
         return await asyncio.to_thread(timed)
 
-    async def _batched_impl(self, requests: list[GenerationRequest]) -> list[tuple[Generated, float]]:
+    async def _batched_impl(self, requests: list[GenerationRequest]) -> list[tuple[Generated, float, int]]:
         """Serve's batch, split into groups that may share a pipeline call, rendered one group at a time."""
         groups: dict[Any, list[int]] = {}
         for index, request in enumerate(requests):
@@ -116,7 +116,7 @@ class GeneratorReplica:
             images = await asyncio.to_thread(render_batch, self.generator, [requests[i] for i in indices])
             seconds = time.perf_counter() - started
             for i, generated in zip(indices, images):
-                out[i] = (generated, seconds)
+                out[i] = (generated, seconds, len(indices))
         return out
 
     def check_health(self) -> None:
@@ -131,7 +131,7 @@ def _with_serve_batching() -> type[GeneratorReplica]:
 
     class BatchingReplica(GeneratorReplica):
         @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
-        async def _batched(self, requests: list[GenerationRequest]) -> list[tuple[Generated, float]]:
+        async def _batched(self, requests: list[GenerationRequest]) -> list[tuple[Generated, float, int]]:
             return await self._batched_impl(requests)
 
     BatchingReplica.__name__ = BatchingReplica.__qualname__ = "GeneratorReplica"

@@ -72,6 +72,7 @@ def test_concurrent_clients_get_the_images_of_lone_renders(pool):
         served = list(threads.map(remote.generate_timed, requests))
     replicas = {timings["replica"] for _, timings in served}
     assert len(replicas) == 2  # both replicas rendered
+    assert max(timings["batch"] for _, timings in served) > 1  # and batched what waited together
     for req, (got, timings) in zip(requests, served):
         alone = render(lone, req)
         diff = np.abs(pixels(got.image) - pixels(alone.image))
@@ -87,6 +88,16 @@ def test_a_request_the_generator_refuses_is_not_retried(pool):
     with pytest.raises(BackendError, match="refused the render \\(422\\).*64..4096"):
         remote.generate(GenerationRequest(prompt="x", layout=None, seed=0, width=10, height=64))
     assert remote.resent == 0
+
+
+def test_a_replica_whose_renders_keep_failing_reports_itself_unhealthy():
+    from mllm_guidance.backends.serve_pool import UNHEALTHY_AFTER, GeneratorReplica
+
+    replica = GeneratorReplica(WorkerSketch(0.0), {}, max_batch=1, batch_wait=0.0, replicas=1)
+    replica.check_health()
+    replica.failures_in_a_row = UNHEALTHY_AFTER
+    with pytest.raises(RuntimeError, match="renders failed"):
+        replica.check_health()
 
 
 def test_an_unreachable_or_wrong_url_is_one_line():
@@ -143,3 +154,12 @@ def test_bench_renders_on_the_pool_through_a_serve_spec(pool, tmp_path, capsys):
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in records] == ["ok", "ok"] and records[0]["models"]["generator"] == "gligen"
     assert records[0]["generator_calls"] >= 1
+
+
+def test_serve_generator_flags_are_checked_before_ray_starts(capsys):
+    from mllm_guidance.cli import main
+
+    assert main(["serve-generator", "--generator", "sketch", "--ray-resources", "{bad"]) == 2
+    assert "--ray-resources: not JSON" in capsys.readouterr().err
+    assert main(["serve-generator", "--generator", "sketch", "--autoscaling", "--replicas", "1"]) == 2
+    assert "nothing to scale" in capsys.readouterr().err
