@@ -41,6 +41,8 @@ CHARS_PER_TOKEN = 4
 #: Share of the budget kept free (see the module docstring), and the most calls a key has in flight.
 HEADROOM = 0.05
 CEILING = 64
+#: The longest ``Retry-After`` honoured, in seconds (a daily quota's hours would stall a run silently).
+MAX_RETRY_AFTER = 600.0
 
 
 class TokenBucket:
@@ -273,7 +275,8 @@ def shared_budget(fingerprint: str, rpm: int | None, tpm: int | None) -> MllmBud
 
 
 def retry_after(exc: BaseException) -> float | None:
-    """Seconds a provider asked to wait (``Retry-After`` / ``retry-after-ms``), from the error or its causes."""
+    """Seconds a provider asked to wait (``Retry-After`` / ``retry-after-ms``), from the error or its
+    causes, at most ``MAX_RETRY_AFTER``."""
     current: BaseException | None = exc
     for _ in range(10):
         if current is None:
@@ -282,9 +285,9 @@ def retry_after(exc: BaseException) -> float | None:
         if headers is not None:
             try:
                 if headers.get("retry-after-ms") is not None:
-                    return max(0.0, float(headers["retry-after-ms"]) / 1000)
+                    return min(MAX_RETRY_AFTER, max(0.0, float(headers["retry-after-ms"]) / 1000))
                 if headers.get("retry-after") is not None:
-                    return max(0.0, float(headers["retry-after"]))
+                    return min(MAX_RETRY_AFTER, max(0.0, float(headers["retry-after"])))
             except (TypeError, ValueError):  # an HTTP date: not worth parsing, the backoff applies
                 return None
         current = current.__cause__ or current.__context__

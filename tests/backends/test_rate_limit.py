@@ -164,6 +164,16 @@ def test_retry_after_is_read_from_the_provider_error():
     assert retry_after(info.value) == 7.0
 
 
+def test_retry_after_is_capped():
+    class Answer:
+        headers = {"retry-after": "86400"}
+
+    class Refused(Exception):
+        response = Answer()
+
+    assert retry_after(Refused()) == 600.0
+
+
 def test_budgeted_model_on_a_429_stub_slows_down_and_gets_through():
     answers = iter([openai_error(429, "rate limit"), openai_error(429, "rate limit")])
 
