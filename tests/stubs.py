@@ -9,7 +9,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Reply = tuple[int, Any]  # (status, JSON body) or (status, list of JSON lines for NDJSON)
+Reply = tuple[Any, ...]  # (status, JSON body or list of JSON lines for NDJSON[, extra headers])
 
 
 class StubServer:
@@ -30,7 +30,7 @@ class StubServer:
             def do_PATCH(self) -> None:  # noqa: N802
                 self.do_POST()
 
-            def _answer(self, payload: Any, status: int = 200) -> None:
+            def _answer(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
                 """JSON, or NDJSON for a list of lines; a client that gave up (timeout tests) is fine."""
                 if isinstance(payload, list):
                     data = b"".join(json.dumps(line).encode() + b"\n" for line in payload)
@@ -41,6 +41,8 @@ class StubServer:
                     self.send_response(status)
                     self.send_header("content-type", ctype)
                     self.send_header("content-length", str(len(data)))
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
@@ -57,8 +59,8 @@ class StubServer:
                 wait = stub.delay(len(stub.requests))
                 if wait:
                     time.sleep(wait)
-                status, payload = stub.respond(self.path, body)
-                self._answer(payload, status)
+                status, payload, *headers = stub.respond(self.path, body)
+                self._answer(payload, status, headers[0] if headers else None)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

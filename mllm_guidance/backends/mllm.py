@@ -17,7 +17,8 @@ spec                                   model
 A chat model object is used as it is. Every provider model built here has no client-level
 retries and is wrapped in ``backends.retry.RetryingChatModel``: the one retry policy (and its
 budget) travels with the model, to the graph's nodes, the benchmark's judge and the agent tool
-alike. ``MllmOptions`` are the settings a spec string is resolved with; runs record them.
+alike, and so does its key's rate-limit budget (``--mllm-rpm`` / ``--mllm-tpm``: ``rate_limit``, one
+per key, so a guide and a judge with one key share it). ``MllmOptions`` are the settings a spec string is resolved with; runs record them.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def resolve_mllm(
         kwargs = _provider_kwargs(provider, model, opts.base_url, opts.timeout, env)
         chat = init_chat_model(model, model_provider=provider, **kwargs)
         return RetryingChatModel(wrapped=chat, retries=opts.retries, base_delay=opts.retry_base_delay,
-                                 max_delay=opts.retry_max_delay, timeout=opts.timeout)
+                                 max_delay=opts.retry_max_delay, timeout=opts.timeout,
+                                 budget=_budget(provider, opts, kwargs))
     except ImportError as exc:
         package, extra_name = _PACKAGES.get(provider, (f"the LangChain package for {provider!r}", None))
         hint = f"pip install 'mllm-guidance[{extra_name}]'" if extra_name else f"pip install {package}"
@@ -181,6 +183,17 @@ def _provider_kwargs(provider: str, model: str, base_url: str | None, timeout: f
         host = base_url or env.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
         return {"base_url": host, "client_kwargs": {"timeout": timeout}}
     return {"timeout": timeout, "max_retries": 0, **({"base_url": base_url} if base_url else {})}
+
+
+def _budget(provider: str, opts: MllmOptions, kwargs: dict[str, Any]) -> Any:
+    """The key's shared rate-limit budget (``backends.rate_limit``) when --mllm-rpm / --mllm-tpm are given."""
+    if opts.rpm is None and opts.tpm is None:
+        return None
+    from mllm_guidance.backends.rate_limit import key_fingerprint, shared_budget
+
+    key = kwargs.get("api_key") or kwargs.get("google_api_key")
+    server = kwargs.get("base_url") or opts.base_url
+    return shared_budget(key_fingerprint(provider, str(server or ""), str(key or "")), opts.rpm, opts.tpm)
 
 
 def _accelerator() -> tuple[str | None, float]:

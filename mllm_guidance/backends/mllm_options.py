@@ -18,5 +18,9 @@ class MllmOptions(BaseModel):
     retries: int = Field(default=4, ge=0, le=20, description="Extra tries after a rate limit, server error, timeout or dropped connection.")
     retry_base_delay: float = Field(default=1.0, ge=0, le=60, description="First backoff in seconds; doubles per try, with jitter.")
     retry_max_delay: float = Field(default=30.0, ge=0, le=600, description="Longest single backoff in seconds.")
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute the API key allows: calls wait their turn "
+                            "instead of meeting 429s (one budget per key, shared by the guide and the judge).")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute the API key allows (estimated before each "
+                            "call, settled with the provider's count after it); shared like --mllm-rpm.")
     device: str | None = Field(default=None, description="Device of an in-process (transformers:) MLLM: cuda, mps, cpu.")
     dtype: str | None = Field(default=None, description="Dtype of an in-process MLLM: bfloat16, float16, float32.")

@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "rich-context": "mllm_guidance.backends.rich_context:RichContextGenerator",
     "regional-flux": "mllm_guidance.backends.regional_flux:RegionalFluxGenerator",
     "creatilayout": "mllm_guidance.backends.creatilayout:CreatiLayoutGenerator",
+    "serve": "mllm_guidance.backends.serve_client:ServeGenerator",  # serve:http://HOST:PORT/NAME, a Ray Serve pool
 }
 
 _cache: dict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = {}

@@ -3,14 +3,17 @@
 Providers raise different exception classes (openai, google-genai, httpx, ollama), so failures are
 classified by what they carry: an HTTP status, or the class name of a timeout / connection error,
 following ``__cause__`` chains that LangChain adds. Rate limits (429), server errors (5xx),
-timeouts and dropped connections are retried with exponential backoff and jitter; authentication,
+timeouts and dropped connections are retried with exponential backoff and jitter (longer where the
+provider's ``Retry-After`` asks for it); authentication,
 bad requests and unknown models are not, because the same call would fail the same way.
 
 The retry lives on the model: ``resolve_mllm`` wraps every provider model in a
 ``RetryingChatModel`` (client-level retries switched off, so this one policy is the only one and
 its budget is the one the user set). Whoever calls the model, a graph node, the benchmark's judge
 or an agent through the tool, gets the same policy. Each try is also bounded as a whole
-(``timeout``): a server that trickles bytes cannot hold a call past it.
+(``timeout``): a server that trickles bytes cannot hold a call past it. A model built with
+``--mllm-rpm`` / ``--mllm-tpm`` also carries its key's ``rate_limit.MllmBudget``: every try waits
+for its turn in it, and reports its tokens or its 429 back.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import RunnableBinding
+from pydantic import Field
 
+from mllm_guidance.backends.rate_limit import MllmBudget, retry_after, tokens_of
 from mllm_guidance.redact import redact_text
 
 T = TypeVar("T")
@@ -85,9 +90,11 @@ class RetryPolicy:
     max_delay: float = 30.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
-    def delay(self, attempt: int) -> float:
+    def delay(self, attempt: int, exc: BaseException | None = None) -> float:
+        """The backoff, or longer where the provider asked for it (``Retry-After``)."""
         ceiling = min(self.max_delay, self.base_delay * 2**attempt)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        asked = retry_after(exc) if exc is not None else None
+        return max(asked or 0.0, ceiling / 2 + random.uniform(0, ceiling / 2))
 
     def call(self, fn: Callable[[], T], on_retry: Callable[[int, str, BaseException], None] | None = None) -> T:
         attempt = 0
@@ -96,7 +103,7 @@ class RetryPolicy:
                 return fn()
             except Exception as exc:
                 self._give_up_or_report(exc, attempt, on_retry)
-                self.sleep(self.delay(attempt))
+                self.sleep(self.delay(attempt, exc))
                 attempt += 1
 
     async def acall(self, fn: Callable[[], Awaitable[T]],
@@ -107,7 +114,7 @@ class RetryPolicy:
                 return await fn()
             except Exception as exc:
                 self._give_up_or_report(exc, attempt, on_retry)
-                await asyncio.sleep(self.delay(attempt))
+                await asyncio.sleep(self.delay(attempt, exc))
                 attempt += 1
 
     def _give_up_or_report(self, exc: Exception, attempt: int,
@@ -180,6 +187,7 @@ class RetryingChatModel(BaseChatModel):
     base_delay: float = 1.0
     max_delay: float = 30.0
     timeout: float | None = None
+    budget: MllmBudget | None = Field(default=None, exclude=True)
 
     @property
     def _llm_type(self) -> str:
@@ -203,14 +211,29 @@ class RetryingChatModel(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
-        return self.policy().call(
-            lambda: self.wrapped._generate(messages, stop=stop, run_manager=run_manager, **kwargs),
-            _reporter(run_manager),
-        )
+        budget = self.budget
+        estimate = budget.estimate(messages) if budget is not None else (0, 0)
+
+        def once() -> ChatResult:
+            if budget is None:
+                return self.wrapped._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            ticket = budget.acquire_blocking(*estimate)
+            try:
+                result = self.wrapped._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            except BaseException as exc:
+                _refused(budget, ticket, exc)
+                raise
+            budget.finish(ticket, tokens=tokens_of(result) or ticket.tokens)
+            return result
+
+        return self.policy().call(once, _reporter(run_manager))
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
                          **kwargs: Any) -> ChatResult:
-        async def once() -> ChatResult:
+        budget = self.budget
+        estimate = budget.estimate(messages) if budget is not None else (0, 0)
+
+        async def attempt() -> ChatResult:
             call = self.wrapped._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
             if self.timeout is None:
                 return await call
@@ -218,6 +241,18 @@ class RetryingChatModel(BaseChatModel):
                 return await asyncio.wait_for(call, self.timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"no complete answer within {self.timeout:g} s") from None
+
+        async def once() -> ChatResult:
+            if budget is None:
+                return await attempt()
+            ticket = await budget.acquire(*estimate)
+            try:
+                result = await attempt()
+            except BaseException as exc:
+                _refused(budget, ticket, exc)
+                raise
+            budget.finish(ticket, tokens=tokens_of(result) or ticket.tokens)
+            return result
 
         return await self.policy().acall(once, _reporter(run_manager))
 
@@ -227,6 +262,13 @@ class RetryingChatModel(BaseChatModel):
         if isinstance(bound, RunnableBinding) and bound.bound is self.wrapped:
             return self.bind(**bound.kwargs)
         return bound
+
+
+def _refused(budget: MllmBudget, ticket: Any, exc: BaseException) -> None:
+    """Give a failed try's place back: a 429 tells the budget to slow down; anything else only frees
+    the slot (its tokens stay taken: the provider may have counted them)."""
+    limited = isinstance(exc, Exception) and classify(exc) == "rate_limit"
+    budget.finish(ticket, rate_limited=limited, retry_after=retry_after(exc) if limited else None)
 
 
 def _reporter(run_manager: Any) -> Callable[[int, str, BaseException], None]:

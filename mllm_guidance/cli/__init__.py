@@ -7,6 +7,7 @@
     mllm-guidance trace show RUN_DIR                 the rounds as a table
     mllm-guidance bench --dataset rls300 --method full --out results/NAME   a benchmark
     mllm-guidance mcp [--http]                       an MCP server (generate_image, plan_layout)
+    mllm-guidance serve-generator --generator SPEC   a generator pool on Ray Serve (--generator serve:URL)
 
 Flags for the method's knobs and the MLLM options come from the settings' field definitions
 (``cli.options``); one progress renderer shows runs and benchmarks (``cli.progress``).

@@ -112,12 +112,14 @@ def bench(
     plan_items(spec)  # a bad dataset, limit or shard is refused before --out is made
     with lock.exclusive(spec.out):  # one process writes an output directory: run, score, summary
         # every scorer (and its model, and the judge's key) is ready before the first image is spent
-        built = build_scorers(names, scorer_options(options, mllm_options(options).timeout, concurrency)) if names else []
+        built = build_scorers(names, scorer_options(options, mllm_options(options), concurrency)) if names else []
         _say_notices(built)
         try:
             records = asyncio.run(run_bench(spec, progress=progress))
         finally:
             progress.close()
+        if progress.load is not None and progress.done:
+            progress.say(progress.load())  # what bound the run: the MLLM budget or the generator
         if built:
             records = score_records(spec.out, records, built)
             rewrite_results(spec.out, records)

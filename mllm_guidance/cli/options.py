@@ -60,6 +60,8 @@ MLLM_FLAGS: dict[str, tuple[str, ...]] = {
     "base_url": ("--mllm-base-url",),
     "timeout": ("--mllm-timeout",),
     "retries": ("--mllm-retries",),
+    "rpm": ("--mllm-rpm",),
+    "tpm": ("--mllm-tpm",),
     "device": ("--mllm-device",),
     "dtype": ("--mllm-dtype",),
 }
@@ -203,8 +205,9 @@ def scorer_params() -> list[inspect.Parameter]:
     return _field_params(ScorerOptions, SCORER_FLAGS, prefix) + extra
 
 
-def scorer_options(options: dict[str, Any], timeout: float, concurrency: int) -> Any:
-    """ScorerOptions from the bench flags; a refused value is one line naming its flag."""
+def scorer_options(options: dict[str, Any], mllm: MllmOptions, concurrency: int) -> Any:
+    """ScorerOptions from the bench flags; a refused value is one line naming its flag. The judge
+    keeps the guide's timeout and rate-limit budget (shared where it uses the same key)."""
     from mllm_guidance.eval.scorers import ScorerOptions
 
     prefix = _PREFIX["scorer"]
@@ -218,7 +221,8 @@ def scorer_options(options: dict[str, Any], timeout: float, concurrency: int) ->
             values["judge_temperature"] = float(temperature)
         except ValueError:
             raise InputError(f"--judge-temperature {temperature!r}: give a number, or none for the provider's default") from None
-    values["judge_options"] = {"timeout": timeout, **({"base_url": base_url} if base_url else {})}
+    budget = {name: value for name in ("rpm", "tpm") if (value := getattr(mllm, name)) is not None}
+    values["judge_options"] = {"timeout": mllm.timeout, **budget, **({"base_url": base_url} if base_url else {})}
     values["judge_concurrency"] = concurrency
     try:
         return ScorerOptions(**values)

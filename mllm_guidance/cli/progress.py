@@ -28,6 +28,8 @@ class Progress:
         # benchmark counters
         self.total, self.done, self.failed = total, 0, 0
         self.scores: list[float] = []
+        #: the runner's line on what binds the benchmark (``eval.load``), shown with each progress line
+        self.load: Any = None
 
     # -- lines and the status line ------------------------------------------------------------
 
@@ -99,10 +101,13 @@ class Progress:
         mean = f"{sum(self.scores) / len(self.scores):.2f}" if self.scores else "-"
         stats = f"{rate:.2f} img/s · mean score {mean} · failed {self.failed}"
         if self.live:
-            self._advance(stats)
+            self._advance(stats if self.load is None else f"{stats} · {self.load()}")
             return
         if self.done < self.total and self.done % max(1, self.total // 20):
             return  # piped: a line every 5%, not one per image
+        if self.load is not None:  # what binds the run, and the ETA it implies
+            self.say(f"{self.done}/{self.total} ({self.done / max(1, self.total):.0%}) · {stats} · {self.load()}")
+            return
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         self.say(f"{self.done}/{self.total} ({self.done / max(1, self.total):.0%}) · {stats} · ETA {eta:,.0f}s")
 

@@ -21,6 +21,10 @@ as one batch (``backends.batching``; generators that cannot batch render alone),
 every render to Ray generator actors, one per GPU of a cluster (``backends.ray_pool``), while the
 graph, the MLLM calls and every write stay in this process: the resume rule and the files are the
 same, and a worker that dies costs only the renders it held (sent again, else recorded as failed).
+
+The progress output says what binds the run (``eval.load``): the MLLM key's budget
+(``--mllm-rpm`` / ``--mllm-tpm``, which its calls wait for instead of meeting 429s) or the
+generator, with the ETA that follows.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from mllm_guidance.config import make_config
 from mllm_guidance.errors import InputError, StorageError
 from mllm_guidance.eval import lock
 from mllm_guidance.eval.datasets import Prompt, dataset_category, load_dataset
+from mllm_guidance.eval.load import LoadMeter
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.redact import redact
 from mllm_guidance.run import Backends, ModelSetting, Run, build_backends
@@ -219,8 +224,12 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
                    "mllm_spec": backends.mllm_setting.spec if backends.mllm_setting else None,
                    "generator": backends.generator_setting.described, "generator_spec": backends.generator_setting.spec},
     }
+    budget = getattr(backends.mllm, "budget", None)
+    meter = LoadMeter(len(pending), devices=getattr(backends.generator, "workers", 1),
+                      rpm=getattr(budget, "rpm", None), tpm=getattr(budget, "tpm", None))
     if progress is not None:
         progress.total = len(pending)
+        progress.load = meter.line
     gate = asyncio.Semaphore(max(1, spec.concurrency))
 
     async def one(item: Item) -> None:
@@ -248,6 +257,7 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
             except Exception as exc:  # a failed prompt is recorded and the others go on
                 record.update({"status": "failed", "error": f"{type(exc).__name__}: {redact(str(exc))}"[:1000]})
             record["seconds"] = round(time.perf_counter() - started, 4)
+            meter.add(record)
             await asyncio.to_thread(results.append, record)
             if progress is not None:
                 progress.record(record)

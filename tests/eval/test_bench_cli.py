@@ -191,3 +191,27 @@ def test_bench_exit_status_says_whether_every_item_is_ok(tmp_path, capsys, monke
     finally:
         _Broken.fail = True
         registry._cache.clear()
+
+
+def test_bench_with_a_token_budget_says_what_binds_and_the_judge_shares_it(tmp_path, capsys, monkeypatch):
+    from mllm_guidance.backends import rate_limit
+
+    budgets = []
+    original = rate_limit.MllmBudget.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        budgets.append(self)
+
+    monkeypatch.setattr(rate_limit.MllmBudget, "__init__", remember)
+    with StubServer(stub_answers) as stub:
+        url = stub.url + "/v1"
+        assert main(["bench", "--dataset", "spatial", "--limit", "2", "--mllm", "openai:gpt-4o", "--mllm-base-url", url,
+                     "--mllm-tpm", "200000", "--mllm-rpm", "600", "--generator", "sketch", "--scorer", "mllm",
+                     "--judge", "openai:gpt-4o-mini", "--judge-base-url", url, "--out", str(tmp_path / "b")]) == 0
+        sent = len(stub.requests)
+    err = capsys.readouterr().err
+    assert "MLLM tokens/min: " in err and "% of budget; requests/min: " in err and "generator: " in err
+    assert "bound by" in err and "ETA" in err
+    [budget] = budgets  # one key, one server: the guide and the judge share one budget
+    assert budget.calls == sent and budget.tpm == 200000 and budget.rpm == 600
