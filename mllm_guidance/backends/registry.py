@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "rich-context": "mllm_guidance.backends.rich_context:RichContextGenerator",
     "regional-flux": "mllm_guidance.backends.regional_flux:RegionalFluxGenerator",
     "creatilayout": "mllm_guidance.backends.creatilayout:CreatiLayoutGenerator",
+    "comfyui": "mllm_guidance.backends.comfyui:ComfyUIGenerator",
 }
 
 _cache: dict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = {}
