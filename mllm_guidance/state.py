@@ -113,6 +113,7 @@ class Usage(BaseModel):
     mllm: dict[str, StepUsage] = {}
     generator_calls: int = 0
     generator_seconds: float = 0.0
+    generator_cost_usd: float = 0.0
 
     @property
     def mllm_calls(self) -> int:
@@ -136,11 +137,12 @@ class Usage(BaseModel):
         )
         return self.model_copy(update={"mllm": {**self.mllm, step: updated}})
 
-    def add_generation(self, seconds: float) -> Usage:
+    def add_generation(self, seconds: float, cost_usd: float | None = None) -> Usage:
         return self.model_copy(
             update={
                 "generator_calls": self.generator_calls + 1,
                 "generator_seconds": self.generator_seconds + seconds,
+                "generator_cost_usd": self.generator_cost_usd + (cost_usd or 0.0),
             }
         )
 
@@ -153,6 +155,7 @@ class Usage(BaseModel):
         return total.model_copy(update={
             "generator_calls": total.generator_calls + other.generator_calls,
             "generator_seconds": total.generator_seconds + other.generator_seconds,
+            "generator_cost_usd": total.generator_cost_usd + other.generator_cost_usd,
         })
 
     def __radd__(self, other: dict[str, Any]) -> Usage:

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "regional-flux": "mllm_guidance.backends.regional_flux:RegionalFluxGenerator",
     "creatilayout": "mllm_guidance.backends.creatilayout:CreatiLayoutGenerator",
     "comfyui": "mllm_guidance.backends.comfyui:ComfyUIGenerator",
+    "bfl": "mllm_guidance.backends.bfl:BflGenerator",
 }
 
 _cache: dict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = {}

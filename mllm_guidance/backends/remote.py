@@ -21,13 +21,13 @@ class RemoteHTTP:
 
     def __init__(self, base_url: str, *, who: str, headers: Mapping[str, str] | None = None, timeout: float = 60.0,
                  retries: int = 4, base_delay: float = 1.0, max_delay: float = 30.0,
-                 sleep: Callable[[float], None] | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None, key_env: str | None = None) -> None:
         try:
             import httpx
         except ImportError:
             raise BackendError(f"{who} needs httpx: pip install 'mllm-guidance[remote]'") from None
 
-        self.base_url, self.who = base_url.rstrip("/"), who
+        self.base_url, self.who, self.key_env = base_url.rstrip("/"), who, key_env
         self.client = httpx.Client(base_url=self.base_url, headers=dict(headers or {}), timeout=timeout)
         self.policy = RetryPolicy(retries=retries, base_delay=base_delay, max_delay=max_delay)
         if sleep is not None:
@@ -62,7 +62,7 @@ class RemoteHTTP:
         detail = redact_text((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
         where = redact_text(f"{self.who} at {self.base_url}")
         if kind == "auth":
-            return f"{where} rejected the credentials{code}: check the API key's environment variable"
+            return f"{where} rejected the credentials{code}: check {self.key_env or 'the API key'}"
         if kind == "unreachable":
             return f"cannot reach {where} after {tries} tries: {detail}; is the server running and the URL right?"
         if kind == "timeout":

@@ -68,7 +68,7 @@ class GenerateNode:
             generator_notes=list(generated.notes),
             seconds=round(seconds, 4),
         )
-        updates: dict[str, Any] = {"rounds": [new_round], "usage": Usage().add_generation(seconds)}
+        updates: dict[str, Any] = {"rounds": [new_round], "usage": Usage().add_generation(seconds, generated.cost_usd)}
         if not cfg.aligns:
             updates["stop_reason"] = "rendered"
         elif cfg.mode == "align" and state.align_rounds >= cfg.max_align_rounds:
