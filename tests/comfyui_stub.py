@@ -1,8 +1,9 @@
 """A stand-in for a ComfyUI server on 127.0.0.1: its HTTP routes and websocket, validating workflows
-against ComfyUI's own node definitions (``tests/backends/data/comfyui_object_info.json``).
+against ComfyUI's own node definitions (``tests/backends/data/comfyui_object_info.json``, captured from
+a real server's ``/object_info``; ``test_comfyui_real.py`` checks they still agree).
 
-Why a stand-in: ComfyUI's source cannot be brought onto these machines (its repository snapshot is
-over the size the fetch tool takes, and ComfyUI is not on PyPI), so no real server runs in tests.
+Why a stand-in: ComfyUI is not on PyPI and CI machines cannot clone it, so the real server runs only
+where a developer names a checkout (``COMFYUI_DIR``, ``tests/backends/comfyui_real.py``).
 What it checks is what ComfyUI's ``execution.validate_prompt`` checks: every class exists, a workflow
 has an output node, required inputs are present, links point at an existing node's output of the
 right type, numbers lie within min/max and list values are among the choices; it answers with
