@@ -16,8 +16,10 @@ in angle brackets: the prompt is sent as ``PROMPT (<obj_1> desc 1, <obj_2> desc 
 objects: the largest are kept. Size: the API takes an aspect ratio (``21:9`` ... ``9:21``), so the
 nearest to the requested width/height is sent and the image comes back at the API's resolution.
 
-Models: ``flux-3.1-image`` (default; the model whose docs define ``bounding_boxes``); another model
-path of the same API may be named (``bfl:flux-3.1-image-klein``...). Key: ``BFL_API_KEY`` (option
+Models: ``flux-3.1-image`` (default; the model whose docs define ``bounding_boxes``), posted to
+``/v1/flux-3.1-image`` by the API's rule of one path per model (``/v1/flux-pro-1.1``, ``/v1/flux-2-pro``);
+the bounding-box page's own examples call a helper, so this path is inferred, not quoted: if your
+account's API reference names another, give it as ``bfl:PATH``. Key: ``BFL_API_KEY`` (option
 ``api_key_env`` names another variable); it is sent only to the API's own hosts and never logged.
 Regional hosts: option ``base_url`` or ``BFL_BASE_URL`` (``https://api.eu.bfl.ai``, ``https://api.us.bfl.ai``). Licence:
 outputs of BFL's hosted API are governed by BFL's API terms of service, not by an open licence.

@@ -285,7 +285,10 @@ class ComfyUIGenerator:
             if left <= 0:
                 raise BackendError(f"ComfyUI did not finish prompt {prompt_id} within {self.timeout:g} s "
                                    "(timeout option); it may still be queued behind other work")
-            message = ws.recv(timeout=left)
+            try:
+                message = ws.recv(timeout=left)
+            except TimeoutError:
+                continue  # the deadline check above says so in one line
             if not isinstance(message, str):  # binary frames are previews
                 continue
             event = json.loads(message)
