@@ -137,6 +137,7 @@ class Usage(BaseModel):
     mllm: dict[str, StepUsage] = {}
     generator_calls: int = 0
     generator_seconds: float = 0.0
+    generator_cost_usd: float = 0.0
 
     @property
     def mllm_calls(self) -> int:
@@ -160,12 +161,14 @@ class Usage(BaseModel):
         )
         return self.model_copy(update={"mllm": {**self.mllm, step: updated}})
 
-    def add_generation(self, seconds: float, renders: int = 1) -> Usage:
-        """``renders`` images (candidates count one each) that took ``seconds`` together."""
+    def add_generation(self, seconds: float, renders: int = 1, cost_usd: float | None = None) -> Usage:
+        """``renders`` images (candidates count one each) that took ``seconds`` together and cost
+        ``cost_usd`` where a hosted API bills them."""
         return self.model_copy(
             update={
                 "generator_calls": self.generator_calls + renders,
                 "generator_seconds": self.generator_seconds + seconds,
+                "generator_cost_usd": self.generator_cost_usd + (cost_usd or 0.0),
             }
         )
 
@@ -178,6 +181,7 @@ class Usage(BaseModel):
         return total.model_copy(update={
             "generator_calls": total.generator_calls + other.generator_calls,
             "generator_seconds": total.generator_seconds + other.generator_seconds,
+            "generator_cost_usd": total.generator_cost_usd + other.generator_cost_usd,
         })
 
     def __radd__(self, other: dict[str, Any]) -> Usage:

@@ -29,7 +29,9 @@ FLUX variant runs two transformer passes a step (true guidance) plus the layout 
 Checked against the authors' pipelines on tiny random models (fp32, CPU, same components, seed and
 boxes): final latents agree to about 1e-6 on SD3 and FLUX, which is what plain SD3 and FLUX differ by
 between the diffusers the authors used and the one pinned here; transformers saved by the authors'
-classes load into these with no missing or unexpected parameters.
+classes load into these with no missing or unexpected parameters. CI keeps the SD3 check: golden
+latents of the authors' pipeline at 860d8bd, run in this project's environment, which the project's
+pipeline matches bit for bit (``scripts/record_goldens.py``, ``tests/backends/test_goldens.py``).
 
 Batches (``generate_batch``): the pipelines take one box list per prompt, so requests that share
 size, steps, guidance, negative prompt and whether they are grounded render in one call, each equal

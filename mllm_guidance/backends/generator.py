@@ -49,10 +49,12 @@ class GenerationRequest:
 
 @dataclass
 class Generated:
-    """An image plus what the generator had to change to draw it (for the trace)."""
+    """An image plus what the generator had to change to draw it (for the trace), and what the render
+    cost where a hosted API bills it (USD; None: free or unknown)."""
 
     image: Any
     notes: list[str] = field(default_factory=list)
+    cost_usd: float | None = None
 
 
 @runtime_checkable

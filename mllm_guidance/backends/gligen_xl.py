@@ -17,6 +17,11 @@ reads each of those subfolders with its class and assembles ``StableDiffusionXLG
 A phrase is embedded as CLIP-L's pooled output (768) concatenated with bigG's projected text
 embedding (1280): 2048, SDXL's cross-attention width, as the authors trained it.
 
+Proven against the authors' pipeline: IGLIGEN-XL's ``pipeline_gligen_sdxl.py`` (the remote code of
+``jiuntian/gligen-xl-1024``; read in cgturhan/igligen-xl at commit f39d0f88, committed by its author)
+gives bit-identical final latents on a tiny random SDXL GLIGEN model; CI checks it against a golden
+(``scripts/record_goldens.py``, ``tests/backends/test_goldens.py``).
+
 Batches (``generate_batch``): the pipeline takes a layout per prompt, so one call renders several
 requests that share size, steps, guidance, whether they are grounded and whether they have a
 negative prompt (SDXL zeroes an absent one); each image equals its lone render to float rounding.

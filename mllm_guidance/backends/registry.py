@@ -29,6 +29,8 @@ BUILTIN: dict[str, str] = {
     "regional-flux": "mllm_guidance.backends.regional_flux:RegionalFluxGenerator",
     "creatilayout": "mllm_guidance.backends.creatilayout:CreatiLayoutGenerator",
     "serve": "mllm_guidance.backends.serve_client:ServeGenerator",  # serve:http://HOST:PORT/NAME, a Ray Serve pool
+    "comfyui": "mllm_guidance.backends.comfyui:ComfyUIGenerator",
+    "bfl": "mllm_guidance.backends.bfl:BflGenerator",
 }
 
 _cache: dict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = {}

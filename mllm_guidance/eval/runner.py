@@ -250,6 +250,7 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
                     "round_scores": [r.score for r in result.rounds], "stop_reason": result.stop_reason,
                     "mllm_calls": u.mllm_calls, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
                     "generator_calls": u.generator_calls, "generator_seconds": round(u.generator_seconds, 4),
+                    "generator_cost_usd": round(u.generator_cost_usd, 4),
                     "failures": len(result.failures), "metrics": {},
                 })
             except StorageError:

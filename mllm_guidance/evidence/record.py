@@ -75,6 +75,7 @@ def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, te
             "output_tokens": usage.output_tokens,
             "mllm_seconds": round(sum(s.seconds for s in usage.mllm.values()), 4),
             "generator_seconds": round(usage.generator_seconds, 4),
+            "generator_cost_usd": round(usage.generator_cost_usd, 4),  # billed by a hosted generator (bfl:)
             "by_step": by_step,
             "price_usd_per_1m_tokens": list(price) if price else None,
             "estimated_cost_usd": cost_usd(usage.input_tokens, usage.output_tokens, price),

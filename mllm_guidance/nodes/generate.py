@@ -57,6 +57,8 @@ class GenerateNode:
                                **({"repair": record.repaired} if record is not None else {})})
         started = time.perf_counter()
 
+        rendered_all: list[Any] = []
+
         def render_and_save() -> tuple[Any, Any, list[Candidate], float]:
             repair = None
             if record is not None and record.repaired:
@@ -66,6 +68,7 @@ class GenerateNode:
             requests = [dataclasses.replace(request, seed=(request.seed + j) % 2**63, repair=repair)
                         for j in range(cfg.candidates)]
             rendered = render_batch(ctx.generator, requests)
+            rendered_all.extend(rendered)  # every candidate is billed
             for r, generated in zip(requests, rendered, strict=True):
                 if repair is not None:
                     generated.image = composite(generated.image, repair.image, repair.boxes)
@@ -107,7 +110,9 @@ class GenerateNode:
             candidates=candidates,
             verifier=cfg.verifier if candidates else None,
         )
-        updates: dict[str, Any] = {"rounds": [new_round], "usage": Usage().add_generation(seconds, renders=cfg.candidates)}
+        cost = sum(g.cost_usd or 0.0 for g in rendered_all) if any(g.cost_usd is not None for g in rendered_all) else None
+        updates: dict[str, Any] = {"rounds": [new_round],
+                                   "usage": Usage().add_generation(seconds, renders=cfg.candidates, cost_usd=cost)}
         if not cfg.aligns:
             updates["stop_reason"] = "rendered"
         elif cfg.mode == "align" and state.align_rounds >= cfg.max_align_rounds:

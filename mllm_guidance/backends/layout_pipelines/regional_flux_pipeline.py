@@ -43,12 +43,14 @@ from mllm_guidance.backends.latent_blend import prepare_flux_repair
 Region = tuple[str, Sequence[float]]
 
 
-def region_token_masks(boxes: Sequence[Sequence[float]], height: int, width: int, cell: int) -> torch.Tensor:
+def region_token_masks(boxes: Sequence[Sequence[float]], height: int, width: int, cell: int,
+                       keep_small: bool = True) -> torch.Tensor:
     """(regions, tokens) bool: the transformer tokens (``cell`` pixels square, row-major) each box covers.
 
     A token is in a box when the pixel at its centre is (``floor`` of the box's pixel corners rounded,
-    as the authors' nearest-exact downsampling of a pixel mask samples it). A box too small to hold any
-    token centre keeps the token under its own centre, so no phrase is left without pixels."""
+    as the authors' nearest-exact downsampling of a pixel mask samples it). With ``keep_small`` a box
+    too small to hold any token centre keeps the token under its own centre, so no phrase is left
+    without pixels (the authors' code leaves it empty)."""
     rows, cols = height // cell, width // cell
     centre_y = torch.arange(rows) * cell + cell // 2
     centre_x = torch.arange(cols) * cell + cell // 2
@@ -57,11 +59,34 @@ def region_token_masks(boxes: Sequence[Sequence[float]], height: int, width: int
         inside_x = (centre_x >= round(x1 * width)) & (centre_x < round(x2 * width))
         inside_y = (centre_y >= round(y1 * height)) & (centre_y < round(y2 * height))
         masks[i] = inside_y[:, None] & inside_x[None, :]
-        if not masks[i].any():
+        if keep_small and not masks[i].any():
             row = min(int((y1 + y2) / 2 * height) // cell, rows - 1)
             col = min(int((x1 + x2) / 2 * width) // cell, cols - 1)
             masks[i, row, col] = True
     return masks.flatten(1)
+
+
+def background_mask(masks: torch.Tensor, boxes: Sequence[Sequence[float]], height: int, width: int,
+                    overlap: str = "union") -> torch.Tensor | None:
+    """The background prompt's tokens, or None when it is left out.
+
+    ``union`` (the project's): the tokens outside every box, whenever there are any. ``authors``: what
+    Regional-Prompting-FLUX's ``infer_flux_regional.py`` computes, ``1 - sum of the box masks`` at pixel
+    level, so a token covered by two boxes (value -1, true as a mask) is background too, and the
+    background is added only when that sum over all pixels is positive."""
+    if overlap == "union":
+        uncovered = ~masks.any(0)
+        return uncovered if uncovered.any() else None
+    if overlap != "authors":
+        raise ValueError(f"overlap must be 'union' or 'authors', got {overlap!r}")
+    area = 0
+    for x1, y1, x2, y2 in boxes:
+        cols = max(0, min(round(x2 * width), width) - max(round(x1 * width), 0))
+        rows = max(0, min(round(y2 * height), height) - max(round(y1 * height), 0))
+        area += cols * rows
+    if height * width - area <= 0:
+        return None
+    return masks.sum(0) != 1
 
 
 def regional_attention_mask(region_masks: torch.Tensor, text_len: int) -> torch.Tensor:
@@ -190,7 +215,7 @@ class RegionalFluxPipeline(FluxPipeline):
                  guidance_scale: float = 3.5, generator: Any = None, latents: torch.Tensor | None = None,
                  max_sequence_length: int = 512, mask_inject_steps: int = 10, double_inject_interval: int = 1,
                  single_inject_interval: int = 1, base_ratio: float = 0.2, background_prompt: str = "a photo",
-                 output_type: str = "pil", return_dict: bool = True, repair_image: Any = None,
+                 overlap: str = "union", output_type: str = "pil", return_dict: bool = True, repair_image: Any = None,
                  repair_boxes: Sequence[Sequence[float]] | None = None) -> Any:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         samples = [list(regions)] if isinstance(prompt, str) else [list(r) for r in regions] if regions else [[] for _ in prompts]
@@ -203,6 +228,8 @@ class RegionalFluxPipeline(FluxPipeline):
         cell = self.vae_scale_factor * 2
         if height % cell or width % cell:
             raise ValueError(f"height and width must be multiples of {cell}, got {width}x{height}")
+        if overlap not in ("union", "authors"):
+            raise ValueError(f"overlap must be 'union' or 'authors', got {overlap!r}")
         if min(double_inject_interval, single_inject_interval) < 1:
             raise ValueError("the inject intervals must be at least 1")
         install_regional_processors(self.transformer)
@@ -223,7 +250,7 @@ class RegionalFluxPipeline(FluxPipeline):
         context = None
         if samples[0] and mask_inject_steps > 0:
             region_embeds, mask = self._encode_regions(samples, height, width, cell, background_prompt, device,
-                                                       max_sequence_length)
+                                                       max_sequence_length, overlap)
             context = RegionalContext(mask=mask.to(device), region_len=region_embeds.shape[1],
                                       base_len=prompt_embeds.shape[1], image_len=latents.shape[1], base_ratio=base_ratio,
                                       double_interval=double_inject_interval, single_interval=single_inject_interval)
@@ -273,17 +300,17 @@ class RegionalFluxPipeline(FluxPipeline):
         return out[:, : latents.shape[1]]
 
     def _encode_regions(self, samples: list[list[Region]], height: int, width: int, cell: int, background: str,
-                        device: Any, max_sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each sample's phrases (plus the background where boxes leave tokens uncovered), encoded one by
-        one and concatenated; samples with fewer regions are padded with empty ones (no image tokens)."""
+                        device: Any, max_sequence_length: int, overlap: str = "union") -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sample's phrases (plus the background, ``background_mask``), encoded one by one and
+        concatenated; samples with fewer regions are padded with empty ones (no image tokens)."""
         prepared = []
         for regions in samples:
-            phrases = [phrase for phrase, _ in regions]
-            masks = region_token_masks([box for _, box in regions], height, width, cell)
-            uncovered = ~masks.any(0)
-            if uncovered.any():
+            phrases, boxes = [phrase for phrase, _ in regions], [box for _, box in regions]
+            masks = region_token_masks(boxes, height, width, cell, keep_small=overlap == "union")
+            rest = background_mask(masks, boxes, height, width, overlap)
+            if rest is not None:
                 phrases.append(background)
-                masks = torch.cat([masks, uncovered[None]])
+                masks = torch.cat([masks, rest[None]])
             prepared.append((phrases, masks))
         count = max(len(phrases) for phrases, _ in prepared)
         embeds, attention = [], []
