@@ -144,6 +144,24 @@ class RealComfyUI:
                 self.process.kill()
 
 
+#: What a node definition says about its interface; its prose (tooltips, descriptions, display names:
+#: ComfyUI's GPL-3.0 text) is not kept in this repository.
+INTERFACE_KEYS = ("input", "input_order", "output", "output_is_list", "output_name", "name", "output_node")
+
+
+def interface_only(spec: dict) -> dict:
+    """A node definition without its prose: every ``tooltip`` in the input options dropped."""
+
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "tooltip"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return {k: strip(v) for k, v in spec.items() if k in INTERFACE_KEYS}
+
+
 def capture_object_info(url: str, nodes: tuple[str, ...], target: Path, source: str) -> None:
     """Write the definitions of ``nodes`` as a real server reports them (its file lists replaced by a
     ``FILES:folder`` marker the stand-in fills with its own), for ``tests/comfyui_stub.py``."""
@@ -155,7 +173,7 @@ def capture_object_info(url: str, nodes: tuple[str, ...], target: Path, source: 
     out: dict[str, object] = {"_source": source}
     folders = {"ckpt_name": "checkpoints", "gligen_name": "gligen"}
     for node in nodes:
-        spec = info[node]
+        spec = interface_only(info[node])
         for name, kind in spec["input"]["required"].items():
             if name in folders:
                 kind[0] = [f"FILES:{folders[name]}"]
