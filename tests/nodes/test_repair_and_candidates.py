@@ -158,3 +158,11 @@ def test_absolute_judging_keeps_the_earlier_image_on_a_tie_and_never_compares(tm
     a_wins = dict(replies, compare=["Reasoning: A is clearer.\nBetter: A"])
     result, _ = run(tmp_path / "b", CountingGenerator(), replies=a_wins, judge_mode="pairwise", max_align_rounds=1)
     assert result.best_round == 0 and result.rounds[1].comparison == "A (round 0) is better: A is clearer."
+
+
+def test_pairwise_judging_with_structured_output(tmp_path):
+    replies = {"place": [PLACE], "self_correct": [CORRECTED, CORRECTED], "reason": [score(3), score(3)], "align": [ALIGNED],
+               "compare": [{"__tool__": "CompareAnswer", "reasoning": "B shows the bird in the tree", "better": "b"}]}
+    result, _ = run(tmp_path, CountingGenerator(), replies=replies, judge_mode="pairwise", max_align_rounds=1,
+                    structured_steps=["compare"])
+    assert result.best_round == 1 and result.rounds[1].comparison == "B (this round) is better: B shows the bird in the tree"
