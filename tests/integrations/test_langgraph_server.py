@@ -315,3 +315,17 @@ def test_a_thread_cannot_continue_another_threads_run(langgraph_dev_with_review)
                                         raise_error=False))
     assert sorted(p.name for p in victim_dir.iterdir()) == before, answers
     assert not (victim_dir / "run.json").exists()
+
+
+def test_extra_context_keys_are_ignored_as_security_md_says(langgraph_dev):
+    """Item 13: `langgraph dev` drops context keys its schema does not list; SECURITY.md says so, and
+    such a key changes nothing (the run is in the runs root, on the operator's backends)."""
+    from langgraph_sdk import get_sync_client
+
+    base, runs, _ = langgraph_dev
+    client = get_sync_client(url=base)
+    out = client.runs.wait(client.threads.create()["thread_id"], "mllm_guidance", input={"prompt": PROMPT},
+                           context={"runs_dir": "/tmp", "templates_dir": "/etc", "mllm_base_url": "http://127.0.0.1:9"})
+    assert Path(out["run_dir"]).parent == runs.resolve() and out["stop_reason"] == "good"
+    security = (ROOT / "SECURITY.md").read_text()
+    assert "is ignored: `langgraph dev` drops keys" in security and "refused by the context schema" not in security
