@@ -3,7 +3,8 @@ each way such a file can be unusable, instead of a traceback from deep inside a 
 unbounded read (``/dev/zero``, a FIFO, a file of gigabytes).
 
 Only regular files are read, and at most ``LIMITS[what]`` bytes: recordings and datasets 16 MiB
-(a K = 50 recording is about 1 MB; RLS-300 is 30 kB), templates and price tables 1 MiB.
+(a K = 50 recording is about 1 MB; RLS-300 is 30 kB), templates and price tables 1 MiB; the
+studio's reads of a run.json 64 MiB and of a benchmark's results.jsonl 1 GiB.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from mllm_guidance.errors import InputError
 
 MIB = 1024 * 1024
 #: The most bytes read from each kind of user file.
-LIMITS = {"recording": 16 * MIB, "dataset": 16 * MIB, "template": 1 * MIB, "price table": 1 * MIB}
+LIMITS = {"recording": 16 * MIB, "dataset": 16 * MIB, "template": 1 * MIB, "price table": 1 * MIB,
+          "run record": 64 * MIB, "results file": 1024 * MIB}
 
 
 def read_user_bytes(path: Path, what: str, limit: int | None = None) -> bytes:

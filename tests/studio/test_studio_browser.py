@@ -160,4 +160,4 @@ def test_open_a_run_and_a_benchmark(studio, page):
         page.get_by_role("tab", name="Bench").click()
     page.locator("#bench-dirs textarea, #bench-dirs input").first.fill("../..")
     page.click("#open-bench")
-    page.get_by_text("outside the studio's benchmark root").first.wait_for()
+    page.get_by_text("outside the studio's benchmark directory").first.wait_for()
