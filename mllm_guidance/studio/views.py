@@ -37,7 +37,7 @@ def file_of(root: Path, name: Any, what: str) -> Path:
     try:
         return inside(root, name, what)
     except InputError:
-        raise InputError(f"{what} names a file outside its directory ({_short(name)}); it is not shown") from None
+        raise InputError(f"{what} names a file outside its directory; it is not shown") from None
 
 
 def run_view(runs_root: Path, name: str) -> tuple[list[tuple[str, str]], str]:
