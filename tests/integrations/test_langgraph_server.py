@@ -329,3 +329,23 @@ def test_extra_context_keys_are_ignored_as_security_md_says(langgraph_dev):
     assert Path(out["run_dir"]).parent == runs.resolve() and out["stop_reason"] == "good"
     security = (ROOT / "SECURITY.md").read_text()
     assert "is ignored: `langgraph dev` drops keys" in security and "refused by the context schema" not in security
+
+
+def test_no_password_in_the_langgraph_dev_log(tmp_path):
+    """Item 8: the operator's MLLM URL holds credentials; httpx's request lines in `langgraph dev`'s
+    log show it masked."""
+    from langgraph_sdk import get_sync_client
+
+    answer = (200, openai_completion("Objects:\n- a man [0.1, 0.4, 0.5, 0.95]\n- a tree [0.4, 0.05, 0.95, 0.9]"))
+    with StubServer(lambda path, body: answer) as own:
+        url = own.url.replace("http://", "http://operator:pa55-word-9931@") + "/v1"
+        for base, runs, server in start_dev(tmp_path, MLLM_GUIDANCE_MLLM="openai:gpt-4o", MLLM_GUIDANCE_MLLM_BASE_URL=url,
+                                            OPENAI_API_KEY="sk-operator-key-00000000000000",
+                                            MLLM_GUIDANCE_CONFIG=json.dumps({"mode": "place", "self_correct": False})):
+            client = get_sync_client(url=base)
+            out = client.runs.wait(client.threads.create()["thread_id"], "mllm_guidance", input={"prompt": PROMPT})
+            assert out["stop_reason"] == "rendered", out
+            server.terminate()
+            log = server.stdout.read()
+    assert own.requests and "HTTP Request" in log, log[-3000:]
+    assert "pa55-word-9931" not in log and "sk-operator-key" not in log
