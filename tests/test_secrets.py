@@ -423,6 +423,5 @@ def test_the_masking_record_factory_keeps_makelogrecord_working():
 
     import mllm_guidance  # noqa: F401
 
-    record = logging.makeLogRecord({"name": "httpx", "msg": "GET %s", "args": ("http://a:b-secret-1@h/",)})
-    assert record.getMessage() == "GET http://a:b-secret-1@h/" or "b-secret-1" not in record.getMessage()
     assert logging.makeLogRecord({}).name is None
+    assert logging.makeLogRecord({"name": "httpx", "msg": "ok"}).getMessage() == "ok"
