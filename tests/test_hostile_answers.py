@@ -71,8 +71,6 @@ def test_a_huge_answer_is_stored_bounded_with_its_length_and_hash(tmp_path):
     a reasoning model's long reply still replays to the same answer."""
     import hashlib
 
-    from mllm_guidance.store import MAX_STORED_REPLY
-
     huge = "Objects:\n" + "- a man [0.1, 0.45, 0.45, 0.95] " * 43_000
     thinking = "<think>" + "hmm " * 40_000 + "</think>" + PLACE
     model = RecordingChatModel(replies={"place": [huge, thinking], "self_correct": [PLACE], "reason": [score(5)]})
@@ -81,7 +79,7 @@ def test_a_huge_answer_is_stored_bounded_with_its_length_and_hash(tmp_path):
     calls = [json.loads(line) for line in (tmp_path / "run" / "calls.jsonl").read_text().splitlines()]
     first = calls[0]
     assert first["reply_chars"] == len(huge) and first["reply_sha256"] == hashlib.sha256(huge.encode()).hexdigest()
-    assert len(first["reply"]) < MAX_STORED_REPLY + 100 and "characters not stored" in first["reply"]
+    assert len(first["reply"]) < 65_536 + 100 and "characters not stored" in first["reply"]
     assert first["reply"].startswith(huge[:1000]) and first["reply"].endswith(huge[-1000:])
     for name in ("calls.jsonl", "run.json", "report.html"):
         assert (tmp_path / "run" / name).stat().st_size < 1_000_000, name
