@@ -365,6 +365,10 @@ def test_url_credentials_never_reach_a_log_handler(monkeypatch):
     handler = Keep(level=logging.DEBUG)
     root = logging.getLogger()
     monkeypatch.setattr(root, "level", logging.DEBUG)
+    for name in ("httpx", "httpx2"):  # other tests (and libraries) may have quietened them
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+    monkeypatch.setattr(logging.root.manager, "disable", 0)
     root.addHandler(handler)
     try:
         with StubServer(lambda path, body: (200, {"ok": True})) as stub:
