@@ -15,7 +15,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from mllm_guidance.httplogs import mask_http_logs
+
 __version__ = "0.1.0"
+
+mask_http_logs()  # URL credentials never reach a log handler (httpx logs request URLs)
 
 _EXPORTS = {
     "guide": "mllm_guidance.api",

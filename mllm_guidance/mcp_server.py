@@ -11,7 +11,8 @@ Tools:
 The operator fixes the backends, the options and the runs directory when starting the server; a
 client chooses only the prompt and the method's knobs above. Runs are bounded: at most
 ``max_concurrent`` at once (the others wait, with a progress message saying so), and only the newest
-``keep_runs`` run directories this server made are kept (older ones are removed; nothing else in the
+``keep_runs`` run directories this server made are kept (older finished ones are removed; a run
+still going on never is, and ``keep_runs`` below ``max_concurrent`` is refused; nothing else in the
 runs directory is touched).
 
 Tools return ``CallToolResult`` objects on purpose (annotated with their output model): a plain
@@ -36,7 +37,7 @@ from pydantic import BaseModel, Field
 from mllm_guidance import __version__
 from mllm_guidance.api import aguide, aplan, default_run_dir
 from mllm_guidance.config import GuidanceConfig, make_config
-from mllm_guidance.errors import GuidanceError
+from mllm_guidance.errors import ConfigError, GuidanceError
 from mllm_guidance.events import event_line
 from mllm_guidance.tool import tool_output
 
@@ -82,6 +83,9 @@ def create_server(
     max_concurrent: int = 2,
     keep_runs: int = 200,
 ) -> FastMCP:
+    if keep_runs < max_concurrent:
+        raise ConfigError(f"--keep-runs {keep_runs} is below --max-concurrent {max_concurrent}: keep at least as many "
+                          "run directories as runs go on at once")
     base = make_config(config)
     root = Path(runs_dir).resolve()
     server = FastMCP(
@@ -93,6 +97,7 @@ def create_server(
     server._mcp_server.version = __version__  # the SDK reports its own version unless told
     slots = asyncio.Semaphore(max(1, max_concurrent))
     pruning = threading.Lock()
+    in_flight: set[Path] = set()  # run directories of calls still running: never pruned
 
     def failure(exc: GuidanceError) -> ToolError:
         """Our one-line error as the tool's error result (raised: the SDK checks returned results
@@ -101,20 +106,26 @@ def create_server(
 
     def new_run_dir(prompt: str) -> Path:
         path = root / default_run_dir(prompt).name
-        path.mkdir(parents=True, exist_ok=True)
-        (path / MARKER).write_text("")
+        with pruning:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / MARKER).write_text("")
+            in_flight.add(path)
         return path
 
-    def prune() -> None:
-        """Keep the newest ``keep_runs`` run directories this server made."""
+    def prune(done: Path | None) -> None:
+        """Keep the newest ``keep_runs`` run directories this server made; a run still going on is
+        never removed, however old."""
         with pruning:
+            in_flight.discard(done)  # type: ignore[arg-type]
             ours = sorted((p for p in root.iterdir() if (p / MARKER).is_file() and not p.is_symlink()),
                           key=lambda p: p.stat().st_mtime)
             for old in ours[: max(0, len(ours) - keep_runs)]:
-                shutil.rmtree(old, ignore_errors=True)
+                if old not in in_flight:
+                    shutil.rmtree(old, ignore_errors=True)
 
-    async def bounded(ctx: McpContext, total: float | None, work: Any) -> Any:
-        """Run ``work(on_event)`` in a free slot, reporting each finished step as progress."""
+    async def bounded(ctx: McpContext, total: float | None, prompt: str, work: Any) -> Any:
+        """Run ``work(on_event, run_dir)`` in a free slot and a new run directory, reporting each
+        finished step as progress."""
         if slots.locked():
             await ctx.report_progress(0, total, "waiting for a free slot (the server runs "
                                                 f"{max_concurrent} at a time)")
@@ -131,10 +142,12 @@ def create_server(
                 loop.create_task(ctx.report_progress(done, total, message))
                 loop.create_task(ctx.info(message))
 
+            run_dir = None
             try:
-                return await work(on_event)
+                run_dir = await asyncio.to_thread(new_run_dir, prompt)
+                return await work(on_event, run_dir)
             finally:
-                await asyncio.to_thread(prune)
+                await asyncio.to_thread(prune, run_dir)
 
     @server.tool(
         title="Generate an image that shows the prompt",
@@ -157,8 +170,8 @@ def create_server(
         overrides = {k: v for k, v in {"max_align_rounds": max_rounds, "seed": seed, "mode": mode}.items() if v is not None}
         try:
             cfg = make_config(base, **overrides)
-            result = await bounded(ctx, step_budget(cfg), lambda on_event: aguide(
-                prompt, mllm=mllm, generator=generator, config=cfg, run_dir=new_run_dir(prompt),
+            result = await bounded(ctx, step_budget(cfg), prompt, lambda on_event, run_dir: aguide(
+                prompt, mllm=mllm, generator=generator, config=cfg, run_dir=run_dir,
                 mllm_options=mllm_options, generator_options=generator_options, on_event=on_event))
         except GuidanceError as exc:
             raise failure(exc) from None
@@ -181,8 +194,8 @@ def create_server(
         correct_rounds: Annotated[int, Field(ge=0, le=20, description="Most self-correction rounds.")] = 5,
     ) -> Annotated[CallToolResult, PlanOutput]:
         try:
-            planned = await bounded(ctx, 1 + correct_rounds, lambda on_event: aplan(
-                prompt, mllm, correct_rounds=correct_rounds, config=base, run_dir=new_run_dir(prompt),
+            planned = await bounded(ctx, 1 + correct_rounds, prompt, lambda on_event, run_dir: aplan(
+                prompt, mllm, correct_rounds=correct_rounds, config=base, run_dir=run_dir,
                 mllm_options=mllm_options))
         except GuidanceError as exc:
             raise failure(exc) from None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from mllm_guidance.errors import InputError, first_problem
 from mllm_guidance.layout import Layout
@@ -38,11 +38,40 @@ class ReviewRequest(BaseModel):
     preview_path: str | None = Field(default=None, description="A sketch of the boxes (PNG) in the run directory.")
 
 
+#: The longest edited layout text read (the MLLM answer parser's own bound).
+MAX_LAYOUT_CHARS = 65_536
+
+
 class ReviewDecision(BaseModel):
-    """The reviewer's answer."""
+    """The reviewer's answer. It validates itself (the forms ``as_decision`` takes), so it is also
+    the review interrupt's ``response_schema``: LangGraph refuses a bad resume value before saving it,
+    and the pause can be answered again."""
 
     action: Literal["approve", "edit", "stop"]
-    layout: Layout | None = Field(default=None, description="The reviewer's layout (edit only).")
+    layout: Layout | None = Field(default=None, description="The reviewer's layout (edit only): a layout object, "
+                                  "or its text form, one '- name [x1, y1, x2, y2]' a line.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_action(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value in ("approve", "stop"):
+                return {"action": value}
+            raise ValueError(f"a review decision is approve, stop or {{'action': 'edit', 'layout': ...}}; got {_short(value)}")
+        if isinstance(value, dict) and value.get("action") not in ("approve", "edit", "stop"):
+            raise ValueError(f"a review decision needs action approve, edit or stop; got {_short(value.get('action'))}")
+        return value
+
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _readable_layout(cls, value: Any) -> Any:
+        return None if value is None else as_layout(value)
+
+    @model_validator(mode="after")
+    def _edit_has_layout(self) -> ReviewDecision:
+        if self.action == "edit" and self.layout is None:
+            raise ValueError("an edit decision needs the layout: {'action': 'edit', 'layout': ...}")
+        return self
 
     @classmethod
     def approve(cls) -> ReviewDecision:
@@ -61,6 +90,8 @@ def as_layout(value: Layout | dict[str, Any] | str) -> Layout:
     """A reviewer's layout, checked like an MLLM answer: a Layout, its dict, or its text form."""
     if isinstance(value, Layout):
         return value
+    if isinstance(value, str) and len(value) > MAX_LAYOUT_CHARS:
+        raise InputError(f"the edited layout is {len(value):,} characters; the most read is {MAX_LAYOUT_CHARS:,}")
     if isinstance(value, str):
         from mllm_guidance.errors import ParseError
         from mllm_guidance.prompts.parse import parse_layout
@@ -81,21 +112,26 @@ def as_layout(value: Layout | dict[str, Any] | str) -> Layout:
 
 
 def as_decision(value: Any) -> ReviewDecision:
-    """A decision from what a client sent: a ReviewDecision, its dict, or just the action."""
+    """A decision from what a client sent: a ReviewDecision, its dict, or just the action (one
+    clear error otherwise, never the client's whole value echoed)."""
     if isinstance(value, ReviewDecision):
-        decision = value
-    elif isinstance(value, str) and value in ("approve", "stop"):
-        decision = ReviewDecision(action=value)  # type: ignore[arg-type]
-    elif isinstance(value, dict):
-        layout = value.get("layout")
-        try:
-            decision = ReviewDecision(action=value.get("action"), layout=None)
-        except ValidationError:
-            raise InputError(f"a review decision needs action approve, edit or stop; got {value.get('action')!r}") from None
-        if layout is not None:
-            decision.layout = as_layout(layout)
-    else:
-        raise InputError(f"a review decision is approve, stop or {{'action': 'edit', 'layout': ...}}; got {value!r}")
-    if decision.action == "edit" and decision.layout is None:
-        raise InputError("an edit decision needs the layout: {'action': 'edit', 'layout': ...}")
-    return decision
+        return value
+    if not isinstance(value, (str, dict)):
+        raise InputError(f"a review decision is approve, stop or {{'action': 'edit', 'layout': ...}}; got {_short(value)}")
+    try:
+        return ReviewDecision.model_validate(value)
+    except ValidationError as exc:
+        raise InputError(decision_error(exc)) from None
+
+
+def decision_error(exc: ValidationError) -> str:
+    """A refused decision's first problem, in one short line."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    message = str(first.get("msg", "")).removeprefix("Value error, ")
+    return message if not where or where == "layout" else f"{where}: {message}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

@@ -332,7 +332,7 @@ class Run:
             graph = build_graph(self.config, checkpointer=saver)
             run_config = self.run_config(callbacks)
             if resume:
-                self._before_resume((await graph.aget_state(run_config)).values)
+                await asyncio.to_thread(self._before_resume, (await graph.aget_state(run_config)).values)
             payload: Any = None if resume else {"prompt": self.spec.prompt, "seed": self.spec.seed}
             if decision is not None:
                 payload = Command(resume=decision.model_dump(mode="json"))

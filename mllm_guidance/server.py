@@ -23,30 +23,43 @@ operator's config. Base URLs, recordings
 (``replay:``), model paths, template directories and output directories are never the client's to
 choose: a spec the operator did not list is refused before any call or file access. The graph is
 compiled WITHOUT a checkpointer (the server persists threads itself).
+
+The server's graph is a thin face over the run layer, like every other face: its ``start`` node
+sets the run up with ``Run.create`` (the same checks as the Python API, before any call; spec.json
+first) and carries it out with ``Run.execute`` (the guidance graph, its own checkpoint in the run
+directory, the evidence afterwards); a review pause becomes this graph's ``interrupt`` (with
+``ReviewDecision`` as its response schema, so a bad decision is refused before it is saved), and
+the ``review`` node continues the run with ``Run.reopen`` and ``execute(resume=True)``, as the
+Python ``resume`` does. A run directory is bound to the thread that created it (its spec.json
+records the thread id): a thread continues its own run and no other.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import json
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from langchain_core.runnables import RunnableLambda
+from langgraph.config import get_config, get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime, get_runtime
+from langgraph.types import interrupt
+from pydantic import BaseModel, ConfigDict, Field
 
+from mllm_guidance.background import run_sync
 from mllm_guidance.config import make_config
-from mllm_guidance.context import Context
-from mllm_guidance.errors import ConfigError
-from mllm_guidance.evidence.record import package_versions, write_evidence
-from mllm_guidance.graph import build_graph
-from mllm_guidance.prompts.templates import load_templates
-from mllm_guidance.run import RunSpec, build_backends
-from mllm_guidance.state import GuidanceState, ImageRef, Round
-from mllm_guidance.store import SPEC_FILE, RunStore
+from mllm_guidance.errors import ConfigError, InputError
+from mllm_guidance.review import ReviewDecision, ReviewRequest
+from mllm_guidance.run import GuidanceResult, PendingReview, Run, RunSpec
+from mllm_guidance.state import ImageRef, Round
+from mllm_guidance.store import SPEC_FILE
 
 DEFAULT_RUNS_DIR = "runs/server"
 
@@ -75,18 +88,15 @@ def runs_root() -> Path:
     return Path(os.environ.get("MLLM_GUIDANCE_RUNS_DIR", DEFAULT_RUNS_DIR)).resolve()
 
 
-def continued(run_dir: str | None) -> Path | None:
-    """The directory of a run continued after a pause (review), when it lies in the runs root."""
-    if not run_dir:
-        return None
-    path = Path(run_dir).resolve()
-    return path if runs_root() in path.parents and path.is_dir() else None
+def operator_mllm_options() -> dict[str, Any] | None:
+    """The MLLM server URL only the operator sets (given again on every continue: a URL holding
+    credentials is stored masked)."""
+    base_url = os.environ.get("MLLM_GUIDANCE_MLLM_BASE_URL")
+    return {"base_url": base_url} if base_url else None
 
 
 class ServerContext(BaseModel):
-    """What a client may set per run: the backends, among those the operator allowed. The server
-    builds one per run; the backends it resolves are kept on it, so every node of the run shares
-    one run directory."""
+    """What a client may set per run: the backends, among those the operator allowed."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,39 +104,6 @@ class ServerContext(BaseModel):
                              "MLLM_GUIDANCE_ALLOWED_MLLMS.")
     generator: str | None = Field(default=None, description="The generator (spec string): the server's, or one "
                                   "of MLLM_GUIDANCE_ALLOWED_GENERATORS.")
-    _context: Context | None = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    def to_context(self, state: GuidanceState | None = None) -> Context:
-        with self._lock:
-            if self._context is None:
-                self._context = self._build(state.run_dir if state is not None else None)
-            return self._context
-
-    def _build(self, run_dir: str | None) -> Context:
-        from langgraph.config import get_config
-
-        run_config = get_config()
-        thread_id = run_config.get("configurable", {}).get("thread_id")
-        config = make_config(settings(), **knobs_of(run_config))  # what this run's graph was built for
-        mllm, generator = choose("mllm", self.mllm), choose("generator", self.generator)
-        base_url = os.environ.get("MLLM_GUIDANCE_MLLM_BASE_URL")
-        backends = build_backends(mllm, generator, mllm_options={"base_url": base_url} if base_url else None,
-                                  needs_mllm=config.mode != "plain")
-        store = RunStore(continued(run_dir) or runs_root() / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
-        templates = load_templates(config.templates_dir)
-        created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-        def record(state: GuidanceState) -> None:
-            """The server drives the graph itself: the evidence is written when it finishes."""
-            spec = RunSpec(prompt=state.prompt, seed=state.seed, config=config.describe(), mllm=backends.mllm_setting,
-                           generator=backends.generator_setting, thread_id=str(thread_id), created=created,
-                           template_set=templates.version, versions=dict(package_versions()))
-            store.write_json(SPEC_FILE, spec.model_dump(mode="json"))
-            write_evidence(store, state, config, templates, spec)
-
-        return Context(mllm=backends.mllm, generator=backends.generator, store=store, templates=templates,
-                       on_finish=record)
 
 
 def settings() -> Any:
@@ -153,6 +130,13 @@ class ServerOutput(BaseModel):
     run_dir: str | None = Field(default=None, description="The run's directory under the server's runs root.")
 
 
+class ServerState(ServerOutput):
+    """A server thread: the client's input, its run and where the run stands."""
+
+    seed: int = 0
+    pending: ReviewRequest | None = Field(default=None, description="The review the run is paused at.")
+
+
 #: The method's knobs a client may set per run (``configurable``); everything else is the operator's.
 CLIENT_KNOBS = ("mode", "max_align_rounds", "max_correct_rounds", "is_good", "repair", "judge_mode")
 
@@ -167,16 +151,112 @@ def knobs_of(config: Any) -> dict[str, Any]:
     return knobs
 
 
-@functools.lru_cache(maxsize=32)
-def _graph_for(operator_json: str, knobs_json: str) -> Any:
-    config = make_config(json.loads(operator_json) if operator_json else None, **json.loads(knobs_json))
-    return build_graph(config, context_schema=ServerContext, input_schema=ServerInput, output_schema=ServerOutput)
+def thread_of(run_config: Any) -> str:
+    """The server thread a run belongs to (a fresh id where the graph runs without threads)."""
+    thread = (run_config or {}).get("configurable", {}).get("thread_id")
+    return str(thread) if thread else uuid.uuid4().hex
+
+
+def create_run(prompt: str, seed: int, wanted: ServerContext, knobs: dict[str, Any], thread: str) -> Run:
+    """A new run in a new directory of the runs root, set up by the run layer (the same checks as
+    the Python API, all before the directory is made)."""
+    config = make_config(settings(), **knobs, seed=seed)
+    mllm, generator = choose("mllm", wanted.mllm), choose("generator", wanted.generator)
+    run_dir = runs_root() / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    return Run.create(prompt, mllm, generator, config, run_dir=run_dir, thread_id=thread,
+                      mllm_options=operator_mllm_options())
+
+
+def own_run_dir(run_dir: str | None, thread: str) -> Path:
+    """The run directory a thread may continue: a directory of the runs root whose spec.json
+    names this thread. A state edited to name another run's directory is refused."""
+    root = runs_root()
+    refused = InputError("this thread continues only the run it started; its state names another run directory")
+    if not run_dir:
+        raise refused
+    path = root / Path(run_dir).name
+    if Path(run_dir) != path or path.is_symlink() or not path.is_dir():
+        raise refused
+    try:
+        spec = RunSpec.model_validate_json((path / SPEC_FILE).read_bytes())
+    except (OSError, ValueError):
+        raise refused from None
+    if spec.thread_id != thread:
+        raise refused
+    return path
+
+
+def reopen_run(run_dir: str | None, thread: str) -> Run:
+    return Run.reopen(own_run_dir(run_dir, thread), mllm_options=operator_mllm_options())
+
+
+async def carry_out(run: Run, **how: Any) -> dict[str, Any]:
+    """``Run.execute`` as a run of its own (its own graph and checkpoint, not a subgraph of this
+    one), its progress events passed on to the client's custom stream."""
+    outcome = await asyncio.create_task(run.execute(on_event=get_stream_writer(), **how),
+                                        context=contextvars.Context())
+    if isinstance(outcome, PendingReview):
+        return {"run_dir": outcome.run_dir, "pending": outcome.request}
+    assert isinstance(outcome, GuidanceResult)
+    return {"run_dir": outcome.run_dir, "pending": None, "stop_reason": outcome.stop_reason,
+            "best": outcome.best_round, "rounds": outcome.rounds, "final_image": outcome.image}
+
+
+async def start(state: ServerState, runtime: Runtime[ServerContext]) -> dict[str, Any]:
+    """Set the run up (run.py) and carry it out until it finishes or pauses for review."""
+    run_config = get_config()
+    wanted = runtime.context if isinstance(runtime.context, ServerContext) else ServerContext()
+    run = await asyncio.to_thread(create_run, state.prompt, state.seed, wanted, knobs_of(run_config),
+                                  thread_of(run_config))
+    return await carry_out(run)
+
+
+async def review(state: ServerState, runtime: Runtime[ServerContext]) -> dict[str, Any]:
+    """The paused run's review as this graph's interrupt; the decision continues the thread's own run."""
+    if state.pending is None:
+        return {}
+    decision = interrupt(state.pending.model_dump(mode="json"), response_schema=ReviewDecision)
+    run = await asyncio.to_thread(reopen_run, state.run_dir, thread_of(get_config()))
+    return await carry_out(run, resume=True, decision=decision)
+
+
+def _node(name: str, step: Any) -> RunnableLambda:
+    """An async node that synchronous graph runs (``graph.invoke``) can call as well."""
+
+    async def run_async(state: ServerState) -> dict[str, Any]:
+        return await step(state, get_runtime())
+
+    def run_blocking(state: ServerState) -> dict[str, Any]:
+        return run_sync(step(state, get_runtime()))
+
+    return RunnableLambda(run_blocking, afunc=run_async, name=name)
+
+
+def paused(state: ServerState) -> str:
+    return "review" if state.pending is not None else END
+
+
+def build_server_graph(checkpointer: Any = None) -> Any:
+    """The server's graph: start -> (review)* -> end, over the run layer."""
+    graph = StateGraph(ServerState, context_schema=ServerContext, input_schema=ServerInput,
+                       output_schema=ServerOutput)
+    graph.add_node("start", _node("start", start))
+    graph.add_node("review", _node("review", review))
+    graph.add_edge(START, "start")
+    graph.add_conditional_edges("start", paused, ["review", END])
+    graph.add_conditional_edges("review", paused, ["review", END])
+    return graph.compile(checkpointer=checkpointer, name="mllm-guidance")
+
+
+@functools.lru_cache(maxsize=1)
+def _server_graph() -> Any:
+    return build_server_graph()
 
 
 def make_graph(config: Any = None) -> Any:
-    """The server's graph for one run: the operator's config with the client's per-run knobs
-    (one compiled graph per combination, cached)."""
-    return _graph_for(os.environ.get("MLLM_GUIDANCE_CONFIG", ""), json.dumps(knobs_of(config), sort_keys=True))
+    """The server's graph (``langgraph.json``); a bad per-run knob is refused here, before the run."""
+    knobs_of(config)
+    return _server_graph()
 
 
 graph = make_graph()

@@ -178,9 +178,11 @@ class RunStore:
     # -- the call log -------------------------------------------------------------------------
 
     def record_call(self, record: dict[str, Any]) -> str:
-        """Append one MLLM call to the log and return its id."""
+        """Append one MLLM call to the log and return its id (a huge reply is stored bounded:
+        ``bounded_reply``)."""
         call_id = record.get("id") or uuid.uuid4().hex[:12]
-        line = json.dumps(redact({**record, "id": call_id}), ensure_ascii=False, default=str)
+        record = {**record, **bounded_reply(record.get("reply")), "id": call_id}
+        line = json.dumps(redact(record), ensure_ascii=False, default=str)
         append_line(self.path(CALLS_FILE), _utf8(line + "\n"), self._lock)
         return call_id
 
@@ -258,6 +260,25 @@ def write_atomic(target: Path, data: bytes) -> Path:
             raise storage_error(exc, target, len(data)) from None
         raise
     return target
+
+
+#: The most characters of one MLLM reply stored (calls.jsonl, and so run.json and report.html): a
+#: real answer is a few hundred characters to about 10 KB; a reasoning model's chain of thought can
+#: be longer. Past this, the reply's start and end are kept (the answer of a reasoning model is at
+#: the end, after ``</think>``), with its length and SHA-256.
+MAX_STORED_REPLY = 65_536
+
+
+def bounded_reply(reply: Any) -> dict[str, Any]:
+    """``{"reply": ...}`` as stored: whole when short; else its first and last halves of
+    ``MAX_STORED_REPLY`` around a marker, with ``reply_chars`` and ``reply_sha256`` of the whole."""
+    if not isinstance(reply, str) or len(reply) <= MAX_STORED_REPLY:
+        return {"reply": reply} if reply is not None else {}
+    half = MAX_STORED_REPLY // 2
+    cut = len(reply) - 2 * half
+    digest = hashlib.sha256(reply.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return {"reply": f"{reply[:half]}\n[... {cut:,} characters not stored ...]\n{reply[-half:]}",
+            "reply_chars": len(reply), "reply_sha256": digest}
 
 
 def append_line(path: Path, line: bytes, lock: threading.Lock, *, durable: bool = False) -> None:

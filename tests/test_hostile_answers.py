@@ -63,3 +63,26 @@ def test_escape_codes_never_reach_the_names(tmp_path):
 
 def test_the_object_cap_is_well_above_real_layouts():
     assert MAX_OBJECTS >= 2 * 30  # GLIGEN's 30 slots, twice over
+
+
+def test_a_huge_answer_is_stored_bounded_with_its_length_and_hash(tmp_path):
+    """Issue 20, item 10: a 1.37 MB answer is refused by the parser and stored as its start and end
+    (MAX_STORED_REPLY characters) with its length and SHA-256, in calls.jsonl, run.json and report.html;
+    a reasoning model's long reply still replays to the same answer."""
+    import hashlib
+
+    huge = "Objects:\n" + "- a man [0.1, 0.45, 0.45, 0.95] " * 43_000
+    thinking = "<think>" + "hmm " * 40_000 + "</think>" + PLACE
+    model = RecordingChatModel(replies={"place": [huge, thinking], "self_correct": [PLACE], "reason": [score(5)]})
+    result = guide(PROMPT, mllm=model, generator=CountingGenerator(), config={"parse_retries": 1}, run_dir=tmp_path / "run")
+    assert result.score == 5 and len(huge) > 1_300_000
+    calls = [json.loads(line) for line in (tmp_path / "run" / "calls.jsonl").read_text().splitlines()]
+    first = calls[0]
+    assert first["reply_chars"] == len(huge) and first["reply_sha256"] == hashlib.sha256(huge.encode()).hexdigest()
+    assert len(first["reply"]) < 65_536 + 100 and "characters not stored" in first["reply"]
+    assert first["reply"].startswith(huge[:1000]) and first["reply"].endswith(huge[-1000:])
+    for name in ("calls.jsonl", "run.json", "report.html"):
+        assert (tmp_path / "run" / name).stat().st_size < 1_000_000, name
+    replayed = guide(PROMPT, mllm=f"replay:{tmp_path / 'run'}", generator=CountingGenerator(),
+                     config={"parse_retries": 1}, run_dir=tmp_path / "again")
+    assert replayed.rounds[0].layout == result.rounds[0].layout and replayed.score == 5

@@ -135,3 +135,27 @@ def test_cli_review_accepts_edits_in_the_editor_and_re_asks_after_a_bad_edit(tmp
     run = json.loads((out / "run.json").read_text())
     assert run["reviews"][0]["action"] == "edit"
     assert [o["name"] for o in run["rounds"][0]["layout"]["objects"]] == ["a man on a bench", "a tree"]
+
+
+def test_a_bad_resume_value_is_refused_unsaved_on_a_compiled_graph(tmp_path):
+    """Issue 20, item 2: the review interrupt validates its answer (its response schema) before
+    LangGraph saves it, so after a refused decision the next valid one continues."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    from mllm_guidance import build_graph
+    from tests.conftest import make_context
+
+    ctx = make_context(tmp_path, {"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]})
+    graph = build_graph({"review": "plan"}, checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t"}}
+    [pause] = graph.invoke({"prompt": PROMPT}, thread, context=ctx)["__interrupt__"]
+    assert pause.response_schema["properties"]["action"]["enum"] == ["approve", "edit", "stop"]
+    for bad, why in (({"action": "edit", "layout": {"objects": []}}, "no objects"), ({"action": "edit"}, "needs the layout"),
+                     ("x" * 5_000_000, "approve, stop"), ({"action": "edit", "layout": "x" * 5_000_000}, "characters")):
+        with pytest.raises(Exception, match=why) as refused:
+            graph.invoke(Command(resume=bad), thread, context=ctx)
+        assert len(str(refused.value)) < 1000
+        assert graph.get_state(thread).next == ("review",)
+    done = graph.invoke(Command(resume="approve"), thread, context=ctx)
+    assert done["stop_reason"] == "good" and done["rounds"][0].layout.names == ["a man sitting", "a tree", "a bird"]

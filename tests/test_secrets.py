@@ -344,3 +344,88 @@ def test_a_masked_server_url_must_be_given_again_to_resume(tmp_path, capsys):
             code, out, err = cli(["generate", "--resume", str(tmp_path / "r"), "--mllm-base-url", url], capsys)
             assert code == 0 and "best: round" in out and not leaked(out + err)
     registry._cache.clear()
+
+
+def test_url_credentials_never_reach_a_log_handler(monkeypatch):
+    """Issue 20, item 8: httpx logs each request's URL at INFO; a handler on the root logger (as
+    `langgraph dev` and the MCP server's stderr have) gets it masked."""
+    import logging
+
+    import httpx
+
+    import mllm_guidance  # noqa: F401  (installs the filter)
+    from tests.stubs import StubServer
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(self.format(record))
+
+    handler = Keep(level=logging.DEBUG)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.DEBUG)
+    for name in ("httpx", "httpx2"):  # other tests (and libraries) may have quietened them
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+    monkeypatch.setattr(logging.root.manager, "disable", 0)
+    root.addHandler(handler)
+    try:
+        with StubServer(lambda path, body: (200, {"ok": True})) as stub:
+            url = stub.url.replace("http://", "http://alice:hunter2-pass-0042@") + "/v1/models?key=AIza-not-shown-0000"
+            httpx.get(url)
+    finally:
+        root.removeHandler(handler)
+    text = "\n".join(seen)
+    assert "HTTP Request:" in text, text
+    assert "hunter2-pass-0042" not in text and "AIza-not-shown" not in text and "alice" not in text, text
+
+
+def test_every_http_logger_of_the_installed_clients_masks():
+    """Every httpx / httpcore / openai logger the installed clients make (httpx2 and httpcore2 too,
+    which recent OpenAI clients use) masks a URL's credentials before any handler sees it."""
+    import importlib
+    import logging
+    import pkgutil
+
+    from mllm_guidance.httplogs import HTTP_PREFIXES
+
+    for package in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            continue
+        for info in pkgutil.walk_packages(module.__path__, package + "."):
+            if info.name.startswith(("openai.types", "openai.resources", "openai.cli", "openai.lib._realtime")):
+                continue
+            try:
+                importlib.import_module(info.name)
+            except Exception:  # noqa: BLE001 - optional parts (trio, socksio, numpy...) are not ours to test
+                continue
+    names = [n for n, lg in logging.root.manager.loggerDict.items()
+             if n.startswith(HTTP_PREFIXES) and isinstance(lg, logging.Logger)]
+    assert {"httpx", "httpx2", "httpcore2.http11", "openai._base_client"} <= set(names), names
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(self.format(record))
+
+    handler = Keep(level=logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    try:
+        for name in names:
+            logging.getLogger(name).warning("HTTP Request: %s %s", "POST", "http://u:pw-secret-77@host/v1")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert len(seen) == len(names) and not [s for s in seen if "pw-secret-77" in s], seen[:3]
+
+
+def test_the_masking_record_factory_keeps_makelogrecord_working():
+    """structlog (langgraph dev's logging) copies records with makeLogRecord, whose name starts as None."""
+    import logging
+
+    import mllm_guidance  # noqa: F401
+
+    assert logging.makeLogRecord({}).name is None
+    assert logging.makeLogRecord({"name": "httpx", "msg": "ok"}).getMessage() == "ok"

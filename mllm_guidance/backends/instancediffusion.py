@@ -33,15 +33,19 @@ from the noise their script draws after ``torch.manual_seed(seed)``. Base model 
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from mllm_guidance.backends.generator import GenerationRequest, Generated
 from mllm_guidance.backends.research_code import ResearchCode, ResearchWorker, import_research_module, research_device, use_checkout
+from mllm_guidance.errors import BackendError
 from mllm_guidance.layout import Box, Layout
 
 WHAT = "InstanceDiffusion"
@@ -82,16 +86,22 @@ class InstanceDiffusionGenerator:
 
     def __init__(self, model: str = "pretrained/instancediffusion_sd15.pth", *, repo: str | None = None,
                  test_config: str = "configs/test_box.yaml", alpha: float = 0.75, mis: float = 0.36,
-                 guidance_scale: float = 7.5, negative_prompt: str = NEGATIVE, device: str | None = None) -> None:
+                 guidance_scale: float = 7.5, negative_prompt: str = NEGATIVE, device: str | None = None,
+                 python: str | None = None) -> None:
         code = ResearchCode(WHAT, repo, "INSTANCEDIFFUSION_REPO", REPO_URL, SETUP)
         ckpt = code.file(model)
+        if code.root not in Path(ckpt).resolve().parents:
+            raise BackendError(f"{WHAT}: the checkpoint {ckpt} is outside your checkout {code.root}; its released "
+                               "checkpoint holds its training config and is loaded with pickle (weights_only=False), "
+                               "which is done only for a file inside the checkout: put it in its pretrained/ folder")
         config = code.file(test_config, "test config", f"one of the configs/*.yaml of {REPO_URL}")
         code.file(FIRST_CONV, "file", "it ships with the repository: git checkout or re-clone it")
         self.device = research_device(device, WHAT, "their code calls .cuda() and samples under CUDA autocast")
         self.guidance_scale = guidance_scale
         self.worker = ResearchWorker(code, "mllm_guidance.backends.instancediffusion:InstanceDiffusionDriver", dict(
             root=str(code.root), ckpt=ckpt, test_config=config, device=self.device, alpha=alpha, mis=mis,
-            guidance_scale=guidance_scale, negative_prompt=negative_prompt))
+            guidance_scale=guidance_scale, negative_prompt=negative_prompt),
+            python=python or os.environ.get("INSTANCEDIFFUSION_PYTHON"))
 
     def generate(self, request: GenerationRequest) -> Generated:
         from PIL import Image
@@ -151,6 +161,31 @@ def instance_meta(inference: Any, spec: dict[str, Any], ckpt: str, alpha: float,
                 alpha_type=[alpha, 0.0, 1 - alpha], save_folder_name=save_folder)
 
 
+@contextlib.contextmanager
+def checkpoint_from_checkout(root: str, ckpt: str) -> Iterator[None]:
+    """Their ``load_model_ckpt`` calls ``torch.load(ckpt_path)``, written for torch < 2.6; the
+    released checkpoint holds its training config (an OmegaConf object), which torch >= 2.6 refuses
+    to unpickle by default. Loaded the way the authors' environment did (``weights_only=False``),
+    for that one file, and only when it lies inside the user's own checkout (SECURITY.md)."""
+    import torch
+
+    original = torch.load
+    trusted = Path(ckpt).resolve()
+    if Path(root).resolve() not in trusted.parents:
+        raise BackendError(f"{WHAT}: the checkpoint {ckpt} is outside the checkout {root}")
+
+    def load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(f, (str, os.PathLike)) and Path(f).resolve() == trusted:
+            kwargs.setdefault("weights_only", False)
+        return original(f, *args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
 class InstanceDiffusionDriver:
     """Their ``inference`` module and model, loaded once in the worker."""
 
@@ -171,8 +206,9 @@ class InstanceDiffusionDriver:
                                     test_config=test_config)
         inf.args = self.args  # their argparse namespace, also set under __main__ only
         self.inference, self.device, self.ckpt, self.alpha, self.negative = inf, device, ckpt, alpha, negative_prompt
-        self.model, self.autoencoder, self.text_encoder, self.diffusion, self.config = \
-            inf.load_model_ckpt(ckpt, self.args, device)
+        with checkpoint_from_checkout(root, ckpt):
+            self.model, self.autoencoder, self.text_encoder, self.diffusion, self.config = \
+                inf.load_model_ckpt(ckpt, self.args, device)
         self.clip_model, self.clip_processor = inf.create_clip_pretrain_model()
         self.grounding = inf.instantiate_from_config(self.config["grounding_tokenizer_input"])
         self.model.grounding_tokenizer_input = self.grounding

@@ -45,10 +45,13 @@ def cost_usd(input_tokens: int, output_tokens: int, price: tuple[float, float] |
 
 def load_prices(path: str | Path) -> dict[str, tuple[float, float]]:
     """A user price table: JSON mapping model name to [input, output] USD per 1M tokens."""
+    from mllm_guidance.textfiles import read_user_text
+
+    text = read_user_text(Path(path), "price table")
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = json.loads(text)
         table = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
-    except (OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
+    except (ValueError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         raise ConfigError(f"{path}: a price file is JSON like {{\"gpt-4o\": [2.5, 10.0]}} ({exc})") from None
     if any(p < 0 for pair in table.values() for p in pair):
         raise ConfigError(f"{path}: prices cannot be negative")

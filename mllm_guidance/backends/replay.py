@@ -19,24 +19,23 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
-from mllm_guidance.errors import ReplayError
+from mllm_guidance.errors import InputError, ReplayError
 from mllm_guidance.prompts.steps import STEP_KEY
+from mllm_guidance.textfiles import read_user_text
 
 
 def load_recording(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / "run.json"
+    if not p.exists() and not p.is_symlink():
+        raise ReplayError(f"no recording at {p}; give a run.json or a run directory")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReplayError(f"no recording at {p}; give a run.json or a run directory") from None
-    except UnicodeDecodeError as exc:
-        raise ReplayError(f"{p} is not UTF-8 text (byte {exc.start}); give a run.json") from None
-    except OSError as exc:
-        raise ReplayError(f"cannot read the recording {p}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ReplayError(f"{p} is not valid JSON ({exc})") from None
+        data = json.loads(read_user_text(p, "recording"))
+    except InputError as exc:  # missing, not a regular file, too large, unreadable, not UTF-8
+        raise ReplayError(str(exc)) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ReplayError(f"{p} is not valid JSON ({str(exc)[:200] or 'nested too deep'})") from None
     if not isinstance(data, dict) or not isinstance(data.get("calls"), list) or "prompt" not in data:
         raise ReplayError(f"{p} is not an mllm-guidance run.json (it needs 'prompt' and 'calls')")
     return {**data, "_path": str(p)}

@@ -83,16 +83,18 @@ class ResearchWorker:
     reply pipe is passed with ``pass_fds``), as is the CUDA code it serves.
     """
 
-    def __init__(self, code: ResearchCode, driver: str, options: dict[str, Any]) -> None:
+    def __init__(self, code: ResearchCode, driver: str, options: dict[str, Any], python: str | None = None) -> None:
         self.what = code.what
         self._lock = threading.Lock()
         # replies come through a pipe of their own: whatever their code prints (to stdout, which goes
         # to this process's stderr) can never be taken for a reply
+        interpreter = sys.executable if python is None else _interpreter(python, code.what)
         reply_read, reply_write = os.pipe()
-        command = [sys.executable, "-P", "-m", "mllm_guidance.backends.research_code", str(reply_write)]
+        command = [interpreter, "-P", "-m", "mllm_guidance.backends.research_code", str(reply_write)]
         try:
-            self._process = subprocess.Popen(command, cwd=code.root, env=_worker_env(), stdin=subprocess.PIPE,
-                                             stdout=2, pass_fds=(reply_write,), start_new_session=True)
+            self._process = subprocess.Popen(command, cwd=code.root, env=_worker_env(foreign=python is not None),
+                                             stdin=subprocess.PIPE, stdout=2, pass_fds=(reply_write,),
+                                             start_new_session=True)
         except BaseException:
             os.close(reply_read)
             raise
@@ -142,14 +144,41 @@ class ResearchWorker:
         raise BackendError(f"{self.what}: their code raised {text}")
 
 
-def _worker_env() -> dict[str, str]:
-    """This environment, plus the folder holding this package when it is not installed."""
+def _interpreter(python: str, what: str) -> str:
+    """The Python of the user's own environment for their code (their pinned requirements)."""
+    path = Path(python).expanduser()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise BackendError(f"{what}: the worker's python {path} is not an executable file; give the python of the "
+                           "environment their requirements.txt was installed into (e.g. ~/miniconda3/envs/X/bin/python)")
+    return str(path)
+
+
+def _worker_env(foreign: bool = False) -> dict[str, str]:
+    """This environment, plus where this package can be imported from: its folder when it is not
+    installed, and for another environment's Python (``foreign``) a folder holding only a link to
+    this package, so none of this environment's other packages shadow theirs."""
     env = dict(os.environ)
-    here = str(Path(__file__).resolve().parents[2])
+    package = Path(__file__).resolve().parents[1]
+    here = str(package.parent)
     installed = {str(Path(p).resolve()) for p in site.getsitepackages() + [site.getusersitepackages()]}
-    if here not in installed:
-        env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
+    if foreign:
+        here = _package_link(package)
+    elif here in installed:
+        return env
+    env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
     return env
+
+
+def _package_link(package: Path) -> str:
+    """A folder (per process) whose only entry links to this package."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"mllm-guidance-worker-path-{os.getuid()}-{os.getpid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    link = folder / package.name
+    if not link.is_symlink():
+        link.symlink_to(package, target_is_directory=True)
+    return str(folder)
 
 
 def _shut_down(process: subprocess.Popen[bytes], replies: BinaryIO) -> None:

@@ -47,7 +47,7 @@ def load_dataset(name_or_path: str) -> tuple[str, list[Prompt]]:
             return name, _numbered(name, [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()])
         return name, _numbered(name, text.splitlines())
     path = Path(name_or_path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"unknown dataset {name_or_path!r}: use one of {', '.join(BUILTIN)} or a file "
                          "(.txt one prompt a line, .jsonl or .csv with a 'prompt' field)")
     return path.stem, _from_file(path)
@@ -80,16 +80,21 @@ def _from_file(path: Path) -> list[Prompt]:
                 continue
             try:
                 item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}: not JSON ({exc})") from None
+            except RecursionError:
+                raise InputError(f"{path}:{n}: JSON nested too deep to read") from None
+            except ValueError as exc:  # not JSON, or an integer past Python's digit limit
+                raise InputError(f"{path}:{n}: not usable JSON ({str(exc)[:160]})") from None
             if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
                 raise InputError(f"{path}:{n}: each line needs a 'prompt' string")
             rows.append(item)
         return [Prompt(id=str(r.get("id", f"{path.stem}-{i}")), text=r["prompt"].strip()) for i, r in enumerate(rows)]
     if path.suffix == ".csv":
         reader = csv.DictReader(text.splitlines())
-        if not reader.fieldnames or "prompt" not in reader.fieldnames:
-            raise InputError(f"{path}: a CSV dataset needs a 'prompt' column")
-        rows = [r for r in reader if (r.get("prompt") or "").strip()]
+        try:
+            if not reader.fieldnames or "prompt" not in reader.fieldnames:
+                raise InputError(f"{path}: a CSV dataset needs a 'prompt' column")
+            rows = [r for r in reader if (r.get("prompt") or "").strip()]
+        except csv.Error as exc:  # a field over the csv module's limit (131,072 characters), a stray NUL
+            raise InputError(f"{path}:{reader.line_num + 1}: not usable CSV ({exc})") from None  # line_num: lines done
         return [Prompt(id=str(r.get("id") or f"{path.stem}-{i}"), text=r["prompt"].strip()) for i, r in enumerate(rows)]
     return _numbered(path.stem, text.splitlines())

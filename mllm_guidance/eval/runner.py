@@ -130,10 +130,10 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     """Records in order; a line torn by a kill is skipped; the last record of a key wins."""
     if not path.exists():
         return []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")  # a torn multi-byte character is skipped with its line
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    from mllm_guidance.textfiles import read_user_bytes
+
+    # a regular file, bounded (a link to /dev/zero is refused); a torn multi-byte character is skipped with its line
+    text = read_user_bytes(path, "results file").decode("utf-8", errors="replace")
     latest: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
         try:

@@ -30,11 +30,11 @@ from typing import Any
 
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import get_runtime
+from langgraph.runtime import Runtime, get_runtime
 
 from mllm_guidance.background import run_sync
 from mllm_guidance.config import GuidanceConfig, make_config
-from mllm_guidance.context import Context
+from mllm_guidance.context import Context, context_of
 from mllm_guidance.nodes import AlignNode, CompareNode, FinishNode, GenerateNode, PlaceNode, ReasonNode, SelfCorrectNode, begin
 from mllm_guidance.nodes.compare import needs_comparison
 from mllm_guidance.nodes.review import review
@@ -42,13 +42,12 @@ from mllm_guidance.state import GuidanceState
 
 
 def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkpointer: Any = None,
-                context_schema: type = Context, input_schema: type | None = None,
+                input_schema: type | None = None,
                 output_schema: type | None = None) -> Any:
-    """Compile the graph for ``config``; run it with ``context=Context(...)`` (or, for a
-    ``context_schema`` of string settings such as the LangGraph server's, with those).
-    ``input_schema`` / ``output_schema`` narrow what callers send and get (default: the state)."""
+    """Compile the graph for ``config``; run it with ``context=Context(...)`` (``run.py`` builds
+    one). ``input_schema`` / ``output_schema`` narrow what callers send and get (default: the state)."""
     cfg = make_config(config)
-    graph = StateGraph(GuidanceState, context_schema=context_schema, input_schema=input_schema,
+    graph = StateGraph(GuidanceState, context_schema=Context, input_schema=input_schema,
                        output_schema=output_schema)
     graph.add_node("begin", _node("begin", begin))
     graph.add_node("place", _node("place", PlaceNode(cfg)))
@@ -107,13 +106,20 @@ def build_graph(config: GuidanceConfig | dict[str, Any] | None = None, *, checkp
     return graph.compile(checkpointer=checkpointer, name=f"mllm-guidance[{cfg.mode}]")
 
 
+def _checked_runtime() -> Runtime[Context]:
+    """The node's runtime, whose context must be a built Context (one clear error otherwise)."""
+    runtime = get_runtime()
+    context_of(runtime)
+    return runtime
+
+
 def _node(name: str, step: Callable[[GuidanceState, Any], Awaitable[dict[str, Any]]]) -> RunnableLambda:
     """An async node that synchronous graph runs can call as well."""
 
     async def run_async(state: GuidanceState) -> dict[str, Any]:
-        return await step(state, get_runtime())
+        return await step(state, _checked_runtime())
 
     def run_blocking(state: GuidanceState) -> dict[str, Any]:
-        return run_sync(step(state, get_runtime()))
+        return run_sync(step(state, _checked_runtime()))
 
     return RunnableLambda(run_blocking, afunc=run_async, name=name)

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.runtime import Runtime
 
 from mllm_guidance.backends.retry import explain
 from mllm_guidance.config import GuidanceConfig
-from mllm_guidance.context import Context, context_of
+from mllm_guidance.context import Context
 from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, ParseError
 from mllm_guidance.images import ModelImage
 from mllm_guidance.prompts.parse import clean_reply, extract_reasoning
@@ -84,8 +85,8 @@ class ModelNode:
     def __init__(self, config: GuidanceConfig) -> None:
         self.config = config
 
-    async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
-        ctx = await context_of(runtime, state)
+    async def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
+        ctx = runtime.context
         request = await asyncio.to_thread(self.request, state, ctx)  # reads the image file
         answer = await ask(ctx, self.config, self.step, request, emit=runtime.stream_writer)
         again = self.follow_up(state, ctx, request, answer)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.context import context_of
+from langgraph.runtime import Runtime
+
+from mllm_guidance.context import Context
 from mllm_guidance.state import GuidanceState, fresh_run
 
 
-async def begin(state: GuidanceState, runtime: Any) -> dict[str, Any]:
+async def begin(state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
     """A fresh run, which knows its run directory from the start (a run paused for review and
     continued later, as the LangGraph server does, finds its directory again through it)."""
-    ctx = await context_of(runtime)
+    ctx = runtime.context
     return {**fresh_run(), "run_dir": str(ctx.store.root)}

@@ -1,18 +1,18 @@
 """Finish: pick the output image (I_best) and copy it to final.png.
 
 Writing the evidence (run.json, report.html) is not a node's job: the run layer does it after the
-graph (``run.py``); where nothing runs after the graph (the LangGraph server), the context's
-``on_finish`` hook does.
+graph (``run.py``), for every face.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from mllm_guidance.config import GuidanceConfig
-from mllm_guidance.context import context_of
+from mllm_guidance.context import Context
 from mllm_guidance.state import GuidanceState
 
 
@@ -20,18 +20,12 @@ class FinishNode:
     def __init__(self, config: GuidanceConfig) -> None:
         self.config = config
 
-    async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
-        ctx = await context_of(runtime, state)
+    async def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
+        ctx = runtime.context
         # Scored runs keep the tracked best; unscored modes output their last image.
         best = state.best if state.best is not None else len(state.rounds) - 1
         final = await asyncio.to_thread(ctx.store.copy_image, state.rounds[best].image, "final.png")
         updates = {"best": best, "final_image": final, "stop_reason": state.stop_reason or "done", "run_dir": str(ctx.store.root)}
-        if ctx.on_finish is not None:
-            finished = state.model_copy(update=updates)
-            if inspect.iscoroutinefunction(ctx.on_finish):
-                await ctx.on_finish(finished)
-            else:
-                await asyncio.to_thread(ctx.on_finish, finished)
         runtime.stream_writer({
             "event": "done", "step": "finish", "round": best,
             "score": state.rounds[best].score, "stop": updates["stop_reason"],

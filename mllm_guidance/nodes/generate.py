@@ -23,10 +23,12 @@ import dataclasses
 import time
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from mllm_guidance.backends.generator import GenerationRequest, render_batch, supports_repair
 from mllm_guidance.backends.verifier import resolve_verifier
 from mllm_guidance.config import GuidanceConfig
-from mllm_guidance.context import Context, context_of
+from mllm_guidance.context import Context
 from mllm_guidance.errors import BackendError, GuidanceError
 from mllm_guidance.images import check_image
 from mllm_guidance.repair import RepairInput, composite, plan_repair
@@ -37,8 +39,8 @@ class GenerateNode:
     def __init__(self, config: GuidanceConfig) -> None:
         self.config = config
 
-    async def __call__(self, state: GuidanceState, runtime: Any) -> dict[str, Any]:
-        ctx, cfg = await context_of(runtime, state), self.config
+    async def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
+        ctx, cfg = runtime.context, self.config
         k = len(state.rounds)
         plan = state.plan if (state.plan is not None and cfg.uses_layout) else Plan(layout=None, source="none")
         default_w, default_h = ctx.generator.default_size

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from mllm_guidance.context import context_of
+from mllm_guidance.context import Context
 from mllm_guidance.draw import draw_layout
-from mllm_guidance.review import ReviewRequest, as_decision
+from mllm_guidance.review import ReviewDecision, ReviewRequest
 from mllm_guidance.state import GuidanceState, Plan, Review
 
 
-async def review(state: GuidanceState, runtime: Any) -> dict[str, Any]:
-    ctx = await context_of(runtime, state)
+async def review(state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = runtime.context
     stage = "plan" if not state.rounds else "align"
     k = len(state.rounds)
     planned = state.plan.layout if state.plan is not None and state.plan.layout is not None else None
@@ -24,7 +25,8 @@ async def review(state: GuidanceState, runtime: Any) -> dict[str, Any]:
     request = ReviewRequest(stage=stage, round=k, prompt=state.prompt, layout=planned,
                             reasoning=state.plan.reasoning if state.plan else "", preview_path=preview)
     runtime.stream_writer({"event": "review", "step": "review", "round": k, "stage": stage})
-    decision = as_decision(interrupt(request.model_dump(mode="json")))
+    # validated before LangGraph saves it: a bad decision is refused and the pause can be answered again
+    decision: ReviewDecision = interrupt(request.model_dump(mode="json"), response_schema=ReviewDecision)
     record = Review(stage=stage, round=k, action=decision.action)
     updates: dict[str, Any] = {}
     if decision.action == "edit":

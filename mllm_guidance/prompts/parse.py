@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,9 @@ MAX_REPLY_CHARS = 1_048_576
 #: deeper spans are skipped (their inner parts are still tried), which bounds the decoder's
 #: work and keeps it far from the recursion limit.
 MAX_JSON_DEPTH = 32
+#: Shortest box side read (normalized): one pixel of a 512 x 512 image. A smaller box is a
+#: degenerate answer no generator can ground, and is sent back.
+MIN_BOX_SIDE = 1 / 512
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = re.compile(rf"^{_NUM}$")
@@ -199,7 +203,7 @@ def layout_from_pairs(
     for name, values in pairs:
         label = _clean_name(str(name))
         vals = list(values)
-        if not label:
+        if not _visible(label):  # nothing, or only zero-width / control characters
             raise LayoutParseError(f"a box {_q(vals)} has no object description before it", text)
         if len(label) > MAX_NAME_CHARS:
             raise LayoutParseError(
@@ -238,8 +242,12 @@ def layout_from_pairs(
             )
     box_format = "xyxy"
     inverted = [i for i, q in enumerate(quads) if not (q[0] < q[2] and q[1] < q[3])]
+    # a box inverted on both axes reads as swapped corners as well as x/y/w/h ([0.9, 0.9, 0.1, 0.1]
+    # is a corner sliver, or most of the image): x/y/w/h only when some box is out of order on one
+    # axis alone, which swapped corners do not explain; otherwise the model is asked again
+    one_axis = [i for i in inverted if (quads[i][0] < quads[i][2]) != (quads[i][1] < quads[i][3])]
     if inverted:
-        if all(q[2] > 0 and q[3] > 0 and q[0] + q[2] <= 1.02 and q[1] + q[3] <= 1.02 for q in quads):
+        if one_axis and all(q[2] > 0 and q[3] > 0 and q[0] + q[2] <= 1.02 and q[1] + q[3] <= 1.02 for q in quads):
             box_format = "xywh"
             notes.append("read the boxes as [x, y, width, height] (corners were out of order)")
         else:
@@ -250,9 +258,17 @@ def layout_from_pairs(
                 text,
             )
     try:
-        return Layout.from_pairs(zip(names, quads, strict=True), box_format=box_format, repairs=notes)
+        layout = Layout.from_pairs(zip(names, quads, strict=True), box_format=box_format, repairs=notes)
     except ValueError as exc:
         raise LayoutParseError(str(exc), text) from None
+    for obj in layout.objects:  # 2. a box no generator can draw (5e-324 wide)
+        if obj.box.x2 - obj.box.x1 < MIN_BOX_SIDE or obj.box.y2 - obj.box.y1 < MIN_BOX_SIDE:
+            raise LayoutParseError(
+                f"{_q(obj.name)}: the box {_q(obj.box.as_list())} has (almost) no area; give each box at least "
+                f"{MIN_BOX_SIDE:.3f} of the image a side",
+                text,
+            )
+    return layout
 
 
 # -- layout internals -------------------------------------------------------------------------
@@ -481,9 +497,19 @@ def _as_object(item: dict[str, Any]) -> tuple[str, list[Any]] | None:
     lowered = {str(k).lower(): v for k, v in item.items()}
     name = next((lowered[k] for k in _NAME_KEYS if isinstance(lowered.get(k), str)), None)
     box = next((lowered[k] for k in _BOX_KEYS if isinstance(lowered.get(k), list)), None)
+    if box is not None and name is None:
+        given = next((lowered[k] for k in _NAME_KEYS if k in lowered), None)
+        if given is not None:  # a JSON object with a box and a name that is not text: ask again
+            raise LayoutParseError(f"an object's name is {_q(given)}, not text; give each object a \"name\" string")
     if name is None or box is None:
         return None
     return name, list(box)
+
+
+def _visible(name: str) -> bool:
+    """Whether a name shows anything: a letter, a digit or a symbol (not only zero-width,
+    control or combining characters)."""
+    return any(unicodedata.category(c)[0] in "LNS" for c in name)
 
 
 def _all_numbers(values: list[Any]) -> bool:

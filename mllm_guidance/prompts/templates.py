@@ -151,7 +151,8 @@ def _load_templates(directory: str | None, stamp: tuple[tuple[str, int], ...]) -
     for step in STEP_NAMES:
         texts = {}
         for filename in (f"{step}.txt", f"{step}.examples.json"):
-            if user is not None and (user / filename).is_file():
+            if user is not None and ((user / filename).exists() or (user / filename).is_symlink()):
+                # read_user_text refuses what is not a regular file (a FIFO, /dev/zero) in one line
                 texts[filename] = read_user_text(user / filename, "template")
                 overridden.append(filename)
             else:

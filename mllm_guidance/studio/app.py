@@ -16,10 +16,9 @@ directory under the runs root (a plan's under ``plans/``, kept apart from the ru
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import queue
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,14 @@ from gradio_image_annotation import image_annotator
 from mllm_guidance.api import aguide, aplan, default_run_dir
 from mllm_guidance.config import make_config
 from mllm_guidance.errors import GuidanceError, InputError
-from mllm_guidance.eval.runner import RESULTS, read_results
 from mllm_guidance.events import event_line
 from mllm_guidance.layout import Layout
 from mllm_guidance.review import ReviewDecision
 from mllm_guidance.run import PendingReview
 from mllm_guidance.studio.paths import bench_dirs, inside, run_dirs
+from mllm_guidance.studio.views import _short, bench_view, read_record, run_view
 
+logger = logging.getLogger("mllm_guidance.studio")
 #: Page styles: tables keep words whole (a wide table scrolls), pictures are never cropped.
 STUDIO_CSS = """
 #bench-summary table, #run-info table { display:block; overflow-x:auto; }
@@ -86,7 +86,8 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
             planned = asyncio.run(aplan(prompt, mllm_spec or mllm, config=base, run_dir=new_run_dir(prompt, plan=True),
                                         mllm_options=mllm_options))
         except (GuidanceError, OSError) as exc:
-            message = str(exc) if isinstance(exc, GuidanceError) else f"{exc.strerror or exc}"
+            message = " ".join((str(exc) if isinstance(exc, GuidanceError) else f"{exc.strerror or exc}").split())
+            logger.warning("studio: plan failed: %s", message)
             gr.Warning(f"Plan failed: {message}")
             return gr.update(), gr.update(), gr.update(), f"**Plan failed:** {message}"
         from PIL import Image
@@ -158,7 +159,7 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
                         log.append(line)
                     yield gallery, "\n".join(log), None, ""
                 elif kind == "error":
-                    raise gr.Error(str(item))
+                    raise user_error(item) if isinstance(item, GuidanceError) else gr.Error(str(item))
                 else:
                     result = item
                     if isinstance(result, PendingReview):
@@ -177,56 +178,25 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
     # -- Runs -----------------------------------------------------------------------------------
 
     def open_run(name: str) -> tuple[list[tuple[str, str]], str]:
-        path = inside(runs_root, name, "run")
-        record = json.loads((path / "run.json").read_text(encoding="utf-8"))
-        gallery = [(str(path / r["image"]["path"]), f"round {r['index']}: {r.get('score')}/5") for r in record["rounds"]]
-        u = record["usage"]
-        rows = "\n".join(f"| {r['index']} | {r.get('score')} | {(r.get('reasoning') or '').replace('|', '/')[:160]} |"
-                         for r in record["rounds"])
-        text = (f"**{record['prompt']}**  \nbest round {record['best_round']}, score {record['score']}/5, "
-                f"stop: {record['stop_reason']}  \n{u['mllm_calls']} MLLM calls, {u['generator_calls']} renders, "
-                f"tokens {u['input_tokens']} in / {u['output_tokens']} out, cost "
-                f"{'unknown' if u.get('estimated_cost_usd') is None else '$%.4f' % u['estimated_cost_usd']}\n\n"
-                f"| round | score | reasoning |\n|---|---|---|\n{rows}")
-        return gallery, text
+        return run_view(runs_root, name)
 
     def rerun(name: str, generator_spec: str) -> tuple[list[tuple[str, str]], str]:
         path = inside(runs_root, name, "run")
-        record = json.loads((path / "run.json").read_text(encoding="utf-8"))
+        record = read_record(path, name)
         try:
             result = asyncio.run(aguide(record["prompt"], mllm=f"replay:{path}", generator=generator_spec or generator,
                                         config={**record["config"], "seed": record["seed"]},
                                         run_dir=new_run_dir(record["prompt"]), generator_options=generator_options))
         except GuidanceError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc) from None
+        except (KeyError, TypeError):
+            raise user_error(InputError(f"run {_short(name)}: its run.json is not a run record this version reads")) from None
         return open_run(Path(result.run_dir).name)
 
     # -- Bench ----------------------------------------------------------------------------------
 
     def open_bench(names: list[str] | str | None, failed_only: bool, lowest_first: bool) -> tuple[str, list[tuple[str, str]]]:
-        picked = names.split(",") if isinstance(names, str) else list(names or [])
-        dirs = [inside(bench_root, n, "benchmark") for n in picked if n.strip()]
-        if not dirs:
-            raise gr.Error("pick one or more benchmark directories")
-        parts, by_prompt = [], {}
-        for d in dirs:
-            records = read_results(d / RESULTS)
-            if not records:
-                raise gr.Error(f"{d.name} has no results.jsonl")
-            summary = (d / "summary.md").read_text(encoding="utf-8") if (d / "summary.md").exists() else ""
-            scores = Counter(r.get("final_score") for r in records if r.get("status") == "ok")
-            bars = " ".join(f"{s}: {'█' * scores.get(s, 0)} {scores.get(s, 0)}" for s in range(1, 6))
-            parts.append(f"### {d.name}\n{summary}\n\nfinal scores — {bars}")
-            for r in records:
-                by_prompt.setdefault(r["key"], []).append((d, r))
-        rows = list(by_prompt.values())
-        if failed_only:
-            rows = [row for row in rows if any(r.get("status") != "ok" for _, r in row)]
-        if lowest_first:
-            rows.sort(key=lambda row: min((r.get("final_score") or 0) for _, r in row))
-        gallery = [(str(d / r["image"]), f"{d.name} · {r['key']} · {r.get('final_score')}/5")
-                   for row in rows[:24] for d, r in row if r.get("status") == "ok" and r.get("image")]
-        return "\n\n".join(parts), gallery
+        return bench_view(bench_root, names, failed_only, lowest_first)
 
     with gr.Blocks(title="mllm-guidance studio") as app:
         gr.Markdown("# mllm-guidance studio\nPlan the boxes, move them, and watch the loop draw, judge and redesign.")
@@ -294,6 +264,13 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
     return app
 
 
+def user_error(exc: GuidanceError) -> gr.Error:
+    """A user's mistake as the page's one-line error toast, and one line in the terminal (no traceback)."""
+    message = " ".join(str(exc).split())
+    logger.warning("studio: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 def _errors(fn: Any) -> Any:
     """Our errors as the page's error toast, not a traceback."""
 
@@ -301,7 +278,7 @@ def _errors(fn: Any) -> Any:
         try:
             return fn(*args)
         except GuidanceError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc) from None
 
     return wrapped
 

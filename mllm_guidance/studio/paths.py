@@ -10,15 +10,25 @@ from mllm_guidance.errors import InputError
 
 
 def inside(root: Path, name: str, what: str) -> Path:
-    """``root / name`` resolved, or an ``InputError`` when it leads outside ``root``."""
+    """``root / name`` resolved, or an ``InputError`` when it leads outside ``root`` or cannot be a
+    name (a NUL byte, a link loop); the message names the root by its kind, not its absolute path."""
     root = root.resolve()
     name = (name or "").strip()
     if not name:
-        raise InputError(f"give a {what} name under {root}")
-    path = (root / name).resolve()
+        raise InputError(f"give a {what} name")
+    if "\0" in name:
+        raise InputError(f"a {what} name cannot hold a NUL character")
+    try:
+        path = (root / name).resolve()
+    except (OSError, RuntimeError):  # a link loop, a name too long
+        raise InputError(f"{_short(name)} is not a usable {what} name") from None
     if path != root and root not in path.parents:
-        raise InputError(f"{name!r} is outside the studio's {what} root {root}; give a name inside it")
+        raise InputError(f"{_short(name)} is outside the studio's {what} directory; give a name inside it")
     return path
+
+
+def _short(name: str, limit: int = 60) -> str:
+    return repr(name) if len(name) <= limit else repr(name[:limit]) + "..."
 
 
 def run_dirs(root: Path) -> list[str]:

@@ -242,7 +242,12 @@ def make_instancediffusion_clone(root: Path) -> Path:
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(4, 4, 3, padding=1)
     torch.save(conv.state_dict(), root / "pretrained" / "SD_v1_5_input_conv_weight_bias.pth")
-    torch.save({"model": {f"first.{k}": v for k, v in conv.state_dict().items()}},
+    from omegaconf import OmegaConf
+
+    # as the released checkpoint: the weights and the training config, an OmegaConf object (which
+    # torch >= 2.6 refuses to unpickle unless told weights_only=False)
+    torch.save({"model": {f"first.{k}": v for k, v in conv.state_dict().items()},
+                "config": OmegaConf.create({"model": {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel"}})},
                root / "pretrained" / "instancediffusion_sd15.pth")
     return root
 

@@ -107,8 +107,14 @@ def test_instancediffusion_standin_fails_where_theirs_does(instance_clone, tmp_p
         meta = {"prompt": "a cat", "locations": [[0.1, 0.1, 0.5, 0.5]]}
         with pytest.raises(NameError, match="return_att_masks"):
             inference.get_model_inputs(meta, None, inference.TextEncoder(), None, None, None, {}, inference.GroundingNetInput())
-        with pytest.raises(FileNotFoundError):  # relative to the working directory, which is not the clone
-            inference.load_model_ckpt(str(instance_clone / "pretrained" / "instancediffusion_sd15.pth"), inference.args, "cpu")
+        ckpt = str(instance_clone / "pretrained" / "instancediffusion_sd15.pth")
+        # torch >= 2.6 refuses the checkpoint's OmegaConf config (issue 20, item 12), as with theirs
+        with pytest.raises(Exception, match="weights_only"):
+            inference.load_model_ckpt(ckpt, inference.args, "cpu")
+        from mllm_guidance.backends.instancediffusion import checkpoint_from_checkout
+
+        with checkpoint_from_checkout(str(instance_clone), ckpt), pytest.raises(FileNotFoundError):
+            inference.load_model_ckpt(ckpt, inference.args, "cpu")  # test_config: relative to the working directory
         with pytest.raises(FileNotFoundError, match="pretrained/SD_v1_5_input_conv_weight_bias.pth"):
             inference.UNetModel(64, 4).restore_first_conv_from_SD()
     finally:
@@ -152,6 +158,30 @@ def test_instancediffusion_runs_their_code_in_a_worker_with_its_quirks_handled(i
     assert os.getcwd() == str(elsewhere) and sys.path == path_before
     assert "inference" not in sys.modules and not (set(sys.modules) - modules_before) & {"inference", "ldm", "utils"}
     assert files_under(elsewhere) == {}
+
+
+def test_instancediffusion_checkpoint_loads_only_from_the_users_checkout(instance_clone, standin_log, tmp_path, generators):
+    """Issue 20, item 12: the OmegaConf-carrying checkpoint loads inside the checkout (the worker
+    test above), is refused outside it before any worker starts, and the worker can run on the
+    Python of the user's own environment."""
+    import shutil
+
+    from mllm_guidance.backends.instancediffusion import checkpoint_from_checkout
+
+    outside = tmp_path / "elsewhere.pth"
+    shutil.copy(instance_clone / "pretrained" / "instancediffusion_sd15.pth", outside)
+    with pytest.raises(BackendError, match="outside your checkout .*weights_only=False"):
+        InstanceDiffusionGenerator(model=str(outside), device="cpu")
+    with pytest.raises(BackendError, match="outside the checkout"), checkpoint_from_checkout(str(instance_clone), str(outside)):
+        pass
+    with checkpoint_from_checkout(str(instance_clone), str(instance_clone / "pretrained" / "instancediffusion_sd15.pth")):
+        with pytest.raises(Exception, match="weights_only"):
+            torch.load(outside)  # any other file keeps torch's safe default
+    with pytest.raises(BackendError, match="worker's python .* is not an executable file"):
+        InstanceDiffusionGenerator(device="cpu", python=str(tmp_path / "nope" / "python"))
+    gen = InstanceDiffusionGenerator(device="cpu", python=sys.executable)  # another interpreter: only our package is linked in
+    generators.append(gen)
+    assert gen.generate(GenerationRequest(prompt="a cat and a dog", layout=LAYOUT, seed=1, width=512, height=512)).image.size == (512, 512)
 
 
 def test_instancediffusion_missing_code_weights_or_gpu(tmp_path, monkeypatch, instance_clone):

@@ -211,3 +211,141 @@ def test_a_review_pause_shows_as_an_interrupt_and_a_command_resumes_it(langgraph
     assert [p.name for p in runs.iterdir()] == [run_dir.name]  # paused and continued in one directory
     assert (run_dir / "review-0.png").exists() and (run_dir / "final.png").exists()
     assert json.loads((run_dir / "run.json").read_text())["reviews"][0]["action"] == "edit"
+
+
+# --- issue 20: the server's runs go through the run layer ------------------------------------------------
+
+
+def test_a_template_set_the_config_cannot_use_is_refused_before_any_call(operator, monkeypatch, tmp_path):
+    """Item 1: the same check as the Python API, before any call and before a run directory exists."""
+    from mllm_guidance.server import ServerContext, graph
+
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "align.txt").write_text("Align it.\n=== request ===\nPrompt: $prompt\n")
+    monkeypatch.setenv("MLLM_GUIDANCE_CONFIG", json.dumps({"templates_dir": str(tmp_path / "tpl")}))
+    with pytest.raises(ConfigError, match="no '=== empty answer ===', '=== evaluation ===', '=== layout ===' block"):
+        graph.invoke({"prompt": PROMPT}, context=ServerContext())
+    assert not operator.exists() or not list(operator.iterdir())
+
+
+def test_every_server_run_is_set_up_by_the_run_layer(operator):
+    """Item 1: spec.json (the RunSpec) is written before the first step, with the server's thread id;
+    the guidance graph's nodes get a Context only, so no setup can run inside them."""
+    from mllm_guidance import build_graph
+    from mllm_guidance.context import Context
+    from mllm_guidance.server import ServerContext, graph
+
+    out = graph.invoke({"prompt": PROMPT, "seed": 0}, {"configurable": {"thread_id": "thread-a"}}, context=ServerContext())
+    spec = json.loads((Path(out["run_dir"]) / "spec.json").read_text())
+    assert spec["thread_id"] == "thread-a" and spec["prompt"] == PROMPT and spec["seed"] == 0
+    assert "on_finish" not in Context.__dataclass_fields__  # evidence is the run layer's, not a node's
+    with pytest.raises(ConfigError, match="context=Context"):
+        build_graph().invoke({"prompt": PROMPT}, context=ServerContext())
+
+
+def test_a_negative_seed_is_refused(operator):
+    """Item 13: the input schema says seed >= 0, and the server holds to it."""
+    from mllm_guidance.server import ServerContext, graph
+
+    with pytest.raises(Exception, match="seed"):
+        graph.invoke({"prompt": PROMPT, "seed": -1}, context=ServerContext())
+    assert not operator.exists() or not list(operator.iterdir())
+
+
+@pytest.fixture
+def langgraph_dev_plan_align(tmp_path):
+    yield from start_dev(tmp_path, MLLM_GUIDANCE_CONFIG=json.dumps({"review": "plan+align"}))
+
+
+def pauses(client, thread):
+    state = client.threads.get_state(thread)
+    return [i for task in state["tasks"] for i in task["interrupts"]]
+
+
+def test_a_bad_decision_is_refused_unsaved_and_replay_continues_in_order(langgraph_dev_plan_align):
+    """Items 2 and 3: a bad decision (an edit without objects, a 5 MB string) is refused with a short
+    message and the run stays paused; the next valid one continues. Approving every pause replays
+    the recording's answers in order (reason scores 3, 4, 5, stop good), as the Python resume does."""
+    from langgraph_sdk import get_sync_client
+
+    base, runs, server = langgraph_dev_plan_align
+    client = get_sync_client(url=base)
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "mllm_guidance", input={"prompt": PROMPT, "seed": 0})
+    [pause] = pauses(client, thread)
+    assert pause["value"]["stage"] == "plan"
+    bad = client.runs.wait(thread, "mllm_guidance", command={"resume": {"action": "edit", "layout": {"objects": []}}},
+                           raise_error=False)
+    assert "no objects" in json.dumps(bad), bad
+    [still] = pauses(client, thread)
+    assert still["value"]["stage"] == "plan"
+    huge = client.runs.wait(thread, "mllm_guidance", command={"resume": {"action": "edit", "layout": "x" * 5_000_000}},
+                            raise_error=False)
+    assert len(json.dumps(huge)) < 2000 and "characters" in json.dumps(huge), str(huge)[:3000]
+    done = None
+    for _ in range(10):
+        done = client.runs.wait(thread, "mllm_guidance", command={"resume": {"action": "approve"}})
+        if not pauses(client, thread):
+            break
+    assert done["stop_reason"] == "good", done
+    assert [r["score"] for r in done["rounds"]] == [3, 4, 5]
+    assert len(list(runs.iterdir())) == 1
+    server.terminate()
+    assert "x" * 10_000 not in server.stdout.read()  # the 5 MB decision is not echoed into the log either
+
+
+def test_a_thread_cannot_continue_another_threads_run(langgraph_dev_with_review):
+    """Item 4: a client that writes another run's directory into its thread state is refused, and
+    nothing is written into that directory."""
+    from langgraph_sdk import get_sync_client
+
+    base, runs, _ = langgraph_dev_with_review
+    client = get_sync_client(url=base)
+    victim, attacker = client.threads.create()["thread_id"], client.threads.create()["thread_id"]
+    client.runs.wait(victim, "mllm_guidance", input={"prompt": PROMPT, "seed": 0})
+    [victim_dir] = list(runs.iterdir())
+    before = sorted(p.name for p in victim_dir.iterdir())
+    client.runs.wait(attacker, "mllm_guidance", input={"prompt": PROMPT, "seed": 1})
+    assistant = client.assistants.search(graph_id="mllm_guidance")[0]["assistant_id"]
+    nodes = [n["id"] for n in client.assistants.get_graph(assistant)["nodes"] if not n["id"].startswith("__")]
+    answers = []
+    for node in nodes:  # whichever step the client claims to be, its run_dir is not honoured
+        client.threads.update_state(attacker, {"run_dir": str(victim_dir)}, as_node=node)
+        answers.append(client.runs.wait(attacker, "mllm_guidance", command={"resume": {"action": "approve"}},
+                                        raise_error=False))
+    assert sorted(p.name for p in victim_dir.iterdir()) == before, answers
+    assert not (victim_dir / "run.json").exists()
+
+
+def test_extra_context_keys_are_ignored_as_security_md_says(langgraph_dev):
+    """Item 13: `langgraph dev` drops context keys its schema does not list; SECURITY.md says so, and
+    such a key changes nothing (the run is in the runs root, on the operator's backends)."""
+    from langgraph_sdk import get_sync_client
+
+    base, runs, _ = langgraph_dev
+    client = get_sync_client(url=base)
+    out = client.runs.wait(client.threads.create()["thread_id"], "mllm_guidance", input={"prompt": PROMPT},
+                           context={"runs_dir": "/tmp", "templates_dir": "/etc", "mllm_base_url": "http://127.0.0.1:9"})
+    assert Path(out["run_dir"]).parent == runs.resolve() and out["stop_reason"] == "good"
+    security = (ROOT / "SECURITY.md").read_text()
+    assert "is ignored: `langgraph dev` drops keys" in security and "refused by the context schema" not in security
+
+
+def test_no_password_in_the_langgraph_dev_log(tmp_path):
+    """Item 8: the operator's MLLM URL holds credentials; httpx's request lines in `langgraph dev`'s
+    log show it masked."""
+    from langgraph_sdk import get_sync_client
+
+    answer = (200, openai_completion("Objects:\n- a man [0.1, 0.4, 0.5, 0.95]\n- a tree [0.4, 0.05, 0.95, 0.9]"))
+    with StubServer(lambda path, body: answer) as own:
+        url = own.url.replace("http://", "http://operator:pa55-word-9931@") + "/v1"
+        for base, runs, server in start_dev(tmp_path, MLLM_GUIDANCE_MLLM="openai:gpt-4o", MLLM_GUIDANCE_MLLM_BASE_URL=url,
+                                            OPENAI_API_KEY="sk-operator-key-00000000000000",
+                                            MLLM_GUIDANCE_CONFIG=json.dumps({"mode": "place", "self_correct": False})):
+            client = get_sync_client(url=base)
+            out = client.runs.wait(client.threads.create()["thread_id"], "mllm_guidance", input={"prompt": PROMPT})
+            assert out["stop_reason"] == "rendered", out
+            server.terminate()
+            log = server.stdout.read()
+    assert own.requests and "HTTP Request" in log, log[-3000:]
+    assert "pa55-word-9931" not in log and "sk-operator-key" not in log

@@ -171,3 +171,40 @@ def test_concurrent_calls_share_one_tiny_gligen_and_wait_their_turn(tmp_path):
                      run_dir=tmp_path / f"lone{seed}")
         assert base64.b64decode(r.content[1].data) == lone.image_path.read_bytes()
     assert len(list((tmp_path / "runs").iterdir())) == 2  # keep_runs
+
+
+def test_pruning_never_removes_a_run_in_flight(tmp_path):
+    """Issue 20, item 7: a long run outlives newer ones; pruning removes only finished runs, and
+    --keep-runs below --max-concurrent is refused."""
+    import threading
+
+    from mllm_guidance.errors import ConfigError
+    from tests.fakes import CountingGenerator
+
+    with pytest.raises(ConfigError, match="--keep-runs 1 is below --max-concurrent 4"):
+        create_server(mllm=planner(), generator="sketch", runs_dir=tmp_path / "r0", max_concurrent=4, keep_runs=1)
+
+    release = threading.Event()
+
+    class SlowOnTheLongPrompt(RecordingChatModel):
+        def _generate(self, messages, stop=None, run_manager=None, **kw):
+            if "a long one" in str(messages[-1].content):
+                assert release.wait(60), "the long run was never released"
+            return super()._generate(messages, stop, run_manager, **kw)
+
+    model = SlowOnTheLongPrompt(replies={"place": [PLACE] * 5, "reason": [score(5)] * 5})
+    server = create_server(mllm=model, generator=CountingGenerator(), config={"self_correct": False},
+                           runs_dir=tmp_path / "runs", max_concurrent=2, keep_runs=2)
+
+    async def go():
+        async with create_connected_server_and_client_session(server._mcp_server) as client:
+            long = asyncio.create_task(client.call_tool("generate_image", {"prompt": "a long one: " + PROMPT}))
+            await asyncio.sleep(0.5)  # its run directory exists before the quick ones start
+            quick = [await client.call_tool("generate_image", {"prompt": PROMPT, "seed": s}) for s in (2, 3, 4)]
+            release.set()
+            return await long, quick
+
+    long, quick = asyncio.run(go())
+    assert [r.isError for r in quick] == [False, False, False]
+    assert not long.isError, long.content
+    assert len(list((tmp_path / "runs").iterdir())) == 2

@@ -384,3 +384,24 @@ def test_a_reply_is_cleaned_before_it_is_sent_back():
     cleaned = clean_reply(reply)
     cleaned.encode("utf-8")  # strict UTF-8, as HTTP clients encode requests
     assert cleaned.startswith("Objects:\n- a \ufffd cat") and len(cleaned) < MAX_ANSWER_CHARS + 20
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("Objects:\n- a cat [0.9, 0.9, 0.1, 0.1]", "out of order"),  # swapped corners or x/y/w/h: ask again
+    ('{"objects": [{"name": "a cat", "box": [5e-324, 0, 1e-320, 5e-324]}]}', "no.* area"),
+    ("Objects:\n- \u200b\u200b\u200b [0.1, 0.1, 0.5, 0.5]", "no object description"),
+    ('{"objects": [{"name": 5, "box": [0.1, 0.1, 0.5, 0.5]}]}', "name is '5', not text"),
+])
+def test_parser_oddities_are_readable_parse_errors(answer, message):
+    """Issue 20, item 11: each once passed silently (a corner sliver, a zero-area box, an invisible
+    name, the JSON text read as a name); each is now a parse error the model gets back."""
+    from mllm_guidance.errors import LayoutParseError
+
+    with pytest.raises(LayoutParseError, match=message) as refused:
+        parse_layout(answer)
+    assert len(str(refused.value)) < 300
+
+
+def test_x_y_w_h_is_still_read_where_swapped_corners_cannot_explain_it():
+    layout = parse_layout("Objects:\n- a cat [0.6, 0.2, 0.3, 0.4]\n- a dog [0.1, 0.5, 0.3, 0.3]")
+    assert layout.objects[0].box.as_list() == pytest.approx([0.6, 0.2, 0.9, 0.6])

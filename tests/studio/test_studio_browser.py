@@ -172,7 +172,7 @@ def test_open_a_run_and_a_benchmark(studio, page):
     page.locator("#bench-dirs input").first.fill("../..")
     page.locator("#bench-dirs input").first.press("Enter")
     page.click("#open-bench")
-    page.get_by_text("outside the studio's benchmark root").first.wait_for()
+    page.get_by_text("outside the studio's benchmark directory").first.wait_for()
 
 
 def test_a_failed_plan_says_why(studio, page):
