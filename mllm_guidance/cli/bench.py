@@ -184,7 +184,7 @@ def score(
     if not names:
         raise InputError("--scorer: name at least one scorer")
     with lock.exclusive(out):
-        built = build_scorers(names, scorer_options(options, MllmOptions().timeout, 8))  # every model loads first
+        built = build_scorers(names, scorer_options(options, MllmOptions(), 8))  # every model loads first
         _say_notices(built)
         records = read_results(out / RESULTS)
         records = score_records(out, records, built)
