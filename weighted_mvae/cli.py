@@ -63,7 +63,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Where the checkpoint, errors.json and grid.png go."),
     epochs: int = typer.Option(None, "--epochs", help="Override the chosen number of epochs."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-X
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads; 1 (the default) is fastest for these small nets on a busy machine."),
 ) -> None:
     """Train one model with progress; write model.pt, errors.json and (image data) grid.png."""
     if data not in DATA_CHOICES:
