@@ -11,10 +11,14 @@ unnamed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import json
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,12 +53,36 @@ def load_records(out: Path, table: Table) -> list[dict[str, Any]]:
     return records
 
 
-def run_table(number: str, runs: int, out: Path, *, data_dir: str | None = None, device: str = "cpu",
-              settings: Any = None, rows: tuple[str, ...] | None = None,
-              progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Train and evaluate every (row, run) not yet in ``out``; returns all records of the table."""
+@functools.lru_cache(maxsize=2)
+def _source(dataset: str, data_dir: str | None) -> Any:
     from weighted_mvae.data import load_image_labels
-    from weighted_mvae.train import default_settings, run_once
+
+    return None if dataset == "gaussian" else load_image_labels(dataset, data_dir)
+
+
+def _one(number: str, row: str, run: int, settings: Any, data_dir: str | None, device: str) -> dict[str, Any]:
+    """One (row, run): train, evaluate, and the record that goes into the runs file."""
+    from weighted_mvae.train import run_once
+
+    table = get_table(number)
+    _, metrics, history = run_once(table.dataset, table.expert, row, run, settings,
+                                   source=_source(table.dataset, data_dir), device=device)
+    return {"row": row, "run": run, "metrics": metrics, "seconds": round(history["seconds"], 3),
+            "final_weights": history["weights"][-1]}
+
+
+def _worker_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_table(number: str, runs: int, out: Path, *, data_dir: str | None = None, device: str = "cpu",
+              settings: Any = None, rows: tuple[str, ...] | None = None, jobs: int = 1, threads: int = 1,
+              progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Train and evaluate every (row, run) not yet in ``out``; returns all records of the table.
+    ``jobs`` > 1 trains that many runs at once in worker processes of ``threads`` torch threads each."""
+    from weighted_mvae.train import default_settings
 
     table = get_table(number)
     settings = settings or default_settings(table.dataset)
@@ -65,23 +93,27 @@ def run_table(number: str, runs: int, out: Path, *, data_dir: str | None = None,
     if settings_file.exists() and json.loads(settings_file.read_text()) != wanted:
         raise ReproduceError(f"{out} holds table {table.number} runs made with other settings; use another --out")
     settings_file.write_text(json.dumps(wanted, indent=1) + "\n")
-    source = None if table.dataset == "gaussian" else load_image_labels(table.dataset, data_dir)
+    _source(table.dataset, data_dir)  # a data error shows before any training
     records = load_records(out, table)
     done = {(r["row"], r["run"]) for r in records}
     todo = [(row, run) for run in range(runs) for row in (rows or table.rows) if (row, run) not in done]
     started = time.perf_counter()
-    with _runs_file(out, table).open("a") as sink:
-        for k, (row, run) in enumerate(todo):
-            _, metrics, history = run_once(table.dataset, table.expert, row, run, settings, source=source, device=device)
-            record = {"row": row, "run": run, "metrics": metrics, "seconds": round(history["seconds"], 3),
-                      "final_weights": history["weights"][-1]}
+    args = [(table.number, row, run, settings, data_dir, device) for row, run in todo]
+    with _runs_file(out, table).open("a") as sink, contextlib.ExitStack() as stack:
+        if jobs > 1 and len(todo) > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                           initializer=_worker_threads, initargs=(threads,)))
+            results = (f.result() for f in as_completed([pool.submit(_one, *a) for a in args]))
+        else:
+            results = (_one(*a) for a in args)
+        for k, record in enumerate(results):
             sink.write(json.dumps(record) + "\n")
             sink.flush()
             records.append(record)
             if progress:
                 elapsed = time.perf_counter() - started
-                progress(f"table {table.number} run {run + 1}/{runs} {row}: "
-                         + " ".join(f"{m}={v:.4f}" for m, v in metrics.items())
+                progress(f"table {table.number} run {record['run'] + 1}/{runs} {record['row']}: "
+                         + " ".join(f"{m}={v:.4f}" for m, v in record["metrics"].items())
                          + f"  [{k + 1}/{len(todo)}, {elapsed:.0f}s]")
     return records
 

@@ -117,6 +117,7 @@ def run_once(dataset: str, expert: str, weighting_name: str, seed: int, settings
         test_data = gaussian_modalities(settings.test_size, seed=999_999)
     else:
         train_data, test_data = split(source, settings.train_size, settings.test_size, seed)
+    torch.manual_seed(seed)  # the initial weights: one seed makes the whole run
     model = make_model(dataset, expert, settings)
     weighting = make_weighting(weighting_name, model.names)
     history = train(model, train_data, weighting, settings, seed=seed, device=device, progress=progress)

@@ -118,3 +118,14 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_jobs_give_the_same_records_as_one_process(tmp_path):
+    settings = default_settings("gaussian", epochs=1, train_size=300, test_size=200)
+    rows = ("equal", "m3-x2")
+    alone = run_table("3.2", 2, tmp_path / "a", settings=settings, rows=rows)
+    pooled = run_table("3.2", 2, tmp_path / "b", settings=settings, rows=rows, jobs=2)
+    key = lambda r: (r["row"], r["run"])  # noqa: E731
+    assert [key(r) for r in sorted(alone, key=key)] == [key(r) for r in sorted(pooled, key=key)]
+    for a, b in zip(sorted(alone, key=key), sorted(pooled, key=key)):  # thread counts may differ: float noise only
+        assert a["metrics"] == pytest.approx(b["metrics"], rel=1e-3)
