@@ -6,8 +6,11 @@ summing to 1 as the thesis normalises them), and returns the joint Gaussian ``(m
 
 - ``poe``: product of experts with the prior expert N(0, I) (Wu & Goodman's MVAE; eqs. 3.3-3.5).
 - ``gpoe``: generalised PoE (Cao & Fleet; eqs. 3.10-3.12): expert i raised to a_i. Where the thesis is
-  silent we chose: the weights are rescaled to *average* 1 (a_i * M), so equal weights are exactly PoE;
-  the prior expert keeps weight 1 (it is not a modality and has no reliability).
+  silent we chose: the weights of the *observed* experts are renormalised and rescaled to average 1
+  (a_i * M / sum a), so equal weights are exactly PoE and a single observed modality is unweighted;
+  the prior expert keeps weight 1 (it is not a modality and has no reliability). Why renormalise:
+  with one fixed exponent per modality in every ELBO term, a_i * T_i is only a change of scale of
+  encoder i's variance, which training absorbs, and fixed weighting would do nothing at all.
 - ``moe``: mixture of experts built as the thesis does (eqs. 3.7-3.9): row n of the batch takes
   expert i's mu and Sigma for the i-th 1/M share of the rows, in order.
 - ``gmoe``: the weighted form (eqs. 3.13-3.14, figure 3.1): modality i supplies the rows
@@ -24,8 +27,7 @@ RULES = ("poe", "gpoe", "moe", "gmoe")
 _EPS = 1e-8
 
 
-def _as_weights(weights: torch.Tensor | Sequence[float] | None, count: int, like: torch.Tensor,
-                normalise: bool = True) -> torch.Tensor:
+def _as_weights(weights: torch.Tensor | Sequence[float] | None, count: int, like: torch.Tensor) -> torch.Tensor:
     if weights is None:
         return torch.full((count,), 1.0 / count, dtype=like.dtype, device=like.device)
     w = torch.as_tensor(weights, dtype=like.dtype, device=like.device)
@@ -33,19 +35,14 @@ def _as_weights(weights: torch.Tensor | Sequence[float] | None, count: int, like
         raise ValueError(f"expected {count} weights, one per observed modality, got shape {tuple(w.shape)}")
     if bool((w < 0).any()) or float(w.sum()) <= 0:
         raise ValueError(f"weights must be non-negative with a positive sum, got {w.tolist()}")
-    return w / w.sum() if normalise else w
+    return w / w.sum()
 
 
 def gpoe(mus: Sequence[torch.Tensor], logvars: Sequence[torch.Tensor],
-         weights: torch.Tensor | Sequence[float] | None = None, *, total: int | None = None,
-         prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Precision-weighted product: mu = sum(mu_i a_i T_i) / sum(a_i T_i), Sigma = 1 / sum(a_i T_i).
-
-    The exponents are a_i * M. With ``total=None`` the given weights are normalised over the given
-    experts and M is their count. For a subset of a model's modalities pass the full set's (sum-1)
-    weights of the observed ones and ``total`` = the full count: a modality's reliability is then
-    the same in every sub-sampled ELBO term (our choice; the thesis is silent on subsets)."""
-    w = _as_weights(weights, len(mus), mus[0], normalise=total is None) * (total or len(mus))
+         weights: torch.Tensor | Sequence[float] | None = None, *, prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Precision-weighted product: mu = sum(mu_i a_i T_i) / sum(a_i T_i), Sigma = 1 / sum(a_i T_i),
+    with a_i the given weights normalised to sum M (the number of given experts)."""
+    w = _as_weights(weights, len(mus), mus[0]) * len(mus)
     precision = torch.zeros_like(mus[0])
     weighted_mu = torch.zeros_like(mus[0])
     if prior:  # N(0, I): precision 1, mean 0
@@ -59,8 +56,7 @@ def gpoe(mus: Sequence[torch.Tensor], logvars: Sequence[torch.Tensor],
 
 
 def poe(mus: Sequence[torch.Tensor], logvars: Sequence[torch.Tensor],
-        weights: torch.Tensor | Sequence[float] | None = None, *, total: int | None = None,
-        prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        weights: torch.Tensor | Sequence[float] | None = None, *, prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The classic product of experts with the prior expert (weights are ignored)."""
     return gpoe(mus, logvars, None, prior=prior)
 
@@ -76,11 +72,10 @@ def row_owners(rows: int, weights: torch.Tensor | Sequence[float] | None, count:
 
 
 def gmoe(mus: Sequence[torch.Tensor], logvars: Sequence[torch.Tensor],
-         weights: torch.Tensor | Sequence[float] | None = None, *, total: int | None = None,
-         prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+         weights: torch.Tensor | Sequence[float] | None = None, *, prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mixture by row shares: row n of the result is expert owner(n)'s row n. The shares
-    are the weights renormalised over the observed experts (a mixture sums to 1); ``total`` and
-    ``prior`` are accepted for one signature: a mixture has no prior expert."""
+    are the weights renormalised over the observed experts (a mixture sums to 1); ``prior`` is
+    accepted for one signature: a mixture has no prior expert."""
     owners = row_owners(mus[0].shape[0], weights, len(mus), mus[0].device)
     stacked_mu, stacked_lv = torch.stack(list(mus)), torch.stack(list(logvars))
     pick = owners.view(1, -1, 1).expand(1, -1, mus[0].shape[1])
@@ -88,8 +83,7 @@ def gmoe(mus: Sequence[torch.Tensor], logvars: Sequence[torch.Tensor],
 
 
 def moe(mus: Sequence[torch.Tensor], logvars: Sequence[torch.Tensor],
-        weights: torch.Tensor | Sequence[float] | None = None, *, total: int | None = None,
-        prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        weights: torch.Tensor | Sequence[float] | None = None, *, prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The classic mixture: equal 1/M row shares (weights are ignored)."""
     return gmoe(mus, logvars, None, prior=prior)
 
@@ -110,9 +104,8 @@ class Experts:
         self.family = rule.removeprefix("g")
 
     def __call__(self, mus: Sequence[torch.Tensor], logvars: Sequence[torch.Tensor],
-                 weights: torch.Tensor | Sequence[float] | None = None, *,
-                 total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._FUNCS[self.rule](mus, logvars, weights, total=total)
+                 weights: torch.Tensor | Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._FUNCS[self.rule](mus, logvars, weights)
 
     def __repr__(self) -> str:
         return f"Experts({self.rule!r})"

@@ -89,10 +89,10 @@ class MultimodalVAE(nn.Module):
         self.weights.copy_(w / w.sum())
 
     def posterior(self, batch: Mapping[str, torch.Tensor], observed: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z | x_observed) by the expert rule, each modality with its reliability weight."""
+        """q(z | x_observed) by the expert rule, the observed modalities' weights renormalised."""
         idx = [self.names.index(n) for n in observed]
         mus, logvars = zip(*(self.encoders[n](batch[n]) for n in observed))
-        return self.experts(list(mus), list(logvars), self.weights[idx], total=len(self.names))
+        return self.experts(list(mus), list(logvars), self.weights[idx])
 
     def decode(self, z: torch.Tensor, name: str) -> torch.Tensor:
         return self.decoders[name](z)

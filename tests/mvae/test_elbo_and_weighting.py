@@ -166,3 +166,11 @@ def test_weights_change_the_joint_posterior_only_through_the_rule():
     with pytest.raises(ValueError, match="non-negative"):
         model.set_weights([1, -1])
     assert isinstance(Weighting(), Weighting) and Fixed("image", 2).name == "image-x2"
+
+
+def test_a_single_modality_posterior_ignores_the_weights():
+    model = tiny_model()
+    batch = tiny_image_label()
+    alone = model.posterior(batch, ["image"])
+    model.set_weights([3, 1])
+    assert all(torch.equal(a, b) for a, b in zip(alone, model.posterior(batch, ["image"])))

@@ -41,12 +41,10 @@ def test_gpoe_by_hand_and_equal_weights_are_poe():
         assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_gpoe_on_a_subset_keeps_each_modality_reliability():
+def test_gpoe_of_one_expert_is_unweighted():
     (m1, l1) = _gauss(2.0, 1.0)
-    # one observed modality of two, weight 0.75 of the full set: exponent 1.5, precision 1 + 1.5
-    mu, logvar = gpoe([m1], [l1], [0.75], total=2)
-    assert torch.allclose(logvar.exp(), torch.tensor([[1 / 2.5]]))
-    assert torch.allclose(mu, torch.tensor([[2 * 1.5 / 2.5]]))
+    mu, logvar = gpoe([m1], [l1], [0.75])  # renormalised over the observed: exponent 1, precision 1 + 1
+    assert torch.allclose(logvar.exp(), torch.tensor([[0.5]])) and torch.allclose(mu, torch.tensor([[1.0]]))
 
 
 def test_moe_takes_equal_row_shares_in_order():
