@@ -4,8 +4,9 @@ markdown table (thesis value beside each cell, better-than-classic marks, t-test
 Each (row, run) result is appended to ``table-3.X.runs.jsonl`` as soon as it is done, so a killed
 ``reproduce`` resumes at the next unfinished run; its settings are kept beside it and a resume with
 other settings is refused. Run r of every row uses seed r: the same training draw for every row, so
-rows differ by their weighting only. p-values: Welch's two-sided t-test (``scipy.stats.ttest_ind``,
-``equal_var=False``) of a row's N values against the classic row's N values; the thesis's test is
+rows differ by their weighting only. p-values: two-sided t-tests of a row's N values against the
+classic row's: paired by run (``scipy.stats.ttest_rel``) when both rows hold the same runs, which is
+what this design gives, else Welch's (``ttest_ind``, ``equal_var=False``); the thesis's test is
 unnamed.
 """
 
@@ -119,11 +120,13 @@ def run_table(number: str, runs: int, out: Path, *, data_dir: str | None = None,
 
 
 def summarise(records: list[dict[str, Any]], table: Table) -> dict[str, dict[str, dict[str, Any]]]:
-    """row -> metric -> mean, std (n-1), n, values, p (Welch vs the classic row)."""
+    """row -> metric -> mean, std (n-1), n, values, p (vs the classic row: paired by run, else Welch)."""
     from scipy import stats
 
     values: dict[str, dict[str, list[float]]] = {}
+    run_ids: dict[str, list[int]] = {}
     for r in sorted(records, key=lambda r: r["run"]):
+        run_ids.setdefault(r["row"], []).append(r["run"])
         for m in table.metrics:
             values.setdefault(r["row"], {}).setdefault(m, []).append(float(r["metrics"][m]))
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -139,7 +142,10 @@ def summarise(records: list[dict[str, Any]], table: Table) -> dict[str, dict[str
             p = float("nan")
             base = values.get("equal", {}).get(m, [])
             if row != "equal" and n > 1 and len(base) > 1:
-                p = float(stats.ttest_ind(v, base, equal_var=False).pvalue)
+                if run_ids[row] == run_ids["equal"]:
+                    p = float(stats.ttest_rel(v, base).pvalue) if any(a != b for a, b in zip(v, base)) else 1.0
+                else:
+                    p = float(stats.ttest_ind(v, base, equal_var=False).pvalue)
             out[row][m] = {"mean": mean, "std": std, "n": n, "values": v, "p": p}
     return out
 
@@ -225,7 +231,7 @@ def markdown(summary: dict[str, dict[str, dict[str, Any]]], table: Table, runs: 
     n = min((c["n"] for cells in summary.values() for c in cells.values()), default=0)
     lines = [f"# Table {table.number}: {table.expert.upper()} on {table.dataset}", "",
              f"Mean ± std over {n} runs (asked: {runs}); lower is better. **bold** = better than the classic row, "
-             "_italic_ = Welch t-test against the classic row p < 0.05 (p shown); "
+             "_italic_ = two-sided t-test against the classic row (paired by run) p < 0.05 (p shown); "
              + ("the thesis's value in parentheses." if table.thesis else "the thesis's values are not known to the package."),
              "", "| weighting | thesis row | " + " | ".join(table.metrics) + " |",
              "|---|---|" + "---|" * len(table.metrics)]
