@@ -119,6 +119,16 @@ def run_table(number: str, runs: int, out: Path, *, data_dir: str | None = None,
     return records
 
 
+def complete_runs(records: list[dict[str, Any]], table: Table) -> list[dict[str, Any]]:
+    """The records of the runs that every row of the table finished (an interrupted table is then
+    summarised over whole runs, each row over the same training draws)."""
+    rows_of: dict[int, set[str]] = {}
+    for r in records:
+        rows_of.setdefault(r["run"], set()).add(r["row"])
+    done = {run for run, rows in rows_of.items() if set(table.rows) <= rows}
+    return [r for r in records if r["run"] in done] if done else records
+
+
 def summarise(records: list[dict[str, Any]], table: Table) -> dict[str, dict[str, dict[str, Any]]]:
     """row -> metric -> mean, std (n-1), n, values, p (vs the classic row: paired by run, else Welch)."""
     from scipy import stats
@@ -257,7 +267,7 @@ def write_outputs(number: str, runs: int, out: Path) -> dict[str, Path]:
     from weighted_mvae.plots import table_plot
 
     table = get_table(number)
-    summary = summarise(load_records(out, table), table)
+    summary = summarise(complete_runs(load_records(out, table), table), table)
     if not summary:
         raise ReproduceError(f"{out}: no finished runs of table {table.number}")
     paths = {"csv": out / f"table-{table.number}.csv", "md": out / f"table-{table.number}.md",

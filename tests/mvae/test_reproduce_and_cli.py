@@ -130,3 +130,13 @@ def test_jobs_give_the_same_records_as_one_process(tmp_path):
     assert [key(r) for r in sorted(alone, key=key)] == [key(r) for r in sorted(pooled, key=key)]
     for a, b in zip(sorted(alone, key=key), sorted(pooled, key=key)):  # thread counts may differ: float noise only
         assert a["metrics"] == pytest.approx(b["metrics"], rel=1e-3)
+
+
+def test_an_interrupted_table_is_summarised_over_whole_runs():
+    from weighted_mvae.reproduce import complete_runs
+
+    table = TABLES["3.1"]
+    metrics = dict.fromkeys(table.metrics, 0.5)
+    records = [{"row": row, "run": run, "metrics": metrics} for run in (0, 1) for row in table.rows]
+    records += [{"row": "equal", "run": 2, "metrics": metrics}]
+    assert {r["run"] for r in complete_runs(records, table)} == {0, 1}
