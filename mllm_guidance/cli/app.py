@@ -91,7 +91,7 @@ def os_error_line(exc: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 a usage or input error)."""
-    from mllm_guidance.cli import bench, run_commands, serve_generator, tools  # noqa: F401  (registers the commands)
+    from mllm_guidance.cli import bench, mvae, run_commands, serve_generator, tools  # noqa: F401  (registers the commands)
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
