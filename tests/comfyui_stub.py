@@ -24,10 +24,12 @@ import select
 import struct
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.stubs import LocalServer
 
 OBJECT_INFO = json.loads((Path(__file__).parent / "backends" / "data" / "comfyui_object_info.json").read_text())
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -43,7 +45,7 @@ def _frame(text: str | bytes, opcode: int = 0x1) -> bytes:
     return head + bytes([127]) + struct.pack(">Q", len(data)) + data
 
 
-class ComfyUIStub:
+class ComfyUIStub(LocalServer):
     def __init__(self, checkpoints: list[str] | None = None, gligen: list[str] | None = None,
                  fail_in: str | None = None) -> None:
         self.files = {"checkpoints": checkpoints or ["tiny-sd15.safetensors"],
@@ -137,21 +139,7 @@ class ComfyUIStub:
                             self.close_connection = True
                             return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> ComfyUIStub:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
     def object_info(self) -> dict[str, Any]:
         info = {k: v for k, v in json.loads(json.dumps(OBJECT_INFO)).items() if not k.startswith("_")}

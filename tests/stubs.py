@@ -12,7 +12,28 @@ from typing import Any
 Reply = tuple[Any, ...]  # (status, JSON body or list of JSON lines for NDJSON[, extra headers])
 
 
-class StubServer:
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 for one ``with`` block: the stubs' shared start, address and stop."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> Any:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class StubServer(LocalServer):
     """Answers every POST with ``respond(path, body)``; records every request."""
 
     def __init__(self, respond: Callable[[str, dict[str, Any]], Reply], delay: Callable[[int], float] = lambda n: 0.0) -> None:
@@ -62,21 +83,7 @@ class StubServer:
                 status, payload, *headers = stub.respond(self.path, body)
                 self._answer(payload, status, headers[0] if headers else None)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> StubServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def openai_completion(text: str, prompt_tokens: int = 120, completion_tokens: int = 15) -> dict[str, Any]:

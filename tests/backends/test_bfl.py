@@ -6,8 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,13 +17,14 @@ from mllm_guidance.backends.generator import GenerationRequest
 from mllm_guidance.backends.registry import create_generator
 from mllm_guidance.errors import BackendError, ConfigError
 from mllm_guidance.layout import Layout
+from tests.stubs import LocalServer
 
 KEY = "bfl-stub-key-8f3a91c2d4e5"
 LAYOUT = Layout.from_pairs([("a red ball", [0.0, 0.0, 0.5, 0.25]), ("a blue cube", [0.5, 0.5, 1.0, 1.0])])
 ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-class BflStub:
+class BflStub(LocalServer):
     """POST /v1/{model} -> {id, polling_url, cost}; GET /v1/get_result?id= -> Pending, then Ready with
     result.sample; GET /samples/{id}.png the image (boxes drawn white). Requests are checked as the
     docs say: x-key, 1 to 32 boxes with unique ids referenced in the prompt, bbox in [0, 1]."""
@@ -81,21 +81,7 @@ class BflStub:
                     return self.answer(200, stub.render(stub.posts[int(url.path[len("/samples/task"):-4])]["body"]), "image/png")
                 return self.answer(404, {"detail": "Not Found"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> BflStub:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
     @staticmethod
     def check(body: dict[str, Any]) -> list[tuple[list[Any], str]]:
