@@ -364,11 +364,14 @@ def test_url_credentials_never_reach_a_log_handler(monkeypatch):
 
     handler = Keep(level=logging.DEBUG)
     root = logging.getLogger()
-    monkeypatch.setattr(root, "level", logging.DEBUG)
-    for name in ("httpx", "httpx2"):  # other tests (and libraries) may have quietened them
-        monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
-        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+    loggers = [root, *(logging.getLogger(name) for name in ("httpx", "httpx2"))]
+    before = [(logger.level, logger.disabled, logger.propagate) for logger in loggers]
     monkeypatch.setattr(logging.root.manager, "disable", 0)
+    # other tests (and libraries: gradio, a server's logging config) may have quietened them; setLevel,
+    # not the attribute, so the loggers' cached isEnabledFor answers are dropped too
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG if logger is root else logging.INFO)
+        logger.disabled, logger.propagate = False, True
     root.addHandler(handler)
     try:
         with StubServer(lambda path, body: (200, {"ok": True})) as stub:
@@ -376,6 +379,9 @@ def test_url_credentials_never_reach_a_log_handler(monkeypatch):
             httpx.get(url)
     finally:
         root.removeHandler(handler)
+        for logger, (level, disabled, propagate) in zip(loggers, before, strict=True):
+            logger.setLevel(level)
+            logger.disabled, logger.propagate = disabled, propagate
     text = "\n".join(seen)
     assert "HTTP Request:" in text, text
     assert "hunter2-pass-0042" not in text and "AIza-not-shown" not in text and "alice" not in text, text
