@@ -53,8 +53,9 @@ def generate(
     except GuidanceError as exc:
         if not progress.steps:  # nothing ran yet: a setup error (exit 2)
             raise
-        raise RunIncomplete(f"{exc}; the run ended without its image, continue it with: "
-                            f"mllm-guidance generate --resume {current['run_dir']}") from exc
+        hint = ("run the same command again (it kept no checkpoint)" if no_checkpoint else
+                f"continue it with: mllm-guidance generate --resume {current['run_dir']}")
+        raise RunIncomplete(f"{exc}; the run ended without its image, {hint}") from exc
     finally:
         progress.close()
     if json:
