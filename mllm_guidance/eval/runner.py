@@ -165,9 +165,13 @@ def clear_leftover(run_dir: Path, key: str) -> None:
     if run_dir.is_dir() and not run_dir.is_symlink():
         marker = run_dir / MARKER
         try:
-            ours = marker.is_file() and not marker.is_symlink() and marker.read_text(encoding="utf-8").strip() == key
+            text = marker.read_text(encoding="utf-8") if marker.is_file() and not marker.is_symlink() else None
         except (OSError, UnicodeDecodeError):
-            ours = False
+            text = None
+        # ours: the marker names the item; or a kill came while the marker was being written (then
+        # the marker is all the directory holds, and what it holds is the start of the item's name)
+        ours = text is not None and (text.strip() == key or
+                                     ((key + "\n").startswith(text) and [p.name for p in run_dir.iterdir()] == [MARKER]))
         if ours:
             shutil.rmtree(run_dir)
             return

@@ -85,6 +85,24 @@ def test_the_runner_removes_only_run_directories_it_made(tmp_path):
     assert (theirs / "notes.txt").read_text() == "someone's notes"
 
 
+@pytest.mark.parametrize("written", ["", "p1", "p1-0"])
+def test_a_kill_while_the_marker_was_written_is_cleared_on_the_rerun(tmp_path, written):
+    """A SIGKILL between making an item's directory and finishing its marker (seen in the Ray
+    acceptance run): the marker is all the directory holds and it holds the start of the item's
+    name, so the rerun knows the directory as its own. A marker with another name stays refused."""
+    data = jsonl(tmp_path, [{"id": "p1", "prompt": "a cat"}])
+    left = tmp_path / "out" / "runs" / "p1-0"
+    left.mkdir(parents=True)
+    (left / MARKER).write_text(written)
+    records = asyncio.run(run_bench(spec(tmp_path, data)))
+    assert [r["status"] for r in records] == ["ok"] and (left / "run.json").exists()
+    other = tmp_path / "out2" / "runs" / "p1-0"
+    other.mkdir(parents=True)
+    (other / MARKER).write_text("p9")
+    records = asyncio.run(run_bench(spec(tmp_path, data, out="out2")))
+    assert records[0]["status"] == "failed" and "was not made by this benchmark" in records[0]["error"]
+
+
 def test_a_second_benchmark_on_the_same_out_is_refused_naming_the_first(tmp_path, capsys):
     out = tmp_path / "out"
     holder = subprocess.Popen(
