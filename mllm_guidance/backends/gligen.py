@@ -118,15 +118,7 @@ class GligenGenerator:
         width, height, size_notes = fit_size(first.width, first.height)
         inputs = [grounding_inputs(r.layout, [self.pipe.tokenizer]) for r in requests]
         steps = first.steps or self.steps
-        common = {
-            "prompt": [r.prompt for r in requests],
-            "negative_prompt": negative_prompts(requests),
-            "height": height,
-            "width": width,
-            "num_inference_steps": steps,
-            "guidance_scale": first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
-            "generator": [seeded_generator(r.seed) for r in requests],
-        }
+        common = self._group_call(requests, width, height, steps, [seeded_generator(r.seed) for r in requests])
         plain = self.plain()
         with quiet():
             if not inputs[0][1]:
@@ -134,6 +126,20 @@ class GligenGenerator:
             else:
                 images = self._grounded(plain, common, [p for p, _, _ in inputs], [b for _, b, _ in inputs], steps)
         return [Generated(image=image, notes=size_notes + notes) for image, (_, _, notes) in zip(images, inputs, strict=True)]
+
+    def _group_call(self, requests: list[GenerationRequest], width: int, height: int, steps: int,
+                    generators: list[Any]) -> dict[str, Any]:
+        """The pipeline keywords a group of requests shares (one prompt and seed per request)."""
+        first = requests[0]
+        return {
+            "prompt": [r.prompt for r in requests],
+            "negative_prompt": negative_prompts(requests),
+            "height": height,
+            "width": width,
+            "num_inference_steps": steps,
+            "guidance_scale": first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
+            "generator": generators,
+        }
 
     def _repair_group(self, requests: list[GenerationRequest]) -> list[Generated]:
         """Repairs of one image inside one mask (``batch_key``), each grounded on its own layout."""
@@ -145,16 +151,7 @@ class GligenGenerator:
         generators = [seeded_generator(r.seed) for r in requests]
         noise, blend = prepare_repair(plain, first.repair.image, first.repair.boxes, generators, len(requests),
                                       width, height, plain.text_encoder.dtype)
-        common = {
-            "prompt": [r.prompt for r in requests],
-            "negative_prompt": negative_prompts(requests),
-            "height": height,
-            "width": width,
-            "num_inference_steps": steps,
-            "guidance_scale": first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
-            "generator": generators,
-            "latents": noise,
-        }
+        common = {**self._group_call(requests, width, height, steps, generators), "latents": noise}
         with quiet():
             if not inputs[0][1]:
                 images = plain(**common, callback_on_step_end=blend).images
