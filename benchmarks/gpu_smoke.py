@@ -27,7 +27,8 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated backends (default: all)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU in fp32 (checks the script without a GPU)")
     parser.add_argument("--no-speed", action="store_true", help="skip the batch and compile timings")
-    parser.add_argument("--repair-size", type=int, default=512, help="image side of the repair vs full render timing")
+    parser.add_argument("--repair-size", type=int, default=256,
+                        help="image side of the repair vs full render timing (the tiny SD3 tops out at 256)")
     args = parser.parse_args()
     try:
         import torch
@@ -65,40 +66,17 @@ def main() -> int:
         "creatilayout-flux": (CreatiLayoutGenerator, build_tiny_creatilayout_flux, {**steps, "grounding_share": 1.0}),
     }
     wanted = args.only.split(",") if args.only else list(builds)
-    speed, repairs = [], []
+    speed, repairs, failed = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in wanted:
-            cls, build, extra = builds[name]
-            path = build(Path(tmp) / name)
-            if cuda:
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
-            started = time.perf_counter()
-            gen = cls(str(path), device=device, dtype=dtype, **extra)
-            load = time.perf_counter() - started
-            denoiser = getattr(gen.pipe, "unet", None) or gen.pipe.transformer
-            param = next(denoiser.parameters())
-            placement = f"{param.device.type}/{str(param.dtype).removeprefix('torch.')}"
-            timings = []
-            for lay in (layout, Layout()):
-                request = dict(prompt="a cat and a dog", layout=lay, width=64, height=64, steps=args.steps)
-                gen.generate(GenerationRequest(seed=0, **request))
-                if cuda:
-                    torch.cuda.synchronize()
-                started = time.perf_counter()
-                for seed in range(3):
-                    out = gen.generate(GenerationRequest(seed=seed, **request))
-                if cuda:
-                    torch.cuda.synchronize()
-                timings.append((time.perf_counter() - started) / 3)
-                assert out.image.size == (64, 64)
-            peak = f"{torch.cuda.max_memory_allocated() / 2**20:>11.1f}" if cuda else f"{'-':>11}"
-            print(f"{name:<18} {load:>9.2f} {timings[0]:>14.3f} {timings[1]:>17.3f} {peak}  {placement}")
-            if not args.no_speed:
-                speed.append(speed_row(name, gen, cls, path, dict(device=device, dtype=dtype, **extra), args.steps, cuda))
-            if getattr(gen, "supports_repair", False):
-                repairs.append(repair_row(name, gen, args.steps, args.repair_size, cuda))
-            del gen
+            try:
+                rows = smoke_one(name, *builds[name], tmp, layout, args, device, dtype, cuda)
+            except Exception as exc:  # one backend's failure must not hide the others'
+                failed.append(name)
+                print(f"{name:<18} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                continue
+            speed += rows[0]
+            repairs += rows[1]
     if speed:
         print(f"\n{'backend':<18} {'b1 (s/img)':>11} {'b2 (s/img)':>11} {'b4 (s/img)':>11} {'b4 vs b1':>9} "
               f"{'compiled (s/img)':>17} {'vs eager':>9}")
@@ -109,7 +87,49 @@ def main() -> int:
               f"({args.repair_size}x{args.repair_size}, {args.steps} steps, mask: a quarter of the image)")
         for row in repairs:
             print(row)
-    return 0
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def smoke_one(name, cls, build, extra, tmp, layout, args, device, dtype, cuda):
+    """Load one backend, render with and without boxes, print its row; returns its speed and repair rows."""
+    import torch
+
+    from mllm_guidance.backends.generator import GenerationRequest
+    from mllm_guidance.layout import Layout
+
+    path = build(Path(tmp) / name)
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    gen = cls(str(path), device=device, dtype=dtype, **extra)
+    load = time.perf_counter() - started
+    denoiser = getattr(gen.pipe, "unet", None) or gen.pipe.transformer
+    param = next(denoiser.parameters())
+    placement = f"{param.device.type}/{str(param.dtype).removeprefix('torch.')}"
+    timings = []
+    for lay in (layout, Layout()):
+        request = dict(prompt="a cat and a dog", layout=lay, width=64, height=64, steps=args.steps)
+        gen.generate(GenerationRequest(seed=0, **request))
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for seed in range(3):
+            out = gen.generate(GenerationRequest(seed=seed, **request))
+        if cuda:
+            torch.cuda.synchronize()
+        timings.append((time.perf_counter() - started) / 3)
+        assert out.image.size == (64, 64)
+    peak = f"{torch.cuda.max_memory_allocated() / 2**20:>11.1f}" if cuda else f"{'-':>11}"
+    print(f"{name:<18} {load:>9.2f} {timings[0]:>14.3f} {timings[1]:>17.3f} {peak}  {placement}")
+    speed, repairs = [], []
+    if not args.no_speed:
+        speed.append(speed_row(name, gen, cls, path, dict(device=device, dtype=dtype, **extra), args.steps, cuda))
+        if getattr(gen, "supports_repair", False):
+            repairs.append(repair_row(name, gen, args.steps, args.repair_size, cuda))
+    return speed, repairs
 
 
 def repair_row(name, gen, steps, side, cuda):
