@@ -42,7 +42,6 @@ def main() -> int:
     device, dtype = ("cuda", args.dtype) if cuda else ("cpu", "float32")
 
     from mllm_guidance.backends.creatilayout import CreatiLayoutGenerator
-    from mllm_guidance.backends.generator import GenerationRequest
     from mllm_guidance.backends.gligen import GligenGenerator
     from mllm_guidance.backends.gligen_xl import GligenXLGenerator
     from mllm_guidance.backends.regional_flux import RegionalFluxGenerator

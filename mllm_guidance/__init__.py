@@ -31,7 +31,7 @@ _EXPORTS = {
     "PlanResult": "mllm_guidance.api",
     "GuidanceResult": "mllm_guidance.run",
     "Run": "mllm_guidance.run",
-    "RunSpec": "mllm_guidance.run",
+    "RunSpec": "mllm_guidance.spec",
     "build_graph": "mllm_guidance.graph",
     "GuidanceConfig": "mllm_guidance.config",
     "Context": "mllm_guidance.context",

@@ -24,7 +24,8 @@ from mllm_guidance.backends.mllm import MllmOptions
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.layout import Layout
 from mllm_guidance.review import ReviewDecision
-from mllm_guidance.run import EventHandler, GuidanceResult, PendingReview, ReviewHandler, Run, default_run_dir
+from mllm_guidance.run import EventHandler, GuidanceResult, PendingReview, ReviewHandler, Run
+from mllm_guidance.spec import default_run_dir
 
 __all__ = ["GuidanceResult", "PendingReview", "PlanResult", "aguide", "aplan", "aresume", "default_run_dir", "guide", "plan", "resume"]
 

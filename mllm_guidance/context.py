@@ -1,5 +1,7 @@
-"""What a run runs on: the backends, the run directory and the prompts, injected into every node
-through LangGraph's ``Runtime[Context]`` (never through module globals).
+"""What a run runs on and under: the backends, the run directory, the prompts and the method's
+knobs, injected into every node through LangGraph's ``Runtime[Context]`` (never through module
+globals). The config travels here, not in the graph, so one compiled graph serves every K, is_good
+and mode (the routes read it at run time).
 
 ``run.py`` builds a Context from a run spec, for every face (the LangGraph server included); tests
 and users composing the graph may build one by hand.
@@ -7,9 +9,10 @@ and users composing the graph may build one by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,6 +35,8 @@ class Context:
     """The run directory: images, the call log, the run record."""
     templates: TemplateSet
     """The four step prompts of this run."""
+    config: GuidanceConfig = field(default_factory=GuidanceConfig)
+    """The method's knobs for this run (mode, K, is_good, ...)."""
     verifier: Any = None
     """Ranks a render's candidates (``backends.verifier.Verifier``); unset: the config's built-in
     ``verifier`` by name, loaded once per process."""
@@ -43,5 +48,5 @@ def context_of(runtime: Any) -> Context:
     ctx = getattr(runtime, "context", None)
     if isinstance(ctx, Context):
         return ctx
-    raise ConfigError("run the graph with context=Context(mllm=..., generator=..., store=..., templates=...), "
+    raise ConfigError("run the graph with context=Context(mllm=..., generator=..., store=..., templates=..., config=...), "
                       "as run.py builds it (Run.create / Run.reopen)")

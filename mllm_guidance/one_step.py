@@ -41,18 +41,17 @@ async def _ask(step_name: str, prompt: str, image: Any, mllm: str | BaseChatMode
                run_dir: str | Path | None, mllm_options: Any, extra: dict[str, dict[str, str]] | None = None) -> tuple[Any, str]:
     import asyncio
 
-    from mllm_guidance.context import Context
     from mllm_guidance.nodes.ask import Request, ask
     from mllm_guidance.prompts.steps import STEPS
     from mllm_guidance.prompts.templates import load_templates
-    from mllm_guidance.run import build_backends, default_run_dir
+    from mllm_guidance.spec import build_backends, build_context, default_run_dir
     from mllm_guidance.store import RunStore
 
     cfg: GuidanceConfig = make_config(config)
     backends = await asyncio.to_thread(build_backends, mllm, "sketch", mllm_options=mllm_options)
     store = RunStore(run_dir or default_run_dir(prompt))
     ref = await asyncio.to_thread(store.save_image, image, "image.png")
-    ctx = Context(mllm=backends.mllm, generator=backends.generator, store=store, templates=load_templates(cfg.templates_dir))
+    ctx = build_context(backends, store, load_templates(cfg.templates_dir), cfg)
     picture = await asyncio.to_thread(store.image_for_model, ref, cfg.mllm_image_side, cfg.mllm_image_format)
     messages = ctx.templates.messages(step_name, prompt, image=picture, mode=cfg.mode, extra=extra)
     answer = await ask(ctx, cfg, STEPS[step_name], Request(round=1, messages=messages, image=ref))

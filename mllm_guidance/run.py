@@ -1,143 +1,39 @@
-"""The one place where a run is set up and carried out.
-
-A run is described by a typed ``RunSpec`` (what to draw, with which method settings, on which
-backends, recorded as ``spec.json`` in the run directory), built into a ``Context`` (the backends,
-the run directory, the prompts) and executed by one async path (``Run.execute``), after which the
-run layer writes the evidence (run.json, report.html). The Python API, ``resume``, the MCP server,
-the agent tool and the benchmark runner all go through here; the LangGraph server, which drives
-the graph itself, builds its context with ``build_backends`` and ``RunSpec`` too.
-
-Two kinds of options, each with one meaning:
-
-- MLLM options (``backends.mllm.MllmOptions``): how a spec string becomes a chat model (server,
-  timeout, retries, device);
-- generator options: the generator's constructor keywords (``model``, ``device``, ``dtype``,
-  ``cpu_offload``, ``attention_slicing`` and the backend's own, such as GLIGEN's ``beta``),
-  fixed when it is built and recorded, so ``resume`` rebuilds the same generator.
+"""Carrying runs out: ``Run.create`` / ``Run.reopen`` set a run up from its spec (``spec.py``:
+what a run is, its backends, its Context) and ``Run.execute`` runs it, the one execution path, after
+which the run layer writes the evidence (run.json, report.html). The Python API, ``resume``, the
+servers, the agent tool and the benchmark runner all go through here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import inspect
-import random
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from mllm_guidance.backends.generator import Generator
-from mllm_guidance.backends.mllm import MllmOptions, default_mllm_spec, describe_mllm, model_name, resolve_mllm
-from mllm_guidance.backends.registry import create_generator, default_generator_spec
+from mllm_guidance.backends.mllm_options import MllmOptions
 from mllm_guidance.backends.replay import ReplayChatModel
 from mllm_guidance.checkpoint import async_sqlite_saver, stored_checkpoints
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.context import Context
 from mllm_guidance.errors import ConfigError, InputError, StorageError
-from mllm_guidance.evidence.record import package_versions, write_evidence
+from mllm_guidance.evidence.record import write_evidence
 from mllm_guidance.evidence.tracing import tracing_callbacks
-from mllm_guidance.graph import build_graph
+from mllm_guidance.graph import compiled_graph, with_checkpointer
 from mllm_guidance.layout import Layout
 from mllm_guidance.prompts.templates import load_templates
-from mllm_guidance.state import Correction, Failure, GuidanceState, ImageRef, Round, Usage, check_prompt
 from mllm_guidance.redact import MASK, redact
 from mllm_guidance.review import ReviewDecision, ReviewRequest, as_decision
+from mllm_guidance.spec import Backends, RunSpec, build_backends, build_context, default_run_dir, new_spec
+from mllm_guidance.state import Correction, Failure, GuidanceState, ImageRef, Round, Usage, check_prompt
 from mllm_guidance.store import CHECKPOINT_FILE, RUN_FILE, SPEC_FILE, RunStore, storage_error
 
 EventHandler = Callable[[dict[str, Any]], None]
-SPEC_FORMAT = "mllm-guidance.spec/1"
-
-
-class ModelSetting(BaseModel):
-    """How one backend of a run was chosen: enough to rebuild it, and to name it in records."""
-
-    spec: str | None = Field(default=None, description="The spec string; None when an object was given.")
-    described: str = Field(description="What it was, key-free: ChatOpenAI(gpt-4o), gligen-xl, ...")
-    name: str | None = Field(default=None, description="The provider's model name (prices).")
-    options: dict[str, Any] = Field(default={}, description="MllmOptions, or the generator's constructor keywords.")
-    license: str | None = Field(default=None, description="The weights' license, where the backend states it.")
-
-
-class RunSpec(BaseModel):
-    """What a run was asked to do: written to ``spec.json`` before the first step."""
-
-    format: str = SPEC_FORMAT
-    prompt: str
-    seed: int
-    config: dict[str, Any] = Field(description="GuidanceConfig fields (a callable is_good is named).")
-    mllm: ModelSetting | None = Field(description="None for plain runs, which never ask an MLLM.")
-    generator: ModelSetting
-    thread_id: str
-    created: str
-    template_set: str
-    versions: dict[str, str] = {}
-
-    def guidance_config(self, is_good: Callable[[int, str], bool] | None = None) -> GuidanceConfig:
-        """The config back; a run made with a callable is_good needs it given again."""
-        settings = dict(self.config)
-        if str(settings.get("is_good", "")).startswith("callable:"):
-            if is_good is None:
-                raise InputError(f"this run used is_good={settings['is_good']}; pass the same is_good to resume it")
-            settings["is_good"] = is_good
-        elif is_good is not None:
-            settings["is_good"] = is_good
-        return make_config(settings)
-
-    def models(self) -> dict[str, Any]:
-        """The flat view of the backends that records and tables show."""
-        m, g = self.mllm, self.generator
-        return {
-            "mllm": m.described if m else None, "mllm_name": m.name if m else None, "mllm_spec": m.spec if m else None,
-            "mllm_options": m.options if m else {}, "generator": g.described, "generator_spec": g.spec,
-            "generator_options": g.options, "generator_license": g.license,
-        }
-
-
-@dataclass
-class Backends:
-    """A run's models, built once; the benchmark runner shares one set across its runs."""
-
-    mllm: BaseChatModel | None
-    generator: Generator
-    mllm_setting: ModelSetting | None
-    generator_setting: ModelSetting
-
-
-def build_backends(mllm: str | BaseChatModel | None, generator: str | Generator | None, *,
-                   mllm_options: MllmOptions | dict[str, Any] | None = None,
-                   generator_options: dict[str, Any] | None = None, needs_mllm: bool = True) -> Backends:
-    """Resolve both backends (defaults from the environment), before anything is written."""
-    try:
-        options = mllm_options if isinstance(mllm_options, MllmOptions) else MllmOptions(**(mllm_options or {}))
-    except ValueError as exc:
-        raise InputError(f"invalid mllm_options: {exc}") from None
-    if mllm is None and needs_mllm:
-        mllm, _ = default_mllm_spec()
-    model = resolve_mllm(mllm, options) if mllm is not None else None
-    if generator is None:
-        generator, _ = default_generator_spec()
-    gen_options = dict(generator_options or {})
-    gen = create_generator(generator, **gen_options)
-    mllm_setting = None
-    if model is not None:
-        mllm_setting = ModelSetting(
-            spec=_portable_spec(mllm), described=describe_mllm(model), name=model_name(model),
-            options=options.model_dump(exclude_defaults=True) if isinstance(mllm, str) else {},
-        )
-    generator_setting = ModelSetting(
-        spec=generator if isinstance(generator, str) else None,
-        described=getattr(gen, "name", type(gen).__name__),
-        options=gen_options if isinstance(generator, str) else {},
-        license=getattr(gen, "weights_license", None),
-    )
-    return Backends(model, gen, mllm_setting, generator_setting)
 
 
 class GuidanceResult(BaseModel):
@@ -218,14 +114,9 @@ class Run:
                     "another output directory"
                 )
             store.clear_attempt()  # an attempt that stopped before its first checkpoint (a full disk, a kill)
-        spec = RunSpec(
-            prompt=prompt, seed=cfg.seed if cfg.seed is not None else random.randrange(2**31),
-            config=cfg.describe(), mllm=backends.mllm_setting, generator=backends.generator_setting,
-            thread_id=thread_id or uuid.uuid4().hex, created=_now(), template_set=templates.version,
-            versions=dict(package_versions()),
-        )
+        spec = new_spec(prompt, cfg, backends, templates, thread_id)
         store.write_json(SPEC_FILE, spec.model_dump(mode="json"))
-        return cls(spec, cfg, Context(mllm=backends.mllm, generator=backends.generator, store=store, templates=templates))
+        return cls(spec, cfg, build_context(backends, store, templates, cfg))
 
     @classmethod
     def reopen(cls, run_dir: str | Path, mllm: Any = None, generator: Any = None,
@@ -274,9 +165,7 @@ class Run:
             mllm, generator, needs_mllm=spec.mllm is not None, mllm_options=options,
             generator_options=spec.generator.options if isinstance(generator, str) else None,
         )
-        context = Context(mllm=backends.mllm, generator=backends.generator, store=store,
-                          templates=load_templates(cfg.templates_dir))
-        return cls(spec, cfg, context, restart=restart)
+        return cls(spec, cfg, build_context(backends, store, load_templates(cfg.templates_dir), cfg), restart=restart)
 
     def run_config(self, callbacks: list[Any] | None = None) -> dict[str, Any]:
         cfg, models = self.config, self.spec.models()
@@ -329,7 +218,7 @@ class Run:
 
         saver = await async_sqlite_saver(self.store.path(CHECKPOINT_FILE)) if checkpoint else None
         try:
-            graph = build_graph(self.config, checkpointer=saver)
+            graph = with_checkpointer(compiled_graph(), saver)
             run_config = self.run_config(callbacks)
             if resume:
                 await asyncio.to_thread(self._before_resume, (await graph.aget_state(run_config)).values)
@@ -405,26 +294,4 @@ def sqlite_storage_error(exc: Exception, path: Path) -> StorageError | Exception
     return exc
 
 
-def default_run_dir(prompt: str) -> Path:
-    import re
-
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "run"
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{slug}-{uuid.uuid4().hex[:4]}"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _portable_spec(mllm: Any) -> str | None:
-    """The spec to record for resuming; a replay path is made absolute so any directory works."""
-    if not isinstance(mllm, str):
-        return None
-    if mllm.startswith("replay:"):
-        return "replay:" + str(Path(mllm.removeprefix("replay:")).resolve())
-    return mllm
-
-
-__all__ = ["Backends", "GuidanceResult", "ModelSetting", "Run", "RunSpec", "build_backends",
-           "default_run_dir"]
+__all__ = ["EventHandler", "GuidanceResult", "PendingReview", "ReviewHandler", "Run"]

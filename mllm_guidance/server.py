@@ -57,7 +57,8 @@ from mllm_guidance.background import run_sync
 from mllm_guidance.config import make_config
 from mllm_guidance.errors import ConfigError, InputError
 from mllm_guidance.review import ReviewDecision, ReviewRequest
-from mllm_guidance.run import GuidanceResult, PendingReview, Run, RunSpec
+from mllm_guidance.run import GuidanceResult, PendingReview, Run
+from mllm_guidance.spec import RunSpec
 from mllm_guidance.state import ImageRef, Round
 from mllm_guidance.store import SPEC_FILE
 

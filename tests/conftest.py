@@ -26,12 +26,15 @@ class Events(list):
         self.append(event)
 
 
-def make_context(tmp_path: Path, replies: dict[str, list[Any]], generator: Any = None) -> Context:
+def make_context(tmp_path: Path, replies: dict[str, list[Any]], generator: Any = None, config: Any = None) -> Context:
+    from mllm_guidance.config import make_config
+
     return Context(
         mllm=RecordingChatModel(replies=replies),
         generator=generator or CountingGenerator(),
         store=RunStore(tmp_path / "run"),
         templates=load_templates(),
+        config=make_config(config),
     )
 
 

@@ -99,8 +99,8 @@ def test_the_langgraph_way_on_a_compiled_graph(tmp_path):
     from mllm_guidance import build_graph
     from tests.conftest import make_context
 
-    ctx = make_context(tmp_path, {"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]})
-    graph = build_graph({"review": "plan"}, checkpointer=InMemorySaver())
+    ctx = make_context(tmp_path, {"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]}, config={"review": "plan"})
+    graph = build_graph(checkpointer=InMemorySaver())
     thread = {"configurable": {"thread_id": "t"}}
     paused = graph.invoke({"prompt": PROMPT}, thread, context=ctx)
     [pause] = paused["__interrupt__"]
@@ -146,8 +146,8 @@ def test_a_bad_resume_value_is_refused_unsaved_on_a_compiled_graph(tmp_path):
     from mllm_guidance import build_graph
     from tests.conftest import make_context
 
-    ctx = make_context(tmp_path, {"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]})
-    graph = build_graph({"review": "plan"}, checkpointer=InMemorySaver())
+    ctx = make_context(tmp_path, {"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]}, config={"review": "plan"})
+    graph = build_graph(checkpointer=InMemorySaver())
     thread = {"configurable": {"thread_id": "t"}}
     [pause] = graph.invoke({"prompt": PROMPT}, thread, context=ctx)["__interrupt__"]
     assert pause.response_schema["properties"]["action"]["enum"] == ["approve", "edit", "stop"]

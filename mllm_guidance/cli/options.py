@@ -321,6 +321,6 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def out_dir(value: str | None, prompt: str) -> Path:
-    from mllm_guidance.run import default_run_dir
+    from mllm_guidance.spec import default_run_dir
 
     return Path(value) if value else default_run_dir(prompt)

@@ -52,7 +52,8 @@ from mllm_guidance.eval.datasets import Prompt, dataset_category, load_dataset
 from mllm_guidance.eval.load import LoadMeter
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.redact import redact
-from mllm_guidance.run import Backends, ModelSetting, Run, build_backends
+from mllm_guidance.run import Run
+from mllm_guidance.spec import Backends, ModelSetting, build_backends
 from mllm_guidance.store import RunStore, append_line, storage_error
 
 RESULTS = "results.jsonl"

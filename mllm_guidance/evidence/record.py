@@ -6,33 +6,20 @@ what it cost. It is also a recording: ``--mllm replay:run.json`` plays its ``cal
 
 from __future__ import annotations
 
-import functools
-import platform
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from mllm_guidance.backends.prices import cost_usd, price_for
 from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.redact import redact
+from mllm_guidance.spec import package_versions
 from mllm_guidance.state import GuidanceState
 from mllm_guidance.store import RUN_FILE, RunStore
 
 if TYPE_CHECKING:
     from mllm_guidance.prompts.templates import TemplateSet
-    from mllm_guidance.run import RunSpec
+    from mllm_guidance.spec import RunSpec
 
 FORMAT = "mllm-guidance.run/1"
-
-
-@functools.lru_cache(maxsize=1)
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("mllm-guidance", "langgraph", "langchain-core", "pydantic"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
 
 
 def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, templates: TemplateSet,

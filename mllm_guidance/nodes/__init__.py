@@ -1,7 +1,8 @@
 """The graph's nodes: begin, place, self_correct, generate, reason, compare, align, finish; one module each.
 
-Each node is async and small: the four MLLM nodes share one skeleton (``ask.ModelNode``), built
-with the run's ``GuidanceConfig`` and called with the state and ``Runtime[Context]``; every node
+Each node is async and small: the four MLLM nodes share one skeleton (``ask.ModelNode``), called
+with the state and ``Runtime[Context]`` and reading the run's ``GuidanceConfig`` from the context
+(one compiled graph serves every config); every node
 returns only the state fields it changes (or, for the reduced lists, adds to).
 """
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 
+from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context
 from mllm_guidance.nodes.ask import Answer, ModelNode, Request
 from mllm_guidance.prompts.parse import clean_reply
@@ -32,7 +33,7 @@ class AlignNode(ModelNode):
     step = STEPS["align"]
 
     def request(self, state: GuidanceState, ctx: Context) -> Request:
-        cfg, current = self.config, state.rounds[-1]
+        cfg, current = ctx.config, state.rounds[-1]
         extra: dict[str, dict[str, str]] = {}
         if cfg.align_context != "image" and current.score is not None:
             extra["evaluation"] = self._evaluation(current)
@@ -46,14 +47,14 @@ class AlignNode(ModelNode):
         current = state.rounds[-1]
         contradicts_judge = current.score is not None and not current.good
         if not (answer.value is not None and answer.value.is_empty and contradicts_judge
-                and self.config.align_empty == "reask"):
+                and ctx.config.align_empty == "reask"):
             return None
         again = ctx.templates.block("align", "empty answer", **self._evaluation(current))
         history = request.messages + [AIMessage(content=clean_reply(answer.reply)), HumanMessage(content=again)]
         return Request(round=request.round, messages=history, image=request.image)
 
-    def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
-        cfg, current, proposal = self.config, state.rounds[-1], answer.value
+    def decide(self, state: GuidanceState, answer: Answer, cfg: GuidanceConfig) -> dict[str, Any]:
+        current, proposal = state.rounds[-1], answer.value
         updates: dict[str, Any] = {"align_rounds": state.align_rounds + 1}
         same_seed = cfg.seed_policy == "same"
         if proposal is None:

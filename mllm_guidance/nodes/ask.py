@@ -82,18 +82,15 @@ class ModelNode:
 
     step: Step
 
-    def __init__(self, config: GuidanceConfig) -> None:
-        self.config = config
-
     async def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx = runtime.context
         request = await asyncio.to_thread(self.request, state, ctx)  # reads the image file
-        answer = await ask(ctx, self.config, self.step, request, emit=runtime.stream_writer)
+        answer = await ask(ctx, ctx.config, self.step, request, emit=runtime.stream_writer)
         again = self.follow_up(state, ctx, request, answer)
         if again is not None:
-            answer = answer.then(await ask(ctx, self.config, self.step, again, emit=runtime.stream_writer))
+            answer = answer.then(await ask(ctx, ctx.config, self.step, again, emit=runtime.stream_writer))
         updates = answer.updates()
-        updates.update(self.decide(state, answer))
+        updates.update(self.decide(state, answer, ctx.config))
         runtime.stream_writer({"event": "step", "step": self.step.name, "round": request.round,
                                **self.event(updates, answer)})
         return updates
@@ -105,7 +102,7 @@ class ModelNode:
         """A second request of the same step when the first answer calls for one (none by default)."""
         return None
 
-    def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
+    def decide(self, state: GuidanceState, answer: Answer, cfg: GuidanceConfig) -> dict[str, Any]:
         raise NotImplementedError
 
     def event(self, updates: dict[str, Any], answer: Answer) -> dict[str, Any]:
@@ -113,7 +110,7 @@ class ModelNode:
 
     def image_message(self, ctx: Context, image: ImageRef) -> ModelImage:
         """The image as the MLLM gets it (``mllm_image_side``, ``mllm_image_format``)."""
-        return ctx.store.image_for_model(image, self.config.mllm_image_side, self.config.mllm_image_format)
+        return ctx.store.image_for_model(image, ctx.config.mllm_image_side, ctx.config.mllm_image_format)
 
 
 async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request, *, emit: Any = None) -> Answer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context
 from mllm_guidance.nodes.ask import Answer, ModelNode, Request
 from mllm_guidance.prompts.steps import STEPS
@@ -36,7 +37,7 @@ class CompareNode(ModelNode):
         messages = ctx.templates.messages("compare", state.prompt, images=images)
         return Request(round=current.index, messages=messages, images=[best.image, current.image])
 
-    def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
+    def decide(self, state: GuidanceState, answer: Answer, cfg: GuidanceConfig) -> dict[str, Any]:
         current, best = state.rounds[-1], state.best
         if answer.value is None:
             note = f"unreadable comparison with round {best}: kept round {best}"

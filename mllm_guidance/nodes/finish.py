@@ -11,15 +11,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context
 from mllm_guidance.state import GuidanceState
 
 
 class FinishNode:
-    def __init__(self, config: GuidanceConfig) -> None:
-        self.config = config
-
     async def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx = runtime.context
         # Scored runs keep the tracked best; unscored modes output their last image.

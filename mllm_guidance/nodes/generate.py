@@ -27,7 +27,6 @@ from langgraph.runtime import Runtime
 
 from mllm_guidance.backends.generator import GenerationRequest, render_batch, supports_repair
 from mllm_guidance.backends.verifier import resolve_verifier
-from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context
 from mllm_guidance.errors import BackendError, GuidanceError
 from mllm_guidance.images import check_image
@@ -36,11 +35,9 @@ from mllm_guidance.state import Candidate, GuidanceState, Plan, RepairRecord, Ro
 
 
 class GenerateNode:
-    def __init__(self, config: GuidanceConfig) -> None:
-        self.config = config
-
     async def __call__(self, state: GuidanceState, runtime: Runtime[Context]) -> dict[str, Any]:
-        ctx, cfg = runtime.context, self.config
+        ctx = runtime.context
+        cfg = ctx.config
         k = len(state.rounds)
         plan = state.plan if (state.plan is not None and cfg.uses_layout) else Plan(layout=None, source="none")
         default_w, default_h = ctx.generator.default_size
@@ -125,7 +122,7 @@ class GenerateNode:
     def repair_record(self, state: GuidanceState, ctx: Context, plan: Plan) -> RepairRecord | None:
         """Whether this round repairs, which image, inside which mask; or why it renders anew.
         None when repair is off or there is nothing to repair yet (the first round)."""
-        cfg = self.config
+        cfg = ctx.config
         if cfg.repair == "off" or not state.rounds or plan.layout is None:
             return None
         base_index = state.best if cfg.repair_base == "best" and state.best is not None else len(state.rounds) - 1
@@ -147,7 +144,7 @@ class GenerateNode:
 
     def verify(self, ctx: Context, prompt: str, plan: Plan, images: list[Any]) -> list[float]:
         """The verifier's score of each candidate (the context's own verifier, else the config's by name)."""
-        cfg = self.config
+        cfg = ctx.config
         verifier = ctx.verifier or resolve_verifier(cfg.verifier or "", cfg.verifier_model)
         scores = [float(s) for s in verifier.rank(prompt, plan.layout, images)]
         if len(scores) != len(images):

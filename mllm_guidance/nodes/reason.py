@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context
 from mllm_guidance.nodes.ask import Answer, ModelNode, Request
 from mllm_guidance.prompts.steps import STEPS
@@ -28,8 +29,8 @@ class ReasonNode(ModelNode):
         messages = ctx.templates.messages("reason", state.prompt, image=self.image_message(ctx, current.image))
         return Request(round=current.index, messages=messages, image=current.image)
 
-    def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
-        cfg, current, score = self.config, state.rounds[-1], answer.value
+    def decide(self, state: GuidanceState, answer: Answer, cfg: GuidanceConfig) -> dict[str, Any]:
+        current, score = state.rounds[-1], answer.value
         good = score is not None and cfg.good(score, answer.reasoning)
         judged = current.model_copy(update={"reasoning": answer.reasoning, "score": score, "good": good})
         updates: dict[str, Any] = {"rounds": [judged]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context
 from mllm_guidance.nodes.ask import Answer, ModelNode, Request
 from mllm_guidance.prompts.steps import STEPS
@@ -22,16 +23,16 @@ class SelfCorrectNode(ModelNode):
         messages = ctx.templates.messages("self_correct", state.prompt, objects=state.plan.layout)
         return Request(round=state.correct_rounds, messages=messages)
 
-    def decide(self, state: GuidanceState, answer: Answer) -> dict[str, Any]:
+    def decide(self, state: GuidanceState, answer: Answer, cfg: GuidanceConfig) -> dict[str, Any]:
         before, after, index = state.plan.layout, answer.value, state.correct_rounds  # type: ignore[union-attr]
-        changed = after is not None and not after.same_as(before, self.config.layout_tolerance)
+        changed = after is not None and not after.same_as(before, cfg.layout_tolerance)
         updates: dict[str, Any] = {
             "corrections": [Correction(
                 index=index, before=before, after=after, reasoning=answer.reasoning, changed=changed,
                 diff=before.diff(after).summary() if after is not None else "unreadable answer",
             )],
             "correct_rounds": index + 1,
-            "correct_done": not changed or index + 1 >= self.config.correct_limit,
+            "correct_done": not changed or index + 1 >= cfg.correct_limit,
         }
         if changed:
             updates["plan"] = Plan(layout=after, source="self_correct", reasoning=answer.reasoning)

@@ -6,7 +6,6 @@ import json
 import pytest
 
 from mllm_guidance import aguide, build_graph, guide, resume
-from mllm_guidance.config import make_config
 from mllm_guidance.errors import BackendError
 from tests.conftest import PROMPT
 from tests.fakes import ALIGNED, CORRECTED, PLACE, CountingGenerator, RecordingChatModel, score
@@ -170,8 +169,9 @@ def test_aguide(tmp_path):
 def test_build_graph_streams_progress_events(tmp_path):
     from tests.conftest import make_context
 
-    ctx = make_context(tmp_path, {"place": [PLACE], "reason": [score(4), score(5)], "align": [ALIGNED]})
-    graph = build_graph(make_config(self_correct=False))
+    ctx = make_context(tmp_path, {"place": [PLACE], "reason": [score(4), score(5)], "align": [ALIGNED]},
+                       config={"self_correct": False})
+    graph = build_graph()
     custom = [c for mode, c in graph.stream({"prompt": PROMPT}, context=ctx, stream_mode=["updates", "custom"]) if mode == "custom"]
     steps = [(e["step"], e.get("round"), e.get("score")) for e in custom if e["event"] == "step"]
     assert steps == [("place", 0, None), ("generate", 0, None), ("reason", 0, 4), ("align", 0, None), ("generate", 1, None), ("reason", 1, 5)]
@@ -203,8 +203,9 @@ def test_a_second_prompt_on_the_same_thread_is_a_new_run(tmp_path):
 
     from tests.conftest import make_context
 
-    ctx = make_context(tmp_path, {"place": [PLACE, PLACE], "reason": [score(2), score(5), score(5)], "align": [ALIGNED]})
-    graph = build_graph(make_config(self_correct=False), checkpointer=InMemorySaver())
+    ctx = make_context(tmp_path, {"place": [PLACE, PLACE], "reason": [score(2), score(5), score(5)], "align": [ALIGNED]},
+                       config={"self_correct": False})
+    graph = build_graph(checkpointer=InMemorySaver())
     thread = {"configurable": {"thread_id": "t1"}}
     first = graph.invoke({"prompt": PROMPT, "seed": 1}, thread, context=ctx)
     second = graph.invoke({"prompt": "A red ball on a table.", "seed": 2}, thread, context=ctx)

@@ -22,9 +22,10 @@ def write_caption(state: Pipeline) -> dict:
 
 
 def test_added_directly_when_the_parent_shares_the_state(tmp_path):
-    ctx = make_context(tmp_path, {"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]})
+    ctx = make_context(tmp_path, {"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]},
+                       config={"max_align_rounds": 2})
     parent = StateGraph(Pipeline, context_schema=Context)
-    parent.add_node("guidance", build_graph({"max_align_rounds": 2}))
+    parent.add_node("guidance", build_graph())
     parent.add_node("caption", write_caption)
     parent.add_edge(START, "guidance")
     parent.add_edge("guidance", "caption")

@@ -18,11 +18,21 @@ def state_with_round(ctx, prompt, layout=LAYOUT, score=None, rounds=1, **extra) 
 
 
 def _called_synchronously(cls):
-    """The node class, with calls that run its coroutine to the end (nodes are async)."""
+    """The node class, with calls that run its coroutine to the end (nodes are async). ``Node(cfg)``
+    runs it under that config, put into the runtime's context as the run layer does."""
     import asyncio
+    import dataclasses
+
+    from langgraph.runtime import Runtime
 
     class Node(cls):
+        def __init__(self, config=None):
+            self.run_config = config
+
         def __call__(self, state, runtime):
+            if self.run_config is not None:
+                runtime = Runtime(context=dataclasses.replace(runtime.context, config=self.run_config),
+                                  stream_writer=runtime.stream_writer)
             return asyncio.run(super().__call__(state, runtime))
 
     Node.__name__ = Node.__qualname__ = cls.__name__
