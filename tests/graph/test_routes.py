@@ -214,3 +214,29 @@ def test_a_second_prompt_on_the_same_thread_is_a_new_run(tmp_path):
     assert len(second["rounds"]) == 1 and second["rounds"][0].seed == 2 and second["best"] == 0
     assert len(second["call_ids"]) == 2 and second["corrections"] == [] and second["failures"] == []
     assert len(list(graph.get_state_history(thread))) > 8  # the thread remembers both runs' checkpoints
+
+
+def test_one_compiled_graph_serves_concurrent_runs_with_different_knobs(tmp_path):
+    """Issue 26, item 4: the graph is compiled once per process; each run's mode, K and is_good
+    come from its own context, so two runs at once on the same graph each follow their own."""
+    from mllm_guidance.graph import compiled_graph
+
+    def model():
+        return RecordingChatModel(replies={"place": [PLACE], "self_correct": [PLACE], "reason": [score(3)] * 4,
+                                           "align": [ALIGNED.replace("0.55, 0.2", f"{0.2 + 0.1 * i:.2f}, 0.2") for i in range(3)]})
+
+    async def both():
+        return await asyncio.gather(
+            aguide(PROMPT, mllm=model(), generator=CountingGenerator(), config={"max_align_rounds": 2},
+                   run_dir=tmp_path / "k2"),
+            aguide(PROMPT, mllm=model(), generator=CountingGenerator(), config={"max_align_rounds": 0, "is_good": 3},
+                   run_dir=tmp_path / "good3"),
+            aguide(PROMPT, mllm=model(), generator=CountingGenerator(), config={"mode": "place"},
+                   run_dir=tmp_path / "place"))
+
+    before = compiled_graph()
+    k2, good3, place = asyncio.run(both())
+    assert (len(k2.rounds), k2.stop_reason) == (3, "max_rounds")
+    assert (len(good3.rounds), good3.stop_reason) == (1, "good")
+    assert len(place.rounds) == 1 and place.score is None
+    assert compiled_graph() is before
