@@ -51,6 +51,8 @@ RepairMode = Literal["off", "regions", "auto"]
 Verifier = Literal["clip", "layout-clip", "blip-vqa"]
 #: ``is_good`` callables receive the score (1..5) and the reasoning text.
 IsGood = Callable[[int, str], bool]
+#: The judge's score scale: a threshold ``is_good`` lies within it.
+GOOD_MIN, GOOD_MAX = 1, 5
 ALL_STEPS = frozenset(STEP_NAMES)
 
 
@@ -60,7 +62,7 @@ class GuidanceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     mode: Mode = Field(default="full", description="Which steps run: full (the whole loop), align (align without "
-                       "reasoning), correct (place, self-correct, render), place (place, render), plain (no layout).")
+                       "reasoning), place+correct (place, self-correct, render), place (place, render), plain (no layout).")
     max_align_rounds: int = Field(default=5, ge=0, le=50, description="Align rounds K: align calls at most.")
     max_correct_rounds: int | None = Field(
         default=None, ge=0, le=50, description="Self-correct calls at most; unset: K, as in the thesis."
@@ -132,8 +134,8 @@ class GuidanceConfig(BaseModel):
     def _is_good(cls, value: Any) -> Any:
         if callable(value):
             return value
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
-            raise ValueError("is_good as a threshold must be an integer from 1 to 5")
+        if isinstance(value, bool) or not isinstance(value, int) or not GOOD_MIN <= value <= GOOD_MAX:
+            raise ValueError(f"is_good as a threshold must be an integer from {GOOD_MIN} to {GOOD_MAX}")
         return value
 
     @field_validator("structured_steps", mode="before")

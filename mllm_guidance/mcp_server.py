@@ -1,7 +1,10 @@
 """MLLM Guidance as an MCP server: ``mllm-guidance mcp`` (stdio) or ``mllm-guidance mcp --http``.
 
 Tools:
-- ``generate_image(prompt, max_rounds?, seed?, mode?)``: the image as MCP image content, a text
+- ``generate_image(prompt, knobs...)``: the method's knobs every face shares (``knobs.py``: mode,
+  max_rounds, correct_rounds, is_good, seed, width, height, repair, candidates, verifier,
+  judge_mode; review is left out: a tool call has nobody to answer a pause), bounded by the
+  operator's limits. The image as MCP image content, a text
   summary, and structured data (image path, score, rounds, layout, run directory), with its output
   schema. While it runs, the client gets a progress notification and a log message per finished
   step (a run takes minutes: clients such as the MCP Inspector give up on silent calls).
@@ -23,10 +26,11 @@ module imports the ``mcp`` package: install the ``mcp`` extra.)
 from __future__ import annotations
 
 import asyncio
+import inspect
 import shutil
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.fastmcp import Context as McpContext
 from mcp.server.fastmcp import FastMCP
@@ -39,6 +43,7 @@ from mllm_guidance.api import aguide, aplan, default_run_dir
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.errors import ConfigError, GuidanceError
 from mllm_guidance.events import event_line
+from mllm_guidance.knobs import PAUSING, KnobLimits, knob_model, to_config
 from mllm_guidance.tool import tool_output
 
 #: The file that marks a run directory as made by an MCP server: only those are ever pruned.
@@ -82,7 +87,11 @@ def create_server(
     port: int = 8000,
     max_concurrent: int = 2,
     keep_runs: int = 200,
+    limits: KnobLimits | None = None,
 ) -> FastMCP:
+    """The MCP server over the operator's backends and config; ``limits`` narrow the knobs clients
+    may set (``knobs.py``; default: the shared defaults, K at most 20)."""
+    limits = limits or KnobLimits()
     if keep_runs < max_concurrent:
         raise ConfigError(f"--keep-runs {keep_runs} is below --max-concurrent {max_concurrent}: keep at least as many "
                           "run directories as runs go on at once")
@@ -149,7 +158,7 @@ def create_server(
             finally:
                 await asyncio.to_thread(prune, run_dir)
 
-    @server.tool(
+    generate_tool = server.tool(
         title="Generate an image that shows the prompt",
         description="Generate an image that shows exactly what the prompt describes (objects, attributes, spatial "
                     "relations, interactions): an MLLM plans boxes, a layout-grounded diffusion model renders them, "
@@ -157,17 +166,9 @@ def create_server(
                     "sends progress. Returns the image and its score.",
         annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True),
     )
-    async def generate_image(
-        prompt: Annotated[str, Field(description="What the image must show, in one or two sentences.")],
-        ctx: McpContext,
-        max_rounds: Annotated[int | None, Field(ge=0, le=20, description="Most redesign rounds after the first "
-                                                "image (K); default: the server's (5).")] = None,
-        seed: Annotated[int | None, Field(ge=0, description="Seed of the renders; default: a random one.")] = None,
-        mode: Annotated[Literal["plain", "place", "place+correct", "align", "full"] | None,
-                        Field(description="full: the whole method; plain: text-to-image only; place / "
-                                          "place+correct / align: the thesis's ablations. Default: the server's.")] = None,
-    ) -> Annotated[CallToolResult, GenerateOutput]:
-        overrides = {k: v for k, v in {"max_align_rounds": max_rounds, "seed": seed, "mode": mode}.items() if v is not None}
+
+    async def generate_image(prompt: str, ctx: McpContext, **given: Any) -> CallToolResult:
+        overrides = to_config({k: v for k, v in given.items() if v is not None})
         try:
             cfg = make_config(base, **overrides)
             result = await bounded(ctx, step_budget(cfg), prompt, lambda on_event, run_dir: aguide(
@@ -182,17 +183,19 @@ def create_server(
             structuredContent=artifact,
         )
 
-    @server.tool(
+    generate_tool(with_knobs(generate_image, knob_model(limits, PAUSING),
+                             Annotated[str, Field(description="What the image must show, in one or two sentences.")],
+                             Annotated[CallToolResult, GenerateOutput]))
+
+    plan_tool = server.tool(
         title="Plan the layout of an image",
         description="Plan the layout (objects with boxes) an image of the prompt should have, without rendering "
                     "it; returns the boxes and a sketch preview.",
         annotations=ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=True),
     )
-    async def plan_layout(
-        prompt: Annotated[str, Field(description="What the image must show.")],
-        ctx: McpContext,
-        correct_rounds: Annotated[int, Field(ge=0, le=20, description="Most self-correction rounds.")] = 5,
-    ) -> Annotated[CallToolResult, PlanOutput]:
+
+    async def plan_layout(prompt: str, ctx: McpContext, correct_rounds: int | None = None) -> CallToolResult:
+        correct_rounds = base.correct_limit if correct_rounds is None else correct_rounds
         try:
             planned = await bounded(ctx, 1 + correct_rounds, prompt, lambda on_event, run_dir: aplan(
                 prompt, mllm, correct_rounds=correct_rounds, config=base, run_dir=run_dir,
@@ -208,7 +211,24 @@ def create_server(
                                "preview_path": planned.preview_path},
         )
 
+    plan_tool(with_knobs(plan_layout, knob_model(limits, PAUSING), Annotated[str, Field(description="What the image must show.")],
+                         Annotated[CallToolResult, PlanOutput], only=("correct_rounds",)))
+
     return server
+
+
+def with_knobs(fn: Any, knobs: type[BaseModel], prompt: Any, returns: Any, only: tuple[str, ...] | None = None) -> Any:
+    """``fn(prompt, ctx, **knobs)`` with a signature naming each knob (its type, bounds and help from
+    the shared knob model): the SDK makes the tool's input schema from it."""
+    params = [inspect.Parameter("prompt", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=prompt),
+              inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=McpContext)]
+    for name, field in knobs.model_fields.items():
+        if only is None or name in only:
+            annotation = Annotated[field.annotation, *field.metadata, Field(description=field.description)]
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    fn.__signature__ = inspect.Signature(params, return_annotation=returns)
+    fn.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
+    return fn
 
 
 def step_budget(cfg: GuidanceConfig) -> int:

@@ -2,27 +2,21 @@
 
 The server runs with the operator's credentials and disk, on behalf of clients, so what a client may
 set is small and checked (issue: trust boundaries). The operator configures the server by its
-environment:
-
-- ``MLLM_GUIDANCE_MLLM``, ``MLLM_GUIDANCE_GENERATOR``: the backends (spec strings) runs use;
-- ``MLLM_GUIDANCE_ALLOWED_MLLMS``, ``MLLM_GUIDANCE_ALLOWED_GENERATORS``: comma-separated spec strings
-  a client may pick instead, exactly as written (nothing else; empty: clients pick nothing);
-- ``MLLM_GUIDANCE_MLLM_BASE_URL``: the MLLM server, which only the operator sets (the server's API
-  key goes there);
-- ``MLLM_GUIDANCE_RUNS_DIR``: the runs root (default ``runs/server``); every run writes into a new
-  directory inside it and nowhere else;
-- ``MLLM_GUIDANCE_CONFIG``: the method's knobs (a JSON object of ``GuidanceConfig`` fields).
+environment, read through ``settings.OperatorSettings`` (the table of every ``MLLM_GUIDANCE_*``
+variable is there): the backends runs use and those a client may pick instead, the MLLM server URL
+(only the operator's), the runs root (default ``runs/server``), the method's defaults
+(``MLLM_GUIDANCE_CONFIG``) and how far clients may go (``MLLM_GUIDANCE_CLIENT_*``).
 
 A client sends only ``{"mllm": ..., "generator": ...}`` as the run's context (any other key is
 refused), the graph's input is ``{"prompt": ..., "seed": ...}``, and the method's knobs a client
-may set per run go in the run's ``configurable`` (``mode``, ``max_align_rounds``,
-``max_correct_rounds``, ``is_good`` as a 1-5 threshold, ``repair``, ``judge_mode``; candidates
-and verifiers multiply the renders and load models, so they stay the operator's): ``langgraph.json`` points at
-``make_graph``, a graph factory that builds (and caches) the graph for those knobs over the
-operator's config. Base URLs, recordings
-(``replay:``), model paths, template directories and output directories are never the client's to
-choose: a spec the operator did not list is refused before any call or file access. The graph is
-compiled WITHOUT a checkpointer (the server persists threads itself).
+may set per run go in the run's ``configurable``, under the names and bounds every face shares
+(``knobs.py``: ``mode``, ``max_rounds``, ``correct_rounds``, ``is_good`` as a 1-5 threshold,
+``width``, ``height``, ``review``, ``repair``, ``candidates``, ``verifier``, ``judge_mode``), as
+narrowed by the operator; ``client_knobs()`` is their schema. ``langgraph.json`` points at
+``make_graph``, which checks those knobs before the run. Base URLs, recordings (``replay:``), model
+paths, template directories and output directories are never the client's to choose: a spec the
+operator did not list is refused before any call or file access. The graph is compiled WITHOUT a
+checkpointer (the server persists threads itself).
 
 The server's graph is a thin face over the run layer, like every other face: its ``start`` node
 sets the run up with ``Run.create`` (the same checks as the Python API, before any call; spec.json
@@ -39,8 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -51,13 +43,15 @@ from langgraph.config import get_config, get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import interrupt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mllm_guidance.background import run_sync
 from mllm_guidance.config import make_config
-from mllm_guidance.errors import ConfigError, InputError
+from mllm_guidance.errors import ConfigError, InputError, first_problem
+from mllm_guidance.knobs import KNOBS, knob_model, to_config
 from mllm_guidance.review import ReviewDecision, ReviewRequest
 from mllm_guidance.run import GuidanceResult, PendingReview, Run
+from mllm_guidance.settings import OperatorSettings, operator_settings
 from mllm_guidance.spec import RunSpec
 from mllm_guidance.state import ImageRef, Round
 from mllm_guidance.store import SPEC_FILE
@@ -65,19 +59,19 @@ from mllm_guidance.store import SPEC_FILE
 DEFAULT_RUNS_DIR = "runs/server"
 
 
-def allowed(kind: str) -> list[str]:
-    """The spec strings the operator lets clients pick (``MLLM_GUIDANCE_ALLOWED_MLLMS`` ...)."""
-    raw = os.environ.get(f"MLLM_GUIDANCE_ALLOWED_{kind.upper()}S", "")
-    return [item.strip() for item in raw.split(",") if item.strip()]
+def operator() -> OperatorSettings:
+    """The operator's settings, read from the environment at each run (settings.py)."""
+    return operator_settings()
 
 
 def choose(kind: str, wanted: str | None) -> str | None:
     """The backend a run uses: the operator's default, or the client's pick when the operator
     listed it; anything else is refused naming what is allowed."""
-    default = os.environ.get(f"MLLM_GUIDANCE_{kind.upper()}")
+    ops = operator()
+    default = ops.mllm if kind == "mllm" else ops.generator
     if wanted is None or wanted == default:
         return default
-    permitted = allowed(kind)
+    permitted = list(ops.allowed_mllms if kind == "mllm" else ops.allowed_generators)
     if wanted in permitted:
         return wanted
     offer = ", ".join(repr(p) for p in ([default] if default else []) + permitted) or "the server's default only"
@@ -86,13 +80,13 @@ def choose(kind: str, wanted: str | None) -> str | None:
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("MLLM_GUIDANCE_RUNS_DIR", DEFAULT_RUNS_DIR)).resolve()
+    return Path(operator().runs_dir or DEFAULT_RUNS_DIR).resolve()
 
 
 def operator_mllm_options() -> dict[str, Any] | None:
     """The MLLM server URL only the operator sets (given again on every continue: a URL holding
     credentials is stored masked)."""
-    base_url = os.environ.get("MLLM_GUIDANCE_MLLM_BASE_URL")
+    base_url = operator().mllm_base_url
     return {"base_url": base_url} if base_url else None
 
 
@@ -108,16 +102,15 @@ class ServerContext(BaseModel):
 
 
 def settings() -> Any:
-    """The GuidanceConfig from MLLM_GUIDANCE_CONFIG (JSON), else the defaults."""
-    raw = os.environ.get("MLLM_GUIDANCE_CONFIG")
-    return make_config(json.loads(raw) if raw else None)
+    """The operator's GuidanceConfig (MLLM_GUIDANCE_CONFIG, JSON), else the defaults."""
+    return make_config(operator().config)
 
 
 class ServerInput(BaseModel):
     """What a client sends to start a run."""
 
     prompt: str = Field(description="The text the image must show.")
-    seed: int = Field(default=0, ge=0, description="Base seed of the renders.")
+    seed: int = Field(default=0, ge=0, lt=2**63, description="Base seed of the renders (the knob seed's bounds).")
 
 
 class ServerOutput(BaseModel):
@@ -138,17 +131,32 @@ class ServerState(ServerOutput):
     pending: ReviewRequest | None = Field(default=None, description="The review the run is paused at.")
 
 
-#: The method's knobs a client may set per run (``configurable``); everything else is the operator's.
-CLIENT_KNOBS = ("mode", "max_align_rounds", "max_correct_rounds", "is_good", "repair", "judge_mode")
+#: Knobs a server client does not set in ``configurable``: the seed is the graph's input.
+NOT_CONFIGURABLE = frozenset({"seed"})
+#: Names of earlier versions, refused with their new name rather than silently ignored.
+RENAMED = {"max_align_rounds": "max_rounds", "max_correct_rounds": "correct_rounds"}
+
+
+def client_knobs() -> type[BaseModel]:
+    """The schema of a run's ``configurable`` knobs under the operator's limits (knobs.py)."""
+    return knob_model(operator().limits, NOT_CONFIGURABLE)
 
 
 def knobs_of(config: Any) -> dict[str, Any]:
-    """The client's per-run knobs from a run's config, checked like any config (one clear error)."""
+    """The client's per-run knobs from a run's ``configurable`` as config fields, checked against
+    the operator's limits and the config itself (one clear error)."""
     given = dict((config or {}).get("configurable") or {})
-    knobs = {k: given[k] for k in CLIENT_KNOBS if given.get(k) is not None}
-    if "is_good" in knobs and not isinstance(knobs["is_good"], int):
-        raise ConfigError("is_good: give a score threshold from 1 to 5")
-    make_config(settings(), **knobs)  # refuses a bad value before any run starts
+    for old, new in RENAMED.items():
+        if old in given:
+            raise ConfigError(f"configurable {old!r} is now {new!r}")
+    wanted = {k: v for k, v in given.items() if k in KNOBS and v is not None}
+    try:
+        knobs = to_config(client_knobs()(**wanted))
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0]) if exc.errors() and exc.errors()[0].get("loc") else ""
+        why = "this server does not let clients set it" if exc.errors()[0]["type"] == "extra_forbidden" else first_problem(exc)
+        raise ConfigError(f"configurable {field}: {why}") from None
+    make_config(settings(), **knobs)  # refuses a bad combination before any run starts
     return knobs
 
 

@@ -26,12 +26,13 @@ from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import StructuredTool, ToolException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from mllm_guidance.api import GuidanceResult, aguide, default_run_dir
 from mllm_guidance.background import run_sync
-from mllm_guidance.config import GuidanceConfig, Mode, make_config
+from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.errors import ConfigError, GuidanceError
+from mllm_guidance.knobs import PAUSING, KnobLimits, knob_model, to_config
 
 DESCRIPTION = (
     "Generate an image that shows exactly what the prompt describes: objects, attributes, counts, "
@@ -40,13 +41,13 @@ DESCRIPTION = (
 )
 
 
-class GenerateImageArgs(BaseModel):
-    """Arguments of the image tool."""
-
-    prompt: str = Field(description="What the image must show, in one or two sentences.")
-    max_rounds: int | None = Field(default=None, ge=0, le=10, description="At most this many re-planning rounds (default 5).")
-    seed: int | None = Field(default=None, ge=0, description="Seed for a reproducible image.")
-    mode: Mode | None = Field(default=None, description="full (default), align, place+correct, place or plain.")
+def args_schema(limits: KnobLimits | None = None) -> type[BaseModel]:
+    """The tool's arguments: the prompt and the knobs every face shares (``knobs.py``), under the
+    given limits; review is left out (an agent's tool call has nobody to answer a pause)."""
+    knobs = knob_model(limits or KnobLimits(), PAUSING)
+    fields: dict[str, Any] = {"prompt": (str, Field(description="What the image must show, in one or two sentences."))}
+    fields |= {name: (field.annotation, field) for name, field in knobs.model_fields.items()}
+    return create_model("GenerateImageArgs", __doc__="Arguments of the image tool.", **fields)
 
 
 def as_tool(
@@ -60,35 +61,38 @@ def as_tool(
     mllm_options: dict[str, Any] | None = None,
     generator_options: dict[str, Any] | None = None,
     image: Literal["artifact", "content"] = "artifact",
+    limits: KnobLimits | None = None,
 ) -> StructuredTool:
     """A structured tool (sync and async) that runs MLLM Guidance; every call gets its own run
-    directory under ``runs_dir``. ``image``: how the picture travels (module docstring)."""
+    directory under ``runs_dir``. ``image``: how the picture travels (module docstring); ``limits``:
+    how far the calling model may turn the knobs (default: K at most 20, ``knobs.KnobLimits``)."""
     if image not in ("artifact", "content"):
         raise ConfigError(f"image={image!r}: choose 'artifact' (every provider) or 'content' (Claude)")
     base = make_config(config)
 
-    def settings(prompt: str, max_rounds: int | None, seed: int | None, mode: str | None) -> dict[str, Any]:
-        overrides = {"max_align_rounds": max_rounds, "seed": seed, "mode": mode}
+    schema = args_schema(limits)
+
+    def settings(prompt: str, knobs: dict[str, Any]) -> dict[str, Any]:
         return {
-            "config": make_config(base, **{k: v for k, v in overrides.items() if v is not None}),
+            "config": make_config(base, **to_config(knobs)),
             "run_dir": Path(runs_dir) / default_run_dir(prompt).name,
             "mllm": mllm, "generator": generator,
             "mllm_options": mllm_options, "generator_options": generator_options,
         }
 
-    def run(prompt: str, max_rounds: int | None = None, seed: int | None = None, mode: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        return run_sync(arun(prompt, max_rounds, seed, mode))
+    def run(prompt: str, **knobs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return run_sync(arun(prompt, **knobs))
 
-    async def arun(prompt: str, max_rounds: int | None = None, seed: int | None = None, mode: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    async def arun(prompt: str, **knobs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         try:
-            content, artifact = tool_output(await aguide(prompt, **settings(prompt, max_rounds, seed, mode)))
+            content, artifact = tool_output(await aguide(prompt, **settings(prompt, knobs)))
         except GuidanceError as exc:
             raise ToolException(str(exc)) from exc
         artifact["image_base64"] = content[1]["base64"]
         return (content if image == "content" else content[:1]), artifact
 
     return StructuredTool.from_function(
-        func=run, coroutine=arun, name=name, description=description, args_schema=GenerateImageArgs,
+        func=run, coroutine=arun, name=name, description=description, args_schema=schema,
         response_format="content_and_artifact", handle_tool_error=True,
     )
 

@@ -303,6 +303,8 @@ def generator_options(options: dict[str, Any]) -> dict[str, Any]:
 def _first_error(exc: ValidationError, flags: dict[str, tuple[str, ...]]) -> str:
     error = exc.errors()[0]
     field = str(error["loc"][0]) if error.get("loc") else ""
+    if not field:  # the whole config refused a combination: the validator's sentence says which
+        return first_problem(exc)
     flag = "/".join(flags.get(field, (field,)))
     value = error.get("input")
     shown = json.dumps(value) if isinstance(value, (int, float, str)) else ""

@@ -72,13 +72,17 @@ def trace(
 @manners
 @with_params(mllm_params(), generator_params(), config_params(SHARED_CONFIG_FLAGS + LOOP_OPTION_FLAGS))
 def mcp(
-    runs_dir: str = typer.Option("runs", "--runs-dir", help="Where each call's run directory goes."),
+    runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where each call's run directory goes (default: "
+                                        "MLLM_GUIDANCE_RUNS_DIR, else runs)."),
     http: bool = typer.Option(False, "--http", help="Streamable HTTP instead of stdio."),
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP host."),
     port: int = typer.Option(8000, "--port", help="HTTP port."),
-    max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Runs at once; more calls wait their turn."),
-    keep_runs: int = typer.Option(200, "--keep-runs", min=1, help="Run directories kept (the oldest this server "
-                                  "made are removed)."),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1, help="Runs at once; more calls wait "
+                                              "their turn (default: MLLM_GUIDANCE_MAX_CONCURRENT, else 2)."),
+    keep_runs: int | None = typer.Option(None, "--keep-runs", min=1, help="Run directories kept, the oldest this "
+                                         "server made removed (default: MLLM_GUIDANCE_KEEP_RUNS, else 200)."),
+    client_max_rounds: int | None = typer.Option(None, "--client-max-rounds", min=0, help="The largest K a client may "
+                                                 "ask for (default: MLLM_GUIDANCE_CLIENT_MAX_ROUNDS, else 20)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     **options: Any,
 ) -> int:
@@ -87,10 +91,13 @@ def mcp(
         from mllm_guidance.mcp_server import create_server
     except ImportError as exc:
         raise InputError(f"the MCP server needs the mcp package: pip install 'mllm-guidance[mcp]' ({exc})") from None
+    ops = operator_flags(options, runs_dir=runs_dir, max_concurrent=max_concurrent, keep_runs=keep_runs,
+                         client_max_rounds=client_max_rounds)
     server = create_server(
-        mllm=options["mllm"], generator=options["generator"], config=make_cli_config(config_values(options)),
-        runs_dir=runs_dir, mllm_options=mllm_options(options), generator_options=generator_options(options),
-        host=host, port=port, max_concurrent=max_concurrent, keep_runs=keep_runs,
+        mllm=ops.mllm, generator=ops.generator, config=make_cli_config({**ops.config, **config_values(options)}),
+        runs_dir=ops.runs_dir or "runs", mllm_options=mllm_options(with_base_url(options, ops)),
+        generator_options=generator_options(options),
+        host=host, port=port, max_concurrent=ops.max_concurrent, keep_runs=ops.keep_runs, limits=ops.limits,
     )
     server.run(transport="streamable-http" if http else "stdio")
     return 0
@@ -100,10 +107,14 @@ def mcp(
 @manners
 @with_params(mllm_params(), generator_params(), config_params(SHARED_CONFIG_FLAGS + LOOP_OPTION_FLAGS))
 def studio(
-    runs_dir: str = typer.Option("runs/studio", "--runs-dir", help="Where the studio's runs go (and the runs it opens)."),
-    bench_dir: str = typer.Option(".", "--bench-dir", help="The root benchmark directories are opened from."),
+    runs_dir: str | None = typer.Option(None, "--runs-dir", help="Where the studio's runs go, and the runs it opens "
+                                        "(default: MLLM_GUIDANCE_RUNS_DIR, else runs/studio)."),
+    bench_dir: str | None = typer.Option(None, "--bench-dir", help="The root benchmark directories are opened from "
+                                         "(default: MLLM_GUIDANCE_BENCH_DIR, else .)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this machine only)."),
     port: int = typer.Option(7860, "--port", help="Port."),
+    client_max_rounds: int | None = typer.Option(None, "--client-max-rounds", min=0, help="The largest K the page "
+                                                 "offers (default: MLLM_GUIDANCE_CLIENT_MAX_ROUNDS, else 20)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     **options: Any,
 ) -> int:
@@ -112,10 +123,26 @@ def studio(
         from mllm_guidance.studio.app import build_studio, launch
     except ImportError as exc:
         raise InputError(f"the studio needs gradio: pip install 'mllm-guidance[studio]' ({exc})") from None
-    app_ = build_studio(runs_dir=runs_dir, bench_dir=bench_dir, mllm=options["mllm"], generator=options["generator"],
-                        config=make_cli_config(config_values(options)), mllm_options=mllm_options(options),
-                        generator_options=generator_options(options))
+    ops = operator_flags(options, runs_dir=runs_dir, bench_dir=bench_dir, client_max_rounds=client_max_rounds)
+    runs_dir = ops.runs_dir or "runs/studio"
+    app_ = build_studio(runs_dir=runs_dir, bench_dir=ops.bench_dir, mllm=ops.mllm, generator=ops.generator,
+                        config=make_cli_config({**ops.config, **config_values(options)}),
+                        mllm_options=mllm_options(with_base_url(options, ops)), generator_options=generator_options(options),
+                        limits=ops.limits)
     echo(f"studio on http://{host}:{port} (runs in {runs_dir}). It has no login: to use it from another machine, "
          f"tunnel to it (ssh -L {port}:127.0.0.1:{port} THIS-HOST) rather than serving it on a public address", err=True)
     launch(app_, server_name=host, server_port=port)
     return 0
+
+
+def operator_flags(options: dict[str, Any], **flags: Any) -> Any:
+    """The operator's settings: the environment (``MLLM_GUIDANCE_*``), then these flags and the
+    backend flags over it (``settings.py``)."""
+    from mllm_guidance.settings import operator_settings
+
+    return operator_settings(mllm=options.get("mllm"), generator=options.get("generator"), **flags)
+
+
+def with_base_url(options: dict[str, Any], ops: Any) -> dict[str, Any]:
+    """The flags, with the operator's MLLM_GUIDANCE_MLLM_BASE_URL where --mllm-base-url is unset."""
+    return {**options, "mllm_base_url": options.get("mllm_base_url") or ops.mllm_base_url}

@@ -26,8 +26,11 @@ import gradio as gr
 from gradio_image_annotation import image_annotator
 
 from mllm_guidance.api import aguide, aplan, default_run_dir
-from mllm_guidance.config import make_config
-from mllm_guidance.errors import GuidanceError, InputError
+from pydantic import BaseModel, ValidationError
+
+from mllm_guidance.config import GuidanceConfig, make_config
+from mllm_guidance.errors import GuidanceError, InputError, first_problem
+from mllm_guidance.knobs import KNOBS, PAUSING, KnobLimits, knob_model, schema_bounds, to_config
 from mllm_guidance.events import event_line
 from mllm_guidance.layout import Layout
 from mllm_guidance.review import ReviewDecision
@@ -67,11 +70,41 @@ def layout_of(boxes: list[dict[str, Any]], size: tuple[int, int]) -> Layout:
     return Layout.from_pairs(pairs)
 
 
+def knob_controls(knobs: type[BaseModel], base: GuidanceConfig, names: list[str]) -> dict[str, Any]:
+    """One control per client knob named (``knobs.py``): its bounds, choices and help from the
+    shared knob model, its starting value from the studio's config. Made inside the page's layout."""
+    controls: dict[str, Any] = {}
+    for name in names:
+        field = knobs.model_fields[name]
+        low, high, choices = schema_bounds(knobs.model_json_schema()["properties"][name])
+        value = getattr(base, KNOBS[name])
+        label = LABELS.get(name, name.replace("_", " "))
+        if choices is not None:
+            controls[name] = gr.Dropdown(list(choices), value=value, label=label, info=field.description,
+                                         elem_id=name.replace("_", "-"))
+        elif name in ("seed", "width", "height") or high is None or high - low > 64:
+            controls[name] = gr.Number(value=value, minimum=low, maximum=high, precision=0, label=label,
+                                       info=field.description, elem_id=name.replace("_", "-"))
+        else:
+            start = value if isinstance(value, int) else (base.correct_limit if name == "correct_rounds" else low)
+            controls[name] = gr.Slider(low, high, value=min(start, high), step=1, label=label, info=field.description,
+                                       elem_id=name.replace("_", "-"))
+    return controls
+
+
+#: Short labels of the knobs on the page (the help under each is the knob's own description).
+LABELS = {"max_rounds": "K (most redesign rounds)", "is_good": "good at score", "repair": "Repair changed regions",
+          "candidates": "Candidates per render (N)", "correct_rounds": "Self-correct rounds"}
+#: The knobs in the first row; the rest sit under "More options".
+FIRST_ROW = ("max_rounds", "is_good", "repair", "candidates")
+
+
 def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path = ".", mllm: str | None = None,
                  generator: str | None = None, config: Any = None, mllm_options: dict[str, Any] | None = None,
-                 generator_options: dict[str, Any] | None = None) -> gr.Blocks:
+                 generator_options: dict[str, Any] | None = None, limits: KnobLimits | None = None) -> gr.Blocks:
     runs_root, bench_root = Path(runs_dir).resolve(), Path(bench_dir).resolve()
     base = make_config(config)
+    knobs = knob_model(limits or KnobLimits(), PAUSING)
 
     def new_run_dir(prompt: str, plan: bool = False) -> Path:
         parent = runs_root / PLANS if plan else runs_root
@@ -110,11 +143,17 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
         except GuidanceError as exc:
             return f"(not a layout yet: {exc})"
 
-    def generate(prompt: str, mllm_spec: str, generator_spec: str, k: int, good: int, canvas: Any, planned: dict[str, Any],
-                 repair: str = "off", candidates: int = 1):
-        n = int(candidates)  # N > 1 needs a verifier: the configured one, else CLIP
-        cfg = make_config(base, max_align_rounds=int(k), is_good=int(good), repair=repair, candidates=n,
-                          verifier=base.verifier or ("clip" if n > 1 else None))
+    def generate(prompt: str, mllm_spec: str, generator_spec: str, canvas: Any, planned: dict[str, Any], *values: Any):
+        given = {name: (int(v) if isinstance(v, float) else v) for name, v in zip(knobs.model_fields, values)
+                 if v not in (None, "")}
+        try:
+            chosen = to_config(knobs(**given))
+            if chosen.get("candidates", 1) > 1 and not chosen.get("verifier") and base.verifier is None:
+                chosen["verifier"] = "clip"  # N > 1 needs a verifier: the configured one, else CLIP
+            cfg = make_config(base, **chosen)
+        except (ValidationError, GuidanceError) as exc:
+            message = first_problem(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise user_error(InputError(message)) from None
         edited = None
         if planned and canvas and canvas.get("boxes"):
             edited = layout_of(canvas["boxes"], tuple(planned["size"]))
@@ -208,10 +247,10 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
                 mllm_box = gr.Textbox(label="MLLM", value=mllm or "", elem_id="mllm")
                 generator_box = gr.Textbox(label="Generator", value=generator or "", elem_id="generator")
             with gr.Row():
-                k = gr.Slider(0, 10, value=base.max_align_rounds, step=1, label="K (most redesign rounds)")
-                good = gr.Slider(1, 5, value=base.is_good if isinstance(base.is_good, int) else 5, step=1, label="good at score")
-                repair = gr.Dropdown(["off", "regions", "auto"], value=base.repair, label="Repair changed regions", elem_id="repair")
-                candidates = gr.Slider(1, 8, value=base.candidates, step=1, label="Candidates per render (N)", elem_id="candidates")
+                first = knob_controls(knobs, base, [n for n in knobs.model_fields if n in FIRST_ROW])
+            with gr.Accordion("More options", open=False):
+                rest = knob_controls(knobs, base, [n for n in knobs.model_fields if n not in FIRST_ROW])
+            controls = {name: (first | rest)[name] for name in knobs.model_fields}  # the order generate() reads
             with gr.Row():
                 plan_btn = gr.Button("Plan", elem_id="plan")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -231,7 +270,7 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
             log = gr.Textbox(label="Steps", lines=10, elem_id="log")
             plan_btn.click(plan, [prompt, mllm_box], [canvas, planned, layout_text, plan_status])
             canvas.change(canvas_layout, [canvas, planned], layout_text)
-            running = generate_btn.click(generate, [prompt, mllm_box, generator_box, k, good, canvas, planned, repair, candidates],
+            running = generate_btn.click(generate, [prompt, mllm_box, generator_box, canvas, planned, *controls.values()],
                                          [rounds, log, best, result_md])
             stop_btn.click(None, None, None, cancels=[running])
         with gr.Tab("Runs"):

@@ -54,8 +54,28 @@ def test_per_run_knobs_go_in_configurable(operator):
     assert run["config"]["mode"] == "place"
     with pytest.raises(ConfigError, match="is_good"):
         make_graph({"configurable": {"is_good": "always"}})
-    with pytest.raises(Exception, match="max_align_rounds"):
-        make_graph({"configurable": {"max_align_rounds": -3}})
+    with pytest.raises(ConfigError, match="max_rounds"):
+        make_graph({"configurable": {"max_rounds": -3}})
+    with pytest.raises(ConfigError, match="'max_align_rounds' is now 'max_rounds'"):
+        make_graph({"configurable": {"max_align_rounds": 2}})
+
+
+def test_the_operator_narrows_what_clients_may_set(operator, monkeypatch):
+    """Issue 26, items 1-2: the operator's MLLM_GUIDANCE_CLIENT_* settings narrow the shared knobs."""
+    from mllm_guidance.server import client_knobs, make_graph
+
+    assert client_knobs().model_json_schema()["properties"]["max_rounds"]["anyOf"][0]["maximum"] == 20
+    make_graph({"configurable": {"max_rounds": 20, "candidates": 2, "verifier": "clip"}})
+    monkeypatch.setenv("MLLM_GUIDANCE_CLIENT_MAX_ROUNDS", "3")
+    monkeypatch.setenv("MLLM_GUIDANCE_CLIENT_KNOBS", "mode,max_rounds,is_good")
+    make_graph({"configurable": {"max_rounds": 3}})
+    with pytest.raises(ConfigError, match="max_rounds: Input should be less than or equal to 3"):
+        make_graph({"configurable": {"max_rounds": 4}})
+    with pytest.raises(ConfigError, match="candidates: this server does not let clients set it"):
+        make_graph({"configurable": {"candidates": 2}})
+    monkeypatch.setenv("MLLM_GUIDANCE_CLIENT_MODES", "full,nonsense")
+    with pytest.raises(ConfigError, match="MLLM_GUIDANCE|unknown"):
+        make_graph({"configurable": {}})
 
 
 def test_clients_choose_no_urls_paths_or_unlisted_backends(operator, monkeypatch, tmp_path):
@@ -173,7 +193,7 @@ def test_langgraph_dev_through_the_sdk_client(langgraph_dev):
     thread = client.threads.create()
     first = client.runs.wait(thread["thread_id"], "mllm_guidance", input={"prompt": PROMPT, "seed": 0})
     one_round = client.runs.wait(client.threads.create()["thread_id"], "mllm_guidance", input={"prompt": PROMPT},
-                                 config={"configurable": {"max_align_rounds": 0}})
+                                 config={"configurable": {"max_rounds": 0}})
     assert len(one_round["rounds"]) == 1 and one_round["stop_reason"] == "max_rounds", one_round
     assert first["stop_reason"] == "good" and first["best"] == 2, first
     assert Path(first["run_dir"]).parent == runs.resolve() and (Path(first["run_dir"]) / "final.png").exists()

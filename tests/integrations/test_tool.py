@@ -7,6 +7,7 @@ from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 
+from mllm_guidance.knobs import KNOBS
 from mllm_guidance import as_tool
 from tests.fakes import PLACE, RecordingChatModel, score
 
@@ -25,7 +26,8 @@ def planner():
 def test_schema_and_output(tmp_path):
     tool = as_tool(mllm=planner(), generator="sketch", runs_dir=tmp_path)
     assert tool.name == "generate_image" and tool.response_format == "content_and_artifact"
-    assert set(tool.args) == {"prompt", "max_rounds", "seed", "mode"}
+    assert list(tool.args)[0] == "prompt" and set(tool.args) == {"prompt"} | set(KNOBS) - {"review"}
+    assert tool.args["max_rounds"]["anyOf"][0]["maximum"] == 20
     message = tool.invoke({"type": "tool_call", "id": "c1", "name": "generate_image", "args": {"prompt": PROMPT, "seed": 4}})
     assert isinstance(message, ToolMessage)
     [text] = message.content  # text only by default: every provider accepts it
