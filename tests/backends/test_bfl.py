@@ -185,7 +185,7 @@ def test_conversions():
 
 def test_generate_on_the_command_line_keeps_the_key_out_of_the_run(key, tmp_path, capsys, monkeypatch):
     from mllm_guidance.cli import main
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     with BflStub() as stub:
         monkeypatch.setenv("BFL_BASE_URL", stub.url)

@@ -133,7 +133,7 @@ def test_spec_urls_and_box_conversion():
 
 def test_generate_on_the_command_line_through_comfyui(tmp_path, capsys):
     from mllm_guidance.cli import main
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     with ComfyUIStub() as stub:
         code = main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", f"comfyui:{stub.url}",

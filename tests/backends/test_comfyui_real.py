@@ -67,7 +67,7 @@ def test_the_stand_ins_node_definitions_are_the_real_ones(server):
 
 def test_generate_on_the_command_line_through_a_real_comfyui(server, tmp_path, capsys):
     from mllm_guidance.cli import main
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     code = main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", f"comfyui:{server.url}",
                  "--size", "64", "--steps", "2", "--out", str(tmp_path / "run")])
@@ -93,7 +93,7 @@ def test_the_node_pack_loads_and_runs_in_a_real_comfyui(server_with_nodes):
     import httpx
 
     from mllm_guidance.backends.comfyui import ComfyUIGenerator
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     info = httpx.get(server_with_nodes.url + "/object_info", timeout=30).json()
     assert {"MLLMPlanLayout", "MLLMJudge", "MLLMAlign", "MLLMGuide"} <= set(info)

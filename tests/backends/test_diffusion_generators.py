@@ -137,7 +137,7 @@ def test_the_whole_graph_on_gligen(gligen_dir, tmp_path):
 
 
 def test_cli_with_a_saved_tiny_pipeline(gligen_dir, gligen_xl_dir, tmp_path, capsys):
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     for name, path in (("gligen", gligen_dir), ("gligen-xl", gligen_xl_dir)):
         code = main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", name, "--model-path", str(path),

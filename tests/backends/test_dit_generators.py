@@ -171,7 +171,7 @@ def test_the_whole_graph_on_regional_flux(flux_dir, tmp_path):
 
 
 def test_cli_with_saved_tiny_dit_pipelines(flux_dir, sd3_dir, tmp_path, capsys):
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     for name, path, steps in (("regional-flux", flux_dir, "2"), ("creatilayout", sd3_dir, "4")):  # 4: one grounded step
         code = main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", name, "--model-path", str(path),

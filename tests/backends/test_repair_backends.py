@@ -106,7 +106,7 @@ def test_generate_with_repair_on_tiny_pipelines(tmp_path, capsys):
 
     from mllm_guidance.cli import main
     from mllm_guidance.store import RunStore
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     for name, build in (("gligen", build_tiny_gligen), ("gligen-xl", build_tiny_gligen_xl)):
         path = build(tmp_path / f"model-{name}")

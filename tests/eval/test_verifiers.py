@@ -45,7 +45,7 @@ def test_generate_with_four_candidates_and_the_clip_verifier(tiny_clip, tmp_path
     from mllm_guidance.state import ImageRef
     from mllm_guidance.store import RunStore
     from tests.backends.tiny_diffusion import build_tiny_gligen
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     model = build_tiny_gligen(tmp_path / "gligen")
     code = main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", "gligen", "--model-path", str(model),

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from mllm_guidance.errors import ConfigError
 from tests.stubs import StubServer, openai_completion
-from tests.test_cli import PROMPT, RECORDING
+from tests.cli.test_cli import PROMPT, RECORDING
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -67,7 +67,7 @@ def test_the_mcp_command_over_stdio(tmp_path):
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    from tests.test_cli import RECORDING
+    from tests.cli.test_cli import RECORDING
 
     exe = shutil.which("mllm-guidance")
     command, args = (exe, []) if exe else (sys.executable, ["-m", "mllm_guidance.cli"])
@@ -97,7 +97,7 @@ def test_over_stdio_with_progress_logs_schemas_and_the_package_version(tmp_path)
     from mcp.client.stdio import stdio_client
 
     from mllm_guidance import __version__
-    from tests.test_cli import RECORDING
+    from tests.cli.test_cli import RECORDING
 
     params = StdioServerParameters(
         command=sys.executable,

@@ -17,7 +17,7 @@ from mllm_guidance.errors import InputError  # noqa: E402
 @pytest.fixture
 def roots(tmp_path):
     from mllm_guidance import guide
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     runs, bench = tmp_path / "runs", tmp_path / "bench"
     guide(PROMPT, mllm=f"replay:{RECORDING}", generator="sketch", run_dir=runs / "good")

@@ -116,7 +116,7 @@ def test_cli_review_accepts_edits_in_the_editor_and_re_asks_after_a_bad_edit(tmp
     import sys
 
     from mllm_guidance.cli import main
-    from tests.test_cli import RECORDING
+    from tests.cli.test_cli import RECORDING
 
     editor = tmp_path / "editor.py"
     editor.write_text(

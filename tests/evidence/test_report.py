@@ -83,6 +83,6 @@ def test_the_quick_start_recording_keeps_the_rules_it_is_shown_with():
 
     from mllm_guidance.layout import Layout
 
-    record = json.loads((Path(__file__).parents[1] / "examples/recordings/man-under-tree.json").read_text())
+    record = json.loads((Path(__file__).parents[2] / "examples/recordings/man-under-tree.json").read_text())
     for r in record["rounds"]:
         assert r["layout_warnings"] == [] and Layout.model_validate(r["layout"]).rule_warnings() == []

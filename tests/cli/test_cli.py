@@ -10,7 +10,7 @@ import pytest
 
 from mllm_guidance.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "examples" / "recordings" / "man-under-tree.json"
 PROMPT = "A man is sitting under a tree while a bird is in the tree."
 
@@ -97,7 +97,7 @@ def test_resume_from_the_command_line(tmp_path, capsys, monkeypatch):
     from tests.fakes import CountingGenerator
 
     failing = CountingGenerator(fail_on=2)
-    monkeypatch.setitem(registry.BUILTIN, "flaky", "tests.test_cli:FLAKY")
+    monkeypatch.setitem(registry.BUILTIN, "flaky", "tests.cli.test_cli:FLAKY")
     globals()["FLAKY"] = lambda: failing
     registry._cache.clear()
     out = tmp_path / "run"

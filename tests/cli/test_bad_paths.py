@@ -95,5 +95,5 @@ def test_there_are_at_least_twenty_cases():
 def test_a_bad_path_is_one_line(case, tmp_path, capsys, monkeypatch):
     import pathlib
 
-    monkeypatch.chdir(pathlib.Path(__file__).resolve().parents[1])  # the recording's relative path
+    monkeypatch.chdir(pathlib.Path(__file__).resolve().parents[2])  # the recording's relative path
     one_line_error(capsys, CASES[case](tmp_path))

@@ -13,7 +13,7 @@ import pytest
 
 from mllm_guidance.errors import InputError
 from mllm_guidance.textfiles import read_user_text
-from tests.test_bad_paths import bench, gen, one_line_error
+from tests.cli.test_bad_paths import bench, gen, one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -166,7 +166,7 @@ def s_generator_error_checkpoint(tmp_path, capsys):
 def s_generator_error_cli_line(tmp_path, capsys, monkeypatch):
     from mllm_guidance.backends import registry
 
-    monkeypatch.setitem(registry.BUILTIN, "leaky", "tests.test_secrets:Leaky")
+    monkeypatch.setitem(registry.BUILTIN, "leaky", "tests.run.test_secrets:Leaky")
     registry._cache.clear()
     with StubServer(echo_stub) as stub:
         code, out, err = cli(["generate", PROMPT, "--mllm", "openai:gpt-4o", "--mllm-base-url", stub.url + "/v1",
@@ -333,7 +333,7 @@ def test_a_masked_server_url_must_be_given_again_to_resume(tmp_path, capsys):
     with StubServer(echo_stub) as stub:
         url = url_with_secrets(stub)
         with pytest.MonkeyPatch.context() as mp:
-            mp.setitem(registry.BUILTIN, "flaky", "tests.test_secrets:FLAKY")
+            mp.setitem(registry.BUILTIN, "flaky", "tests.run.test_secrets:FLAKY")
             globals()["FLAKY"] = lambda: failing
             code, _, err = cli(["generate", "a cat on a sofa", "--mllm", "openai:gpt-4o", "--mllm-base-url", url,
                                 "--generator", "flaky", "--out", str(tmp_path / "r")], capsys)
