@@ -24,6 +24,7 @@ from mllm_guidance.backends.mllm import MllmOptions
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.layout import Layout
 from mllm_guidance.review import ReviewDecision
+from mllm_guidance.run_settings import RunSettings
 from mllm_guidance.run import EventHandler, GuidanceResult, PendingReview, ReviewHandler, Run
 from mllm_guidance.spec import default_run_dir
 
@@ -44,8 +45,12 @@ async def aguide(
     generator_options: dict[str, Any] | None = None,
     callbacks: list[Any] | None = None,
     review: ReviewHandler | Literal["interrupt"] | None = None,
+    settings: RunSettings | dict[str, Any] | None = None,
 ) -> GuidanceResult | PendingReview:
     """Run MLLM Guidance on one prompt and return the best image with the whole trace.
+
+    ``config`` holds the method's knobs (``GuidanceConfig``); ``settings`` how the run asks and
+    reports (``RunSettings``: prompt files, MLLM image size and format, structured answers, prices).
 
     ``mllm_options`` apply when ``mllm`` is a spec string (``backends.mllm.MllmOptions``):
     ``base_url`` (an OpenAI-compatible or Ollama server), ``timeout`` (seconds per call),
@@ -61,7 +66,7 @@ async def aguide(
     """
     config = _with_review(config, review)
     run = Run.create(prompt, mllm, generator, config, run_dir=run_dir, thread_id=thread_id,
-                     mllm_options=mllm_options, generator_options=generator_options)
+                     mllm_options=mllm_options, generator_options=generator_options, settings=settings)
     return await run.execute(checkpoint=checkpoint, on_event=on_event, callbacks=callbacks,
                              review=None if review == "interrupt" else review)
 
@@ -88,11 +93,13 @@ def guide(
     generator_options: dict[str, Any] | None = None,
     callbacks: list[Any] | None = None,
     review: ReviewHandler | Literal["interrupt"] | None = None,
+    settings: RunSettings | dict[str, Any] | None = None,
 ) -> GuidanceResult | PendingReview:
     """``aguide`` for synchronous code (same arguments, same result)."""
     return run_sync(aguide(prompt, mllm, generator, config, run_dir=run_dir, thread_id=thread_id,
                            checkpoint=checkpoint, on_event=on_event, mllm_options=mllm_options,
-                           generator_options=generator_options, callbacks=callbacks, review=review))
+                           generator_options=generator_options, callbacks=callbacks, review=review,
+                           settings=settings))
 
 
 async def aresume(
@@ -154,12 +161,14 @@ async def aplan(
     run_dir: str | Path | None = None,
     on_event: EventHandler | None = None,
     mllm_options: MllmOptions | dict[str, Any] | None = None,
+    settings: RunSettings | dict[str, Any] | None = None,
 ) -> PlanResult:
     """The layout an image of ``prompt`` should have, without rendering it: place, then
     self-correct up to ``correct_rounds`` times (0: place only); the preview is the sketch."""
     mode = "place+correct" if correct_rounds > 0 else "place"
     cfg = make_config(config, mode=mode, max_correct_rounds=correct_rounds, seed=0)
-    result = await Run.create(prompt, mllm, "sketch", cfg, run_dir=run_dir, mllm_options=mllm_options).execute(
+    result = await Run.create(prompt, mllm, "sketch", cfg, run_dir=run_dir, mllm_options=mllm_options,
+                              settings=settings).execute(
         checkpoint=False, on_event=on_event)
     layout = result.layout
     return PlanResult(prompt=result.prompt, layout=layout, warnings=layout.rule_warnings() if layout else [],
@@ -175,7 +184,8 @@ def plan(
     run_dir: str | Path | None = None,
     on_event: EventHandler | None = None,
     mllm_options: MllmOptions | dict[str, Any] | None = None,
+    settings: RunSettings | dict[str, Any] | None = None,
 ) -> PlanResult:
     """``aplan`` for synchronous code."""
     return run_sync(aplan(prompt, mllm, correct_rounds=correct_rounds, config=config, run_dir=run_dir,
-                          on_event=on_event, mllm_options=mllm_options))
+                          on_event=on_event, mllm_options=mllm_options, settings=settings))

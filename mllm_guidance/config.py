@@ -1,8 +1,9 @@
 """What a run does: ``GuidanceConfig``, the method's knobs.
 
-The config shapes the graph and is fixed when it is built. What a run runs on (the backends, the
-run directory) is its ``Context`` (``context.py``); how those are built is the run spec's business
-(``run.py``).
+The config is the method's knobs only (what the thesis varies); it travels in the run's
+``Context`` (``context.py``), so one compiled graph serves every config. How a run asks and reports
+(prompt files, MLLM image size and format, structured answers, prices) is ``run_settings.py``'s;
+what a run runs on is built by ``spec.py``. Unknown fields are refused (a typo never goes unseen).
 
 Modes (the thesis's ablations):
 
@@ -38,7 +39,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mllm_guidance.errors import ConfigError
-from mllm_guidance.prompts.steps import STEP_NAMES
 
 Mode = Literal["plain", "place", "place+correct", "align", "full"]
 MODES: tuple[str, ...] = ("plain", "place", "place+correct", "align", "full")
@@ -53,13 +53,12 @@ Verifier = Literal["clip", "layout-clip", "blip-vqa"]
 IsGood = Callable[[int, str], bool]
 #: The judge's score scale: a threshold ``is_good`` lies within it.
 GOOD_MIN, GOOD_MAX = 1, 5
-ALL_STEPS = frozenset(STEP_NAMES)
 
 
 class GuidanceConfig(BaseModel):
     """The method's knobs. Defaults follow the thesis: K = 5, good means a score of 5."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
 
     mode: Mode = Field(default="full", description="Which steps run: full (the whole loop), align (align without "
                        "reasoning), place+correct (place, self-correct, render), place (place, render), plain (no layout).")
@@ -99,15 +98,7 @@ class GuidanceConfig(BaseModel):
     negative_prompt: str | None = Field(default=None, description="What the image must not show (default: the "
                                         "generator's own, usually none).")
     parse_retries: int = Field(default=2, ge=0, le=10, description="Extra calls after an unreadable answer.")
-    structured_steps: frozenset[str] = Field(
-        default=frozenset(), description="Steps answered through the model's structured output instead of text."
-    )
-    templates_dir: str | None = Field(default=None, description="Directory whose files override the built-in prompts.")
     layout_tolerance: float = Field(default=0.01, ge=0, le=0.5, description="Box equality tolerance for the stop test.")
-    mllm_image_side: int = Field(default=768, ge=64, le=4096, description="Images sent to the MLLM are downscaled to this side "
-                                 "(768: what OpenAI's high detail keeps and one Gemini tile; more pixels cost tokens, not detail).")
-    mllm_image_format: Literal["jpeg", "png"] = Field(default="jpeg", description="How images are encoded for the MLLM "
-                                                      "(JPEG: a fraction of PNG's bytes and encode time).")
     repair: RepairMode = Field(
         default="off", description="After align, repaint only the changed objects' boxes of the best image so far: off, "
                                    "regions (always), auto (while the mask covers less than --repair-max-share).",
@@ -125,9 +116,6 @@ class GuidanceConfig(BaseModel):
     judge_mode: Literal["absolute", "pairwise"] = Field(
         default="absolute", description="pairwise: when a new image ties the best so far, the MLLM compares the two.",
     )
-    prices: dict[str, tuple[float, float]] = Field(
-        default={}, description="USD per 1M (input, output) tokens by model name, over the built-in table."
-    )
 
     @field_validator("is_good", mode="before")
     @classmethod
@@ -137,19 +125,6 @@ class GuidanceConfig(BaseModel):
         if isinstance(value, bool) or not isinstance(value, int) or not GOOD_MIN <= value <= GOOD_MAX:
             raise ValueError(f"is_good as a threshold must be an integer from {GOOD_MIN} to {GOOD_MAX}")
         return value
-
-    @field_validator("structured_steps", mode="before")
-    @classmethod
-    def _structured(cls, value: Any) -> Any:
-        if value is True:
-            return ALL_STEPS
-        if value in (False, None):
-            return frozenset()
-        steps = frozenset(value)
-        unknown = steps - ALL_STEPS
-        if unknown:
-            raise ValueError(f"unknown steps {sorted(unknown)}; choose from {sorted(ALL_STEPS)}")
-        return steps
 
     @model_validator(mode="after")
     def _consistent(self) -> GuidanceConfig:
@@ -216,7 +191,6 @@ class GuidanceConfig(BaseModel):
         data = self.model_dump(mode="python")
         if callable(self.is_good):
             data["is_good"] = f"callable:{getattr(self.is_good, '__qualname__', repr(self.is_good))}"
-        data["structured_steps"] = sorted(self.structured_steps)
         return data
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.errors import ConfigError
+from mllm_guidance.run_settings import RunSettings
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -37,6 +38,8 @@ class Context:
     """The four step prompts of this run."""
     config: GuidanceConfig = field(default_factory=GuidanceConfig)
     """The method's knobs for this run (mode, K, is_good, ...)."""
+    settings: RunSettings = field(default_factory=RunSettings)
+    """How the run asks the MLLM and reports (image size and format, structured answers, prices)."""
     verifier: Any = None
     """Ranks a render's candidates (``backends.verifier.Verifier``); unset: the config's built-in
     ``verifier`` by name, loaded once per process."""

@@ -43,6 +43,7 @@ from mllm_guidance.api import aguide, aplan, default_run_dir
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.errors import ConfigError, GuidanceError
 from mllm_guidance.events import event_line
+from mllm_guidance.run_settings import RunSettings
 from mllm_guidance.knobs import PAUSING, KnobLimits, knob_model, to_config
 from mllm_guidance.tool import tool_output
 
@@ -88,6 +89,7 @@ def create_server(
     max_concurrent: int = 2,
     keep_runs: int = 200,
     limits: KnobLimits | None = None,
+    settings: RunSettings | dict[str, Any] | None = None,
 ) -> FastMCP:
     """The MCP server over the operator's backends and config; ``limits`` narrow the knobs clients
     may set (``knobs.py``; default: the shared defaults, K at most 20)."""
@@ -172,7 +174,7 @@ def create_server(
         try:
             cfg = make_config(base, **overrides)
             result = await bounded(ctx, step_budget(cfg), prompt, lambda on_event, run_dir: aguide(
-                prompt, mllm=mllm, generator=generator, config=cfg, run_dir=run_dir,
+                prompt, mllm=mllm, generator=generator, config=cfg, run_dir=run_dir, settings=settings,
                 mllm_options=mllm_options, generator_options=generator_options, on_event=on_event))
         except GuidanceError as exc:
             raise failure(exc) from None
@@ -199,7 +201,7 @@ def create_server(
         try:
             planned = await bounded(ctx, 1 + correct_rounds, prompt, lambda on_event, run_dir: aplan(
                 prompt, mllm, correct_rounds=correct_rounds, config=base, run_dir=run_dir,
-                mllm_options=mllm_options))
+                mllm_options=mllm_options, settings=settings))
         except GuidanceError as exc:
             raise failure(exc) from None
         content, artifact = tool_output(planned.result)

@@ -29,6 +29,7 @@ from mllm_guidance.layout import Layout
 from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.redact import MASK, redact
 from mllm_guidance.review import ReviewDecision, ReviewRequest, as_decision
+from mllm_guidance.run_settings import RunSettings, make_settings
 from mllm_guidance.spec import Backends, RunSpec, build_backends, build_context, default_run_dir, new_spec
 from mllm_guidance.state import Correction, Failure, GuidanceState, ImageRef, Round, Usage, check_prompt
 from mllm_guidance.store import CHECKPOINT_FILE, RUN_FILE, SPEC_FILE, RunStore, storage_error
@@ -94,14 +95,15 @@ class Run:
     def create(cls, prompt: str, mllm: Any = None, generator: Any = None,
                config: GuidanceConfig | dict[str, Any] | None = None, *, run_dir: str | Path | None = None,
                thread_id: str | None = None, mllm_options: MllmOptions | dict[str, Any] | None = None,
-               generator_options: dict[str, Any] | None = None, backends: Backends | None = None) -> Run:
+               generator_options: dict[str, Any] | None = None, backends: Backends | None = None,
+               settings: RunSettings | dict[str, Any] | None = None) -> Run:
         """Check the input, build the backends, then (only then) make the run directory."""
         try:
             prompt = check_prompt(prompt)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        cfg = make_config(config)
-        templates = load_templates(cfg.templates_dir)
+        cfg, how = make_config(config), make_settings(settings)
+        templates = load_templates(how.templates_dir)
         templates.require("align", cfg.align_blocks(), f"align_context={cfg.align_context}, align_empty={cfg.align_empty}")
         if backends is None:
             backends = build_backends(mllm, generator, mllm_options=mllm_options,
@@ -114,9 +116,9 @@ class Run:
                     "another output directory"
                 )
             store.clear_attempt()  # an attempt that stopped before its first checkpoint (a full disk, a kill)
-        spec = new_spec(prompt, cfg, backends, templates, thread_id)
+        spec = new_spec(prompt, cfg, how, backends, templates, thread_id)
         store.write_json(SPEC_FILE, spec.model_dump(mode="json"))
-        return cls(spec, cfg, build_context(backends, store, templates, cfg))
+        return cls(spec, cfg, build_context(backends, store, templates, cfg, how))
 
     @classmethod
     def reopen(cls, run_dir: str | Path, mllm: Any = None, generator: Any = None,
@@ -165,7 +167,8 @@ class Run:
             mllm, generator, needs_mllm=spec.mllm is not None, mllm_options=options,
             generator_options=spec.generator.options if isinstance(generator, str) else None,
         )
-        return cls(spec, cfg, build_context(backends, store, load_templates(cfg.templates_dir), cfg), restart=restart)
+        how = spec.run_settings()
+        return cls(spec, cfg, build_context(backends, store, load_templates(how.templates_dir), cfg, how), restart=restart)
 
     def run_config(self, callbacks: list[Any] | None = None) -> dict[str, Any]:
         cfg, models = self.config, self.spec.models()

@@ -172,7 +172,7 @@ def create_run(prompt: str, seed: int, wanted: ServerContext, knobs: dict[str, A
     config = make_config(settings(), **knobs, seed=seed)
     mllm, generator = choose("mllm", wanted.mllm), choose("generator", wanted.generator)
     run_dir = runs_root() / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    return Run.create(prompt, mllm, generator, config, run_dir=run_dir, thread_id=thread,
+    return Run.create(prompt, mllm, generator, config, run_dir=run_dir, thread_id=thread, settings=operator().run_settings,
                       mllm_options=operator_mllm_options())
 
 

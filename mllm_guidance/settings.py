@@ -12,6 +12,7 @@ clients may go. Clients never set them (their per-run knobs are ``knobs.py``'s).
 ``MLLM_GUIDANCE_MLLM_BASE_URL``        the MLLM server (only the operator sets it)
 ``MLLM_GUIDANCE_RUNS_DIR``             the runs root (default: runs/server, runs for MCP, runs/studio)
 ``MLLM_GUIDANCE_CONFIG``               the method's defaults, a JSON object of GuidanceConfig fields
+``MLLM_GUIDANCE_RUN_SETTINGS``         how runs ask and report, a JSON object of RunSettings fields
 ``MLLM_GUIDANCE_CLIENT_MAX_ROUNDS``    the largest K a client may ask for (default 20)
 ``MLLM_GUIDANCE_CLIENT_MAX_CANDIDATES``  the most candidates per render a client may ask for (4)
 ``MLLM_GUIDANCE_CLIENT_MAX_SIDE``      the largest width or height a client may ask for (2048)
@@ -49,6 +50,7 @@ class OperatorSettings(BaseSettings):
     mllm_base_url: str | None = None
     runs_dir: str | None = None
     config: dict[str, Any] = Field(default={}, description="GuidanceConfig fields (JSON in the environment).")
+    run_settings: dict[str, Any] = Field(default={}, description="RunSettings fields (JSON in the environment).")
     client_max_rounds: int = Field(default=KnobLimits().max_rounds, ge=0, le=50)
     client_max_candidates: int = Field(default=KnobLimits().max_candidates, ge=1, le=16)
     client_max_side: int = Field(default=KnobLimits().max_side, ge=64, le=4096)

@@ -32,6 +32,7 @@ from mllm_guidance.backends.mllm_options import MllmOptions
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.context import Context
 from mllm_guidance.errors import InputError
+from mllm_guidance.run_settings import RunSettings, split_recorded
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -60,6 +61,7 @@ class RunSpec(BaseModel):
     prompt: str
     seed: int
     config: dict[str, Any] = Field(description="GuidanceConfig fields (a callable is_good is named).")
+    settings: dict[str, Any] = Field(default={}, description="RunSettings fields (prompts, MLLM transport, prices).")
     mllm: ModelSetting | None = Field(description="None for plain runs, which never ask an MLLM.")
     generator: ModelSetting
     thread_id: str
@@ -69,7 +71,7 @@ class RunSpec(BaseModel):
 
     def guidance_config(self, is_good: Callable[[int, str], bool] | None = None) -> GuidanceConfig:
         """The config back; a run made with a callable is_good needs it given again."""
-        settings = dict(self.config)
+        settings, _ = split_recorded(self.config, self.settings)
         if str(settings.get("is_good", "")).startswith("callable:"):
             if is_good is None:
                 raise InputError(f"this run used is_good={settings['is_good']}; pass the same is_good to resume it")
@@ -77,6 +79,10 @@ class RunSpec(BaseModel):
         elif is_good is not None:
             settings["is_good"] = is_good
         return make_config(settings)
+
+    def run_settings(self) -> RunSettings:
+        """The run's settings back (a spec written before they left the config keeps them there)."""
+        return split_recorded(self.config, self.settings)[1]
 
     def models(self) -> dict[str, Any]:
         """The flat view of the backends that records and tables show."""
@@ -131,22 +137,25 @@ def build_backends(mllm: str | BaseChatModel | None, generator: str | Generator 
     return Backends(model, gen, mllm_setting, generator_setting)
 
 
-def new_spec(prompt: str, cfg: GuidanceConfig, backends: Backends, templates: TemplateSet,
+def new_spec(prompt: str, cfg: GuidanceConfig, settings: RunSettings, backends: Backends, templates: TemplateSet,
              thread_id: str | None = None) -> RunSpec:
     """The spec of a new run: its seed drawn (and recorded) when the config leaves it open."""
     import random
 
     return RunSpec(
         prompt=prompt, seed=cfg.seed if cfg.seed is not None else random.randrange(2**31),
-        config=cfg.describe(), mllm=backends.mllm_setting, generator=backends.generator_setting,
+        config=cfg.describe(), settings=settings.describe(), mllm=backends.mllm_setting, generator=backends.generator_setting,
         thread_id=thread_id or uuid.uuid4().hex, created=_now(), template_set=templates.version,
         versions=dict(package_versions()),
     )
 
 
-def build_context(backends: Backends, store: RunStore, templates: TemplateSet, config: GuidanceConfig) -> Context:
-    """What the graph's nodes get: the built backends, the run directory, the prompts, the knobs."""
-    return Context(mllm=backends.mllm, generator=backends.generator, store=store, templates=templates, config=config)
+def build_context(backends: Backends, store: RunStore, templates: TemplateSet, config: GuidanceConfig,
+                  settings: RunSettings) -> Context:
+    """What the graph's nodes get: the built backends, the run directory, the prompts, the knobs
+    and how to ask."""
+    return Context(mllm=backends.mllm, generator=backends.generator, store=store, templates=templates, config=config,
+                   settings=settings)
 
 
 @functools.lru_cache(maxsize=1)

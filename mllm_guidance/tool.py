@@ -32,6 +32,7 @@ from mllm_guidance.api import GuidanceResult, aguide, default_run_dir
 from mllm_guidance.background import run_sync
 from mllm_guidance.config import GuidanceConfig, make_config
 from mllm_guidance.errors import ConfigError, GuidanceError
+from mllm_guidance.run_settings import RunSettings
 from mllm_guidance.knobs import PAUSING, KnobLimits, knob_model, to_config
 
 DESCRIPTION = (
@@ -62,6 +63,7 @@ def as_tool(
     generator_options: dict[str, Any] | None = None,
     image: Literal["artifact", "content"] = "artifact",
     limits: KnobLimits | None = None,
+    settings: RunSettings | dict[str, Any] | None = None,
 ) -> StructuredTool:
     """A structured tool (sync and async) that runs MLLM Guidance; every call gets its own run
     directory under ``runs_dir``. ``image``: how the picture travels (module docstring); ``limits``:
@@ -72,9 +74,9 @@ def as_tool(
 
     schema = args_schema(limits)
 
-    def settings(prompt: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    def run_options(prompt: str, knobs: dict[str, Any]) -> dict[str, Any]:
         return {
-            "config": make_config(base, **to_config(knobs)),
+            "config": make_config(base, **to_config(knobs)), "settings": settings,
             "run_dir": Path(runs_dir) / default_run_dir(prompt).name,
             "mllm": mllm, "generator": generator,
             "mllm_options": mllm_options, "generator_options": generator_options,
@@ -85,7 +87,7 @@ def as_tool(
 
     async def arun(prompt: str, **knobs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         try:
-            content, artifact = tool_output(await aguide(prompt, **settings(prompt, knobs)))
+            content, artifact = tool_output(await aguide(prompt, **run_options(prompt, knobs)))
         except GuidanceError as exc:
             raise ToolException(str(exc)) from exc
         artifact["image_base64"] = content[1]["base64"]

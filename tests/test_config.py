@@ -19,7 +19,7 @@ def test_is_good_threshold_or_callable():
 
 
 @pytest.mark.parametrize("kwargs", [{"is_good": 0}, {"is_good": 6}, {"is_good": True}, {"max_align_rounds": -1},
-                                    {"mode": "best"}, {"structured_steps": ["judge"]}, {"width": 10},
+                                    {"mode": "best"}, {"max_align_round": 3}, {"width": 10},
                                     {"mode": "place", "self_correct": True}])
 def test_invalid_configs(kwargs):
     with pytest.raises(ConfigError):
@@ -39,9 +39,25 @@ def test_seed_policy():
     assert make_config(seed_policy="increment").round_seed(7, 3) == 10
 
 
-def test_structured_true_means_all_steps_and_configs_merge():
-    cfg = make_config(structured_steps=True)
-    assert cfg.structured_steps == {"place", "self_correct", "reason", "align", "compare"}
+def test_configs_merge_and_a_misspelt_knob_is_refused():
+    cfg = make_config(max_align_rounds=3)
     merged = make_config(cfg, mode="place")
-    assert merged.mode == "place" and merged.structured_steps == cfg.structured_steps
+    assert merged.mode == "place" and merged.max_align_rounds == 3
     assert make_config({"mode": "align"}).mode == "align"
+    with pytest.raises(ConfigError, match="max_align_round"):  # once silently ignored: K stayed 5
+        make_config(max_align_round=3)
+
+
+def test_run_settings_are_apart_from_the_method_and_read_older_records():
+    from mllm_guidance.run_settings import make_settings, split_recorded
+
+    how = make_settings(structured_steps=True)
+    assert how.structured_steps == {"place", "self_correct", "reason", "align", "compare"}
+    with pytest.raises(ConfigError, match="judge"):
+        make_settings(structured_steps=["judge"])
+    with pytest.raises(ConfigError):
+        make_config(structured_steps=True)  # not a knob of the method
+    older = {"mode": "full", "max_align_rounds": 2, "mllm_image_side": 512, "structured_steps": ["place"]}
+    config, settings = split_recorded(older)
+    assert make_config(config).max_align_rounds == 2
+    assert settings.mllm_image_side == 512 and settings.structured_steps == {"place"}

@@ -17,7 +17,7 @@ FLOORS: list[set[str]] = [
     {"errors", "httplogs", "layout", "events", "background"},
     {"images", "state", "repair", "textfiles", "__init__"},
     {"draw", "store", "prompts", "checkpoint"},
-    {"config", "review", "pages"},
+    {"config", "run_settings", "review", "pages"},
     {"knobs", "backends"},
     {"settings", "context"},
     {"spec", "nodes"},

@@ -2,7 +2,7 @@
 
 The built-in table holds the providers' published list prices for standard (non-batch, uncached)
 text+image tokens as of 2025; prices change, so treat the estimate as such and override entries
-with ``GuidanceConfig.prices`` or ``--prices FILE`` (JSON: {"model": [input, output]}). Local and
+with ``RunSettings.prices`` or ``--prices FILE`` (JSON: {"model": [input, output]}). Local and
 replayed models have no entry and no cost.
 """
 

@@ -17,6 +17,7 @@ from mllm_guidance.cli.options import (
     generator_options,
     generator_params,
     make_cli_config,
+    make_cli_settings,
     mllm_options,
     mllm_params,
     plain,
@@ -105,7 +106,7 @@ def bench(
     spec = BenchSpec(
         dataset=dataset, out=Path(out), method=method, images_per_prompt=images_per_prompt or 1, seed=seed,
         mllm=pick_mllm(options["mllm"], method, progress), generator=generator,
-        config=config.describe(), mllm_options=mllm_options(options).model_dump(exclude_defaults=True),
+        config=config.describe(), settings=make_cli_settings(options).describe(), mllm_options=mllm_options(options).model_dump(exclude_defaults=True),
         generator_options=generator_options(options), shard=(index, count), concurrency=concurrency, limit=limit,
         max_batch=max_batch, ray=ray_options,
     )

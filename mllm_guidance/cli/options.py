@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from mllm_guidance.backends.mllm_options import MllmOptions
 from mllm_guidance.config import GuidanceConfig
+from mllm_guidance.run_settings import RunSettings
 from mllm_guidance.errors import InputError, first_problem
 
 #: GuidanceConfig fields the command line sets, by flag.
@@ -39,8 +40,6 @@ CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
     "negative_prompt": ("--negative-prompt",),
     "parse_retries": ("--parse-retries",),
     "layout_tolerance": ("--layout-tolerance",),
-    "mllm_image_side": ("--mllm-image-side",),
-    "mllm_image_format": ("--mllm-image-format",),
     "repair": ("--repair",),
     "repair_margin": ("--repair-margin",),
     "repair_max_share": ("--repair-max-share",),
@@ -51,7 +50,13 @@ CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
     "judge_mode": ("--judge-mode",),
 }
 #: Config fields every command that asks an MLLM shares (plan, generate, bench, mcp).
-SHARED_CONFIG_FLAGS = ("parse_retries", "layout_tolerance", "mllm_image_side", "mllm_image_format")
+SHARED_CONFIG_FLAGS = ("parse_retries", "layout_tolerance")
+#: RunSettings fields, by flag: every command that asks an MLLM takes them (with --structured,
+#: --templates and --prices, which set the other RunSettings fields).
+RUN_FLAGS: dict[str, tuple[str, ...]] = {
+    "mllm_image_side": ("--mllm-image-side",),
+    "mllm_image_format": ("--mllm-image-format",),
+}
 #: The options of the method beyond the thesis (issue 22): every command that runs the loop takes them.
 LOOP_OPTION_FLAGS = ("repair", "repair_margin", "repair_max_share", "repair_base", "candidates", "verifier",
                      "verifier_model", "judge_mode")
@@ -102,7 +107,7 @@ SCORER_FLAGS: dict[str, tuple[str, ...]] = {
     "ocr_min_confidence": ("--ocr-min-confidence",),
     "device": ("--scorer-device",),
 }
-_PREFIX = {"config": "cfg_", "mllm": "mllm_", "generator": "gen_", "scorer": "score_"}
+_PREFIX = {"config": "cfg_", "run": "run_", "mllm": "mllm_", "generator": "gen_", "scorer": "score_"}
 
 
 def _field_params(model: type[BaseModel], flags: dict[str, tuple[str, ...]], prefix: str,
@@ -155,17 +160,22 @@ def plain(value: Any) -> Any:
 
 
 def config_params(names: tuple[str, ...] | None = None) -> list[inspect.Parameter]:
-    """Config flags (all, or those named), plus --size, --structured, --templates, --prices."""
+    """Config flags (all, or those named) and --size; the run settings' flags, with --structured,
+    --templates and --prices."""
     params = _field_params(GuidanceConfig, CONFIG_FLAGS, _PREFIX["config"], names)
+    params += _field_params(RunSettings, RUN_FLAGS, _PREFIX["run"])
     extra: list[tuple[str, Any, Any]] = [
         ("structured", bool, typer.Option(False, "--structured", help="Ask for structured (JSON-schema / tool-call) answers instead of text.")),
         ("templates", str | None, typer.Option(None, "--templates", metavar="DIR", help="Directory whose files override the built-in prompts.")),
         ("prices", str | None, typer.Option(None, "--prices", metavar="FILE", help='JSON price table, {"model": [USD per 1M input, per 1M output]}.')),
     ]
+    params += [inspect.Parameter(_PREFIX["run"] + n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t)
+               for n, t, o in extra]
     if names is None or "width" in names:
-        extra.insert(0, ("size", str | None, typer.Option(None, "--size", help="WIDTHxHEIGHT, or one number (default: the generator's).")))
-    return params + [inspect.Parameter(_PREFIX["config"] + n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t)
-                     for n, t, o in extra]
+        size = typer.Option(None, "--size", help="WIDTHxHEIGHT, or one number (default: the generator's).")
+        params.append(inspect.Parameter(_PREFIX["config"] + "size", inspect.Parameter.KEYWORD_ONLY, default=size,
+                                        annotation=str | None))
+    return params
 
 
 def mllm_params() -> list[inspect.Parameter]:
@@ -263,7 +273,20 @@ def config_values(options: dict[str, Any]) -> dict[str, Any]:
         name, value = key.removeprefix(prefix), plain(value)
         if name == "size":
             values["width"], values["height"] = parse_size(value)
-        elif name == "structured":
+        else:
+            values[name] = value
+    return values
+
+
+def settings_values(options: dict[str, Any]) -> dict[str, Any]:
+    """The RunSettings fields the flags set (unset flags leave the defaults)."""
+    values: dict[str, Any] = {}
+    prefix = _PREFIX["run"]
+    for key, value in options.items():
+        if not key.startswith(prefix) or value is None:
+            continue
+        name, value = key.removeprefix(prefix), plain(value)
+        if name == "structured":
             if value:
                 values["structured_steps"] = True
         elif name == "templates":
@@ -275,6 +298,15 @@ def config_values(options: dict[str, Any]) -> dict[str, Any]:
         else:
             values[name] = value
     return values
+
+
+def make_cli_settings(options: dict[str, Any]) -> RunSettings:
+    """The run settings from the flags; a refused value is one line naming its flag."""
+    try:
+        return RunSettings(**settings_values(options))
+    except ValidationError as exc:
+        raise InputError(_first_error(exc, {**RUN_FLAGS, "templates_dir": ("--templates",),
+                                            "structured_steps": ("--structured",), "prices": ("--prices",)})) from None
 
 
 def make_cli_config(values: dict[str, Any]) -> GuidanceConfig:

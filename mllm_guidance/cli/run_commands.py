@@ -15,6 +15,7 @@ from mllm_guidance.cli.options import (
     generator_options,
     generator_params,
     make_cli_config,
+    make_cli_settings,
     mllm_options,
     mllm_params,
     out_dir,
@@ -102,6 +103,7 @@ def _run(prompt: str | None, resume: str | None, no_checkpoint: bool, review: bo
         generator=options["generator"] or pick_generator(progress), config=config, run_dir=run_dir,
         checkpoint=not no_checkpoint, on_event=progress, mllm_options=mllm_options(options),
         generator_options=generator_options(options), review=reviewer if stages else None,
+        settings=make_cli_settings(options),
     )
 
 
@@ -121,7 +123,8 @@ def plan(
     try:
         planned = plan_layout(prompt, pick_mllm(options["mllm"], "place", progress), correct_rounds=correct_rounds,
                               config=make_cli_config(config_values(options)), run_dir=out_dir(out, prompt),
-                              on_event=progress, mllm_options=mllm_options(options))
+                              on_event=progress, mllm_options=mllm_options(options),
+                              settings=make_cli_settings(options))
     finally:
         progress.close()
     layout = planned.layout

@@ -16,6 +16,7 @@ from mllm_guidance.cli.options import (
     generator_options,
     generator_params,
     make_cli_config,
+    make_cli_settings,
     mllm_options,
     mllm_params,
     plain,
@@ -98,6 +99,7 @@ def mcp(
         runs_dir=ops.runs_dir or "runs", mllm_options=mllm_options(with_base_url(options, ops)),
         generator_options=generator_options(options),
         host=host, port=port, max_concurrent=ops.max_concurrent, keep_runs=ops.keep_runs, limits=ops.limits,
+        settings=make_cli_settings(options),
     )
     server.run(transport="streamable-http" if http else "stdio")
     return 0
@@ -128,7 +130,7 @@ def studio(
     app_ = build_studio(runs_dir=runs_dir, bench_dir=ops.bench_dir, mllm=ops.mllm, generator=ops.generator,
                         config=make_cli_config({**ops.config, **config_values(options)}),
                         mllm_options=mllm_options(with_base_url(options, ops)), generator_options=generator_options(options),
-                        limits=ops.limits)
+                        limits=ops.limits, settings=make_cli_settings(options))
     echo(f"studio on http://{host}:{port} (runs in {runs_dir}). It has no login: to use it from another machine, "
          f"tunnel to it (ssh -L {port}:127.0.0.1:{port} THIS-HOST) rather than serving it on a public address", err=True)
     launch(app_, server_name=host, server_port=port)

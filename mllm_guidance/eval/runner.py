@@ -46,6 +46,7 @@ from typing import Any
 from mllm_guidance import __version__
 from mllm_guidance.backends.batching import DEFAULT_MAX_WAIT, coalescing
 from mllm_guidance.config import make_config
+from mllm_guidance.run_settings import make_settings
 from mllm_guidance.errors import InputError, StorageError
 from mllm_guidance.eval import lock
 from mllm_guidance.eval.datasets import Prompt, dataset_category, load_dataset
@@ -74,6 +75,7 @@ class BenchSpec:
     mllm: Any = None
     generator: Any = None  # None: what generate picks (gligen-xl with a CUDA GPU, else sketch), named in every record
     config: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # RunSettings fields
     mllm_options: dict[str, Any] = field(default_factory=dict)
     generator_options: dict[str, Any] = field(default_factory=dict)
     shard: tuple[int, int] = (0, 1)
@@ -224,7 +226,7 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
                      backends: Backends, progress: Any, on_record: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
     pins = {
         "dataset": dataset, "category": dataset_category(spec.dataset), "method": spec.method, "package_version": __version__,
-        "template_set": load_templates(base.templates_dir).version,
+        "template_set": load_templates(make_settings(spec.settings).templates_dir).version,
         "models": {"mllm": backends.mllm_setting.described if backends.mllm_setting else None,
                    "mllm_spec": backends.mllm_setting.spec if backends.mllm_setting else None,
                    "generator": backends.generator_setting.described, "generator_spec": backends.generator_setting.spec},
@@ -273,7 +275,8 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
     def prepare(item: Item, run_dir: Path) -> Run:
         clear_leftover(run_dir, item.key)
         make_run_dir(run_dir, item.key)
-        return Run.create(item.prompt.text, config=make_config(base, seed=item.seed), run_dir=run_dir, backends=backends)
+        return Run.create(item.prompt.text, config=make_config(base, seed=item.seed), run_dir=run_dir, backends=backends,
+                          settings=spec.settings)
 
     tasks = [asyncio.ensure_future(one(item)) for item in pending]
     try:

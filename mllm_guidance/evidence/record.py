@@ -31,7 +31,7 @@ def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, te
     used_ids = set(state.call_ids)
     usage = state.usage
     models = spec.models() if spec is not None else {}
-    price = price_for(models.get("mllm_name"), config.prices)
+    price = price_for(models.get("mllm_name"), spec.run_settings().prices if spec is not None else {})
     by_step = {
         k: {**v.model_dump(), "estimated_cost_usd": cost_usd(v.input_tokens, v.output_tokens, price)}
         for k, v in usage.mllm.items()
@@ -42,6 +42,7 @@ def run_record(store: RunStore, state: GuidanceState, config: GuidanceConfig, te
         "seed": state.seed,
         "mode": config.mode,
         "config": config.describe(),
+        "settings": spec.run_settings().describe() if spec is not None else None,
         "models": models,
         "thread_id": spec.thread_id if spec is not None else None,
         "created": spec.created if spec is not None else None,

@@ -106,7 +106,7 @@ def render_html(record: dict[str, Any]) -> str:
               "reply": c.get("reply") or json.dumps(c.get("tool_calls"))} for c in record["calls"]]
     u = record["usage"]
     cost = u.get("estimated_cost_usd")
-    settings = json.dumps({"config": record["config"], "versions": record["versions"], "seed": record["seed"]}, indent=1)
+    settings = json.dumps({"config": record["config"], "settings": record.get("settings"), "versions": record["versions"], "seed": record["seed"]}, indent=1)
     return render("report.html", r=record, u=u, rounds=rounds, calls=calls, settings=settings,
                   chart=chart_geometry(record["rounds"], best), final_path=(record.get("final_image") or {}).get("path", ""),
                   cost="unknown (no price for this model)" if cost is None else f"${cost:.4f}",

@@ -110,14 +110,14 @@ class ModelNode:
 
     def image_message(self, ctx: Context, image: ImageRef) -> ModelImage:
         """The image as the MLLM gets it (``mllm_image_side``, ``mllm_image_format``)."""
-        return ctx.store.image_for_model(image, ctx.config.mllm_image_side, ctx.config.mllm_image_format)
+        return ctx.store.image_for_model(image, ctx.settings.mllm_image_side, ctx.settings.mllm_image_format)
 
 
 async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request, *, emit: Any = None) -> Answer:
     """Ask ``step`` until an answer can be used or ``parse_retries`` extra calls are spent."""
     if ctx.mllm is None:
         raise ConfigError(f"the {step.name} step needs an MLLM; give one (--mllm)")
-    structured = step.name in config.structured_steps
+    structured = step.name in ctx.settings.structured_steps
     model: Any = ctx.mllm
     if structured:
         try:

@@ -34,6 +34,7 @@ from mllm_guidance.knobs import KNOBS, PAUSING, KnobLimits, knob_model, schema_b
 from mllm_guidance.events import event_line
 from mllm_guidance.layout import Layout
 from mllm_guidance.review import ReviewDecision
+from mllm_guidance.run_settings import RunSettings, split_recorded
 from mllm_guidance.run import PendingReview
 from mllm_guidance.studio.paths import bench_dirs, inside, run_dirs
 from mllm_guidance.studio.views import _short, bench_view, read_record, run_view
@@ -101,7 +102,8 @@ FIRST_ROW = ("max_rounds", "is_good", "repair", "candidates")
 
 def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path = ".", mllm: str | None = None,
                  generator: str | None = None, config: Any = None, mllm_options: dict[str, Any] | None = None,
-                 generator_options: dict[str, Any] | None = None, limits: KnobLimits | None = None) -> gr.Blocks:
+                 generator_options: dict[str, Any] | None = None, limits: KnobLimits | None = None,
+                 settings: RunSettings | dict[str, Any] | None = None) -> gr.Blocks:
     runs_root, bench_root = Path(runs_dir).resolve(), Path(bench_dir).resolve()
     base = make_config(config)
     knobs = knob_model(limits or KnobLimits(), PAUSING)
@@ -117,7 +119,7 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
         """The planned layout on the canvas; a failure is said on the page, the canvas left as it was."""
         try:
             planned = asyncio.run(aplan(prompt, mllm_spec or mllm, config=base, run_dir=new_run_dir(prompt, plan=True),
-                                        mllm_options=mllm_options))
+                                        mllm_options=mllm_options, settings=settings))
         except (GuidanceError, OSError) as exc:
             message = " ".join((str(exc) if isinstance(exc, GuidanceError) else f"{exc.strerror or exc}").split())
             logger.warning("studio: plan failed: %s", message)
@@ -173,7 +175,7 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
             try:
                 result = asyncio.run(aguide(
                     prompt, mllm=mllm_spec or mllm, generator=generator_spec or generator, config=cfg,
-                    run_dir=run_path, on_event=on_event, mllm_options=mllm_options,
+                    run_dir=run_path, on_event=on_event, mllm_options=mllm_options, settings=settings,
                     generator_options=generator_options, review=reviewer if edited is not None else None))
                 events.put(("done", result))
             except Exception as exc:  # shown in the page, never lost in a thread
@@ -223,8 +225,9 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
         path = inside(runs_root, name, "run")
         record = read_record(path, name)
         try:
+            recorded, how = split_recorded(record["config"], record.get("settings"))
             result = asyncio.run(aguide(record["prompt"], mllm=f"replay:{path}", generator=generator_spec or generator,
-                                        config={**record["config"], "seed": record["seed"]},
+                                        config={**recorded, "seed": record["seed"]}, settings=how,
                                         run_dir=new_run_dir(record["prompt"]), generator_options=generator_options))
         except GuidanceError as exc:
             raise user_error(exc) from None

@@ -79,6 +79,6 @@ def test_a_structured_answer_that_misses_the_schema_is_asked_again(tmp_path):
     good = {"reasoning": "left", "objects": [{"name": "a cat", "box": [0.1, 0.1, 0.5, 0.5]}]}
     model = RecordingChatModel(replies={"place": [bad, good], "reason": [score(5)]})
     result = guide("a cat on a mat", mllm=model, generator="sketch", run_dir=tmp_path / "run",
-                   config={"structured_steps": ["place"], "self_correct": False})
+                   config={"self_correct": False}, settings={"structured_steps": ["place"]})
     assert model.steps().count("place") == 2 and result.score == 5
     assert result.rounds[0].layout.names == ["a cat"]

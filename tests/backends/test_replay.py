@@ -32,9 +32,10 @@ def test_a_recorded_run_replays_the_same_path_with_another_generator(tmp_path):
 def test_structured_runs_replay_their_tool_calls(tmp_path):
     layout = {"reasoning": "r", "objects": [{"name": "a kite", "box": [0.3, 0.05, 0.6, 0.3]}]}
     model = RecordingChatModel(replies={"place": [dict(layout)], "reason": [{"__tool__": "ScoreAnswer", "reasoning": "ok", "score": 5}]})
-    guide(PROMPT, mllm=model, generator="sketch", config={"structured_steps": True, "self_correct": False}, run_dir=tmp_path / "s")
+    guide(PROMPT, mllm=model, generator="sketch", config={"self_correct": False}, settings={"structured_steps": True},
+          run_dir=tmp_path / "s")
     again = guide(PROMPT, mllm=f"replay:{tmp_path / 's' / 'run.json'}", generator="sketch",
-                  config={"structured_steps": True, "self_correct": False}, run_dir=tmp_path / "s2")
+                  config={"self_correct": False}, settings={"structured_steps": True}, run_dir=tmp_path / "s2")
     assert again.score == 5 and again.layout.names == ["a kite"]
 
 

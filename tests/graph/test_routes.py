@@ -12,10 +12,10 @@ from tests.fakes import ALIGNED, CORRECTED, PLACE, CountingGenerator, RecordingC
 ALIGN_VARIANTS = [ALIGNED.replace("0.55, 0.2", f"0.{50 + i}, 0.2") for i in range(6)]
 
 
-def run(tmp_path, replies, generator=None, **cfg):
+def run(tmp_path, replies, generator=None, settings=None, **cfg):
     model = RecordingChatModel(replies=replies)
     gen = generator or CountingGenerator()
-    result = guide(PROMPT, mllm=model, generator=gen, config=cfg, run_dir=tmp_path / "run")
+    result = guide(PROMPT, mllm=model, generator=gen, config=cfg, run_dir=tmp_path / "run", settings=settings)
     return result, model, gen
 
 
@@ -106,7 +106,7 @@ def test_parse_failures_are_retried_then_the_run_goes_on(tmp_path):
 def test_structured_mode_end_to_end(tmp_path):
     layout = {"reasoning": "under the tree", "objects": [{"name": "a man", "box": [0.3, 0.55, 0.6, 0.95]}, {"name": "a tree", "box": [0.2, 0.05, 0.9, 0.9]}]}
     replies = {"place": [dict(layout)], "self_correct": [dict(layout)], "reason": [{"__tool__": "ScoreAnswer", "reasoning": "fine", "score": 5}]}
-    result, model, _ = run(tmp_path, replies, structured_steps=True)
+    result, model, _ = run(tmp_path, replies, settings={"structured_steps": True})
     assert result.score == 5 and result.rounds[0].reasoning == "fine"
     assert model.steps() == ["place", "self_correct", "reason"]
 

@@ -242,7 +242,7 @@ def test_a_template_set_the_config_cannot_use_is_refused_before_any_call(operato
 
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "align.txt").write_text("Align it.\n=== request ===\nPrompt: $prompt\n")
-    monkeypatch.setenv("MLLM_GUIDANCE_CONFIG", json.dumps({"templates_dir": str(tmp_path / "tpl")}))
+    monkeypatch.setenv("MLLM_GUIDANCE_RUN_SETTINGS", json.dumps({"templates_dir": str(tmp_path / "tpl")}))
     with pytest.raises(ConfigError, match="no '=== empty answer ===', '=== evaluation ===', '=== layout ===' block"):
         graph.invoke({"prompt": PROMPT}, context=ServerContext())
     assert not operator.exists() or not list(operator.iterdir())

@@ -19,19 +19,20 @@ def state_with_round(ctx, prompt, layout=LAYOUT, score=None, rounds=1, **extra) 
 
 def _called_synchronously(cls):
     """The node class, with calls that run its coroutine to the end (nodes are async). ``Node(cfg)``
-    runs it under that config, put into the runtime's context as the run layer does."""
+    runs it under that config (and ``Node(settings=...)`` with those run settings), put into the
+    runtime's context as the run layer does."""
     import asyncio
     import dataclasses
 
     from langgraph.runtime import Runtime
 
     class Node(cls):
-        def __init__(self, config=None):
-            self.run_config = config
+        def __init__(self, config=None, settings=None):
+            self.given = {k: v for k, v in (("config", config), ("settings", settings)) if v is not None}
 
         def __call__(self, state, runtime):
-            if self.run_config is not None:
-                runtime = Runtime(context=dataclasses.replace(runtime.context, config=self.run_config),
+            if self.given:
+                runtime = Runtime(context=dataclasses.replace(runtime.context, **self.given),
                                   stream_writer=runtime.stream_writer)
             return asyncio.run(super().__call__(state, runtime))
 

@@ -1,4 +1,5 @@
 from mllm_guidance.config import make_config
+from mllm_guidance.run_settings import make_settings
 from tests.nodes.helpers import PlaceNode
 from mllm_guidance.state import GuidanceState
 from tests.conftest import make_context, make_runtime
@@ -43,7 +44,7 @@ def test_place_retries_with_the_error_then_records_the_failure(tmp_path, prompt)
 def test_structured_place(tmp_path, prompt):
     answer = {"reasoning": "under the tree", "objects": [{"name": "a man", "box": [0.1, 0.5, 0.4, 0.95]}]}
     ctx = make_context(tmp_path, {"place": [{"reasoning": "x", "objects": [{"name": "a man", "box": [0.1, 0.5]}]}, answer]})
-    out = PlaceNode(make_config(structured_steps={"place"}))(GuidanceState(prompt=prompt), make_runtime(ctx))
+    out = PlaceNode(settings=make_settings(structured_steps={"place"}))(GuidanceState(prompt=prompt), make_runtime(ctx))
     assert out["plan"].layout.names == ["a man"] and out["plan"].reasoning == "under the tree"
     assert "2 numbers" in ctx.mllm.calls[1][1][-1].content
     assert ctx.store.calls()[1]["tool_calls"][0]["args"]["reasoning"] == "under the tree"

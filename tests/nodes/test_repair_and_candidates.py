@@ -19,10 +19,10 @@ def px(image):
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
-def run(tmp_path, generator, replies=REPLIES, **cfg):
+def run(tmp_path, generator, replies=REPLIES, settings=None, **cfg):
     model = RecordingChatModel(replies={k: list(v) for k, v in replies.items()})
     result = guide(PROMPT, mllm=model, generator=generator, config={"width": 96, "height": 64, **cfg},
-                   run_dir=tmp_path / "run")
+                   run_dir=tmp_path / "run", settings=settings)
     return result, model
 
 
@@ -164,5 +164,5 @@ def test_pairwise_judging_with_structured_output(tmp_path):
     replies = {"place": [PLACE], "self_correct": [CORRECTED, CORRECTED], "reason": [score(3), score(3)], "align": [ALIGNED],
                "compare": [{"__tool__": "CompareAnswer", "reasoning": "B shows the bird in the tree", "better": "b"}]}
     result, _ = run(tmp_path, CountingGenerator(), replies=replies, judge_mode="pairwise", max_align_rounds=1,
-                    structured_steps=["compare"])
+                    settings={"structured_steps": ["compare"]})
     assert result.best_round == 1 and result.rounds[1].comparison == "B (this round) is better: B shows the bird in the tree"

@@ -122,6 +122,6 @@ def test_optional_blocks_are_checked_and_required_before_a_run(tmp_path):
     assert bare.steps["align"].blocks == {}
     model = RecordingChatModel(replies={})
     with pytest.raises(ConfigError, match="no '=== empty answer ===', '=== evaluation ===', '=== layout ===' block"):
-        guide("a cat on a sofa", mllm=model, generator="sketch", config={"templates_dir": str(tmp_path)},
+        guide("a cat on a sofa", mllm=model, generator="sketch", settings={"templates_dir": str(tmp_path)},
               run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists() and model.calls == []
