@@ -1,5 +1,6 @@
 """Resuming runs: after a crash, after an interrupt, and never into a directory that holds a run."""
 
+import json
 
 import pytest
 
@@ -49,3 +50,30 @@ def test_run_directory_cannot_be_reused(tmp_path):
     run(tmp_path, {"place": [PLACE], "self_correct": [PLACE], "reason": [score(5)]})
     with pytest.raises(InputError, match="already holds a run"):
         run(tmp_path, {})
+
+
+def test_a_run_recorded_before_the_settings_left_the_config_resumes_with_them(tmp_path):
+    """spec.json written before issue 26 holds mllm_image_side & co. in its config: the run resumes,
+    asking the MLLM as it was set up (a 256-pixel PNG), and run.json records the settings apart."""
+    replies = {"place": [PLACE], "self_correct": [PLACE], "reason": [score(3), score(5)], "align": [ALIGNED]}
+    model = RecordingChatModel(replies=replies)
+    with pytest.raises(BackendError, match="simulated crash"):
+        guide(PROMPT, mllm=model, generator=CountingGenerator(fail_on=2), run_dir=tmp_path / "run",
+              settings={"mllm_image_side": 256, "mllm_image_format": "png"})
+    spec_path = tmp_path / "run" / "spec.json"
+    spec = json.loads(spec_path.read_text())
+    spec["config"].update(spec.pop("settings"))  # the older layout
+    spec_path.write_text(json.dumps(spec))
+    result = resume(tmp_path / "run", mllm=model, generator=CountingGenerator())
+    assert result.score == 5
+    import base64
+    import io
+
+    from PIL import Image
+
+    step, messages = model.calls[-1]
+    [block] = [b for b in messages[-1].content if b.get("type") == "image"]
+    sent = Image.open(io.BytesIO(base64.b64decode(block["base64"])))
+    assert step == "reason" and sent.format == "PNG" and max(sent.size) <= 256
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["settings"]["mllm_image_side"] == 256 and "mllm_image_side" not in record["config"]
