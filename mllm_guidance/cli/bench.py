@@ -49,8 +49,8 @@ app.add_typer(bench_app, name="bench")
 def bench(
     ctx: typer.Context,
     dataset: str | None = typer.Option(None, "--dataset", help="rls300, spatial, 3d-spatial, non-spatial, complex, geneval, "
-                                       "genai-bench, or a file (.txt/.jsonl/.csv)."),
-    suite: str | None = typer.Option(None, "--suite", help="geneval, genai-bench, t2i-compbench or rls-300: that benchmark's "
+                                       "genai-bench, dpg-bench, or a file (.txt/.jsonl/.csv)."),
+    suite: str | None = typer.Option(None, "--suite", help="geneval, genai-bench, dpg-bench, t2i-compbench or rls-300: that benchmark's "
                                      "prompts, images per prompt, scorers and table."),
     method: choice_type("Method", MODES) = typer.Option("full", "--method", help="The graph mode to evaluate."),  # type: ignore[valid-type]
     images_per_prompt: int | None = typer.Option(None, "--images-per-prompt", min=1, help="Images per prompt (default 1, or the suite's)."),

@@ -105,6 +105,9 @@ SCORER_FLAGS: dict[str, tuple[str, ...]] = {
     "detector": ("--detector",),
     "detector_threshold": ("--detector-threshold",),
     "ocr_min_confidence": ("--ocr-min-confidence",),
+    "dpg_questions": ("--dpg-questions",),
+    "dpg_vqa": ("--dpg-vqa",),
+    "dpg_skip_first_row": ("--dpg-skip-first-row",),
     "device": ("--scorer-device",),
 }
 _PREFIX = {"config": "cfg_", "run": "run_", "mllm": "mllm_", "generator": "gen_", "scorer": "score_"}

@@ -1,8 +1,9 @@
-"""Benchmark prompt sets: RLS-300, T2I-CompBench's validation splits, GenEval's 553 prompts and
-GenAI-Bench-527 ship with the package (each with its license and a NOTICE.md naming its source);
+"""Benchmark prompt sets: RLS-300, T2I-CompBench's validation splits, GenEval's 553 prompts,
+GenAI-Bench-527 and DPG-Bench's 1,065 ship with the package (each with its license and a NOTICE.md naming its source);
 users add their own as a text file (one prompt a line), JSONL or CSV with a ``prompt`` column.
 
-T2I-CompBench's and GenEval's prompt lists are MIT-licensed, GenAI-Bench's Apache-2.0 (``data/*/LICENSE.txt``).
+T2I-CompBench's and GenEval's prompt lists are MIT-licensed, GenAI-Bench's and DPG-Bench's
+Apache-2.0 (``data/*/LICENSE.txt``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ BUILTIN = {
     "complex": ("t2i-compbench/complex_val.txt", "T2I-CompBench complex (validation)"),
     "geneval": ("geneval/evaluation_metadata.jsonl", "GenEval: 553 prompts, 6 tasks (djghosh13/geneval)"),
     "genai-bench": ("genai-bench/genai_image_527.txt", "GenAI-Bench-527: the VQAScore paper's prompts (linzhiqiu/t2v_metrics)"),
+    "dpg-bench": ("dpg-bench/prompts.jsonl", "DPG-Bench: 1,065 dense prompts (TencentQQGYLab/ELLA), ids kept"),
 }
-ALIASES = {"3d_spatial": "3d-spatial", "non_spatial": "non-spatial", "rls-300": "rls300", "genai_bench": "genai-bench"}
+ALIASES = {"3d_spatial": "3d-spatial", "non_spatial": "non-spatial", "rls-300": "rls300", "genai_bench": "genai-bench",
+           "dpg_bench": "dpg-bench"}
 #: The T2I-CompBench judge category of each built-in dataset; RLS-300 is judged as complex
 #: (thesis 6.4.1), and so is a user's dataset unless told otherwise.
 CATEGORIES = {"rls300": "complex", "spatial": "spatial", "3d-spatial": "3d-spatial", "non-spatial": "non-spatial", "complex": "complex"}
@@ -43,8 +46,11 @@ def load_dataset(name_or_path: str) -> tuple[str, list[Prompt]]:
     name = ALIASES.get(name_or_path, name_or_path)
     if name in BUILTIN:
         text = resources.files("mllm_guidance.eval").joinpath("data", BUILTIN[name][0]).read_text(encoding="utf-8")
-        if BUILTIN[name][0].endswith(".jsonl"):  # prompts with metadata (GenEval): the prompt field of each line
-            return name, _numbered(name, [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()])
+        if BUILTIN[name][0].endswith(".jsonl"):  # prompts with metadata: the prompt field of each line
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            if all("id" in row for row in rows):  # the benchmark's own ids (DPG-Bench: its scorer's keys)
+                return name, [Prompt(id=str(row["id"]), text=row["prompt"]) for row in rows]
+            return name, _numbered(name, [row["prompt"] for row in rows])
         return name, _numbered(name, text.splitlines())
     path = Path(name_or_path)
     if not path.exists() and not path.is_symlink():

@@ -18,6 +18,8 @@ Each scorer names the reference it reproduces, in its module docstring, in the r
   transformers; ``eval.geneval``).
 - ``layout-adherence``: an open-vocabulary detector's IoU of each planned object with its box, and
   per round whether the plan or the render failed (``eval.layout_adherence``).
+- ``dpg-bench``: DPG-Bench's dependency-aware yes/no questions, answered by mPLUG-large (the
+  reference, through ModelScope) or BLIP VQA (``eval.dpg_bench``).
 
 Every scorer can also rank one image alone (``verifier_score``: candidate search's verifier).
 
@@ -63,11 +65,13 @@ class Scorer(Protocol):
         ...
 
 
-SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence", "vqascore", "geneval")
+SCORERS = ("mllm", "mllm-reason", "clipscore", "blip-vqa", "blip-clip", "text-rendering", "layout-adherence", "vqascore", "geneval",
+           "dpg-bench")
 KEYS = {"mllm": ("mllm", "mllm_raw"), "mllm-reason": ("mllm_reason", "mllm_reason_raw"),
         "clipscore": ("clipscore", "clipscore_cos"), "blip-vqa": ("blip_vqa",), "blip-clip": ("blip_clip",),
         "text-rendering": ("text_word_accuracy", "text_ned", "text_edit_distance", "text_exact"),
-        "layout-adherence": ("layout_recall", "layout_miou"), "vqascore": ("vqascore",), "geneval": ("geneval",)}
+        "layout-adherence": ("layout_recall", "layout_miou"), "vqascore": ("vqascore",), "geneval": ("geneval",),
+        "dpg-bench": ("dpg",)}
 
 
 class ScorerOptions(BaseModel):
@@ -105,6 +109,13 @@ class ScorerOptions(BaseModel):
     geneval_clip_model: str = Field(default="openai/clip-vit-large-patch14", description="geneval: the CLIP of its colour check (ViT-L/14).")
     detector: str = Field(default="google/owlv2-base-patch16-ensemble", description="layout-adherence: the open-vocabulary detector (OWLv2 or OWL-ViT).")
     detector_threshold: float = Field(default=0.1, ge=0, le=1, description="layout-adherence: detections scoring less are ignored.")
+    dpg_questions: str = Field(default="https://raw.githubusercontent.com/TencentQQGYLab/ELLA/3c228f1dc6c4d3cad0a47493816151a419f14db3/dpg_bench/dpg_bench.csv",
+                               description="dpg-bench: the question file (dpg_bench.csv): a path, or the URL it is "
+                                           "downloaded from once (ELLA's repository at the reference's commit).")
+    dpg_vqa: str = Field(default="mplug", description="dpg-bench: the VQA model: mplug (the reference's mPLUG-large, "
+                         "through ModelScope) or blip[:MODEL] (BLIP VQA through transformers; not the leaderboard's numbers).")
+    dpg_skip_first_row: bool = Field(default=True, description="dpg-bench: skip the question file's first row, as the "
+                                     "reference's loop does (its first question is never asked).")
     ocr_min_confidence: float = Field(default=0.5, ge=0, le=1, description="text-rendering: OCR lines read with less confidence are dropped (RapidOCR's 0.5).")
     device: str | None = Field(default=None, description="Device of the CLIP / BLIP scorers: cuda, mps, cpu (default: automatic).")
 
@@ -158,6 +169,10 @@ def build_scorers(names: Sequence[str], options: ScorerOptions | None = None, **
             from mllm_guidance.eval.geneval import GenEvalScorer
 
             scorer = GenEvalScorer(o.geneval_detector, clip_model=o.geneval_clip_model, device=o.device)
+        elif name == "dpg-bench":
+            from mllm_guidance.eval.dpg_bench import DpgBenchScorer
+
+            scorer = DpgBenchScorer(o.dpg_questions, vqa=o.dpg_vqa, skip_first_row=o.dpg_skip_first_row, device=o.device)
         elif name == "layout-adherence":
             from mllm_guidance.eval.layout_adherence import LayoutAdherenceScorer
 
@@ -236,7 +251,8 @@ def _read_run(run_dir: Path) -> dict[str, Any]:
 
 #: The number each scorer ranks an image by, as a verifier (higher is better).
 PRIMARY = {"mllm": "mllm", "mllm-reason": "mllm_reason", "clipscore": "clipscore", "blip-vqa": "blip_vqa",
-           "blip-clip": "blip_clip", "text-rendering": "text_word_accuracy", "layout-adherence": "layout_miou", "vqascore": "vqascore", "geneval": "geneval"}
+           "blip-clip": "blip_clip", "text-rendering": "text_word_accuracy", "layout-adherence": "layout_miou", "vqascore": "vqascore", "geneval": "geneval",
+           "dpg-bench": "dpg"}
 
 
 def verifier_score(scorer: Any, prompt: str, image: Any, layout: Any = None) -> float | None:

@@ -6,9 +6,9 @@
 | ``genai-bench`` | GenAI-Bench-527 (``data/genai-bench``) | 1 (the VQAScore paper scores one image per prompt and model) | ``vqascore`` (CLIP-FlanT5-XXL) | mean VQAScore |
 | ``t2i-compbench`` | one T2I-CompBench validation category (``--dataset``: complex by default) | 1 (the thesis) | ``mllm`` (T2I-CompBench's MLLM evaluation) | the summary |
 | ``rls-300`` | the thesis's RLS-300 | 1 (the thesis) | ``mllm`` judged as complex | the summary |
+| ``dpg-bench`` | DPG-Bench's 1,065 (``data/dpg-bench``) | 4 (the reference scores a 2 x 2 grid per prompt) | ``dpg-bench`` (mPLUG-large through ModelScope, or BLIP) | the score and its L1 categories |
 
-Not here: DPG-Bench (its scorer is mPLUG-large through ModelScope, which transformers does not
-load) and GenAI-Bench-1600 with its skill tags (kept on the Hugging Face hub, not in a repository).
+Not here: GenAI-Bench-1600 with its skill tags (kept on the Hugging Face hub, not in a repository).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ SUITES = {
     "genai-bench": Suite("genai-bench", "genai-bench", 1, ("vqascore",)),
     "t2i-compbench": Suite("t2i-compbench", "complex", 1, ("mllm",), ("spatial", "3d-spatial", "non-spatial", "complex")),
     "rls-300": Suite("rls-300", "rls300", 1, ("mllm",)),
+    "dpg-bench": Suite("dpg-bench", "dpg-bench", 4, ("dpg-bench",)),
 }
 
 

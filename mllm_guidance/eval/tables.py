@@ -37,13 +37,15 @@ METRICS = [
     ("text_exact", "Text exact: OneIG-Bench CR (OCR)"),
     ("vqascore", "VQAScore: t2v_metrics{vqa}"),
     ("geneval", "GenEval: correct images"),
+    ("dpg", "DPG-Bench: image score (0-1)"),
     ("layout_recall", "Layout recall@0.5 (detector)"),
     ("layout_miou", "Layout mean IoU (detector)"),
 ]
 KEY_SCORER = {"mllm": "mllm", "mllm_reason": "mllm-reason", "clipscore_cos": "clipscore", "clipscore": "clipscore",
               "blip_vqa": "blip-vqa", "blip_clip": "blip-clip", "text_word_accuracy": "text-rendering",
               "text_ned": "text-rendering", "text_edit_distance": "text-rendering", "text_exact": "text-rendering",
-              "layout_recall": "layout-adherence", "layout_miou": "layout-adherence", "vqascore": "vqascore", "geneval": "geneval"}
+              "layout_recall": "layout-adherence", "layout_miou": "layout-adherence", "vqascore": "vqascore", "geneval": "geneval",
+              "dpg": "dpg-bench"}
 #: Run columns every table carries (summary.md prints them above its table).
 RUN_COLUMNS = ("generator", "guide MLLM", "judge", "judge scale", "template set")
 
@@ -109,6 +111,11 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     geneval = geneval_table(records)
     if geneval:
         row.update({f"GenEval {k}": v for k, v in geneval.items()})
+    from mllm_guidance.eval.dpg_bench import dpg_table
+
+    dpg = dpg_table(records)
+    if dpg:
+        row.update({f"DPG-Bench {k}": v for k, v in dpg.items()})
     failed_parts = [f.get("failed") for r in ok for f in ((r.get("scoring") or {}).get("layout-adherence") or {}).get("rounds") or []]
     if failed_parts:
         row["rounds failed by plan / render"] = f"{failed_parts.count('plan')} / {failed_parts.count('render')} of {len(failed_parts)}"
@@ -173,12 +180,18 @@ def write_summary(out: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any
 def summary_markdown(row: dict[str, Any]) -> str:
     """The run's header lines (generator, guide, judge, scale, templates, scorers), its table, its warnings."""
     lines = [f"- {key}: {_fmt(row.get(key))}" for key in (*RUN_COLUMNS, "scorers")]
-    table = {k: v for k, v in row.items() if k not in (*RUN_COLUMNS, "scorers", "warnings") and not k.startswith("GenEval ")}
+    table = {k: v for k, v in row.items() if k not in (*RUN_COLUMNS, "scorers", "warnings")
+             and not k.startswith(("GenEval ", "DPG-Bench "))}
     out = "\n".join(lines) + "\n\n" + markdown([table])
     geneval = {k.removeprefix("GenEval "): v for k, v in row.items() if k.startswith("GenEval ")}
     if geneval:  # GenEval's own layout: the six tasks, then Overall (the mean of the tasks scored)
         out += "\n\nGenEval (djghosh13/geneval; Mask2Former through transformers)\n\n" + markdown(
             [{"Method": row.get("method"), **{k: "–" if v is None else v for k, v in geneval.items() if k != "images"}}])
+    dpg = {k.removeprefix("DPG-Bench "): v for k, v in row.items() if k.startswith("DPG-Bench ")}
+    if dpg:  # DPG-Bench's script's numbers: the score, then its L1 categories (x 100)
+        answered = dpg.pop("vqa", None)
+        out += (f"\n\nDPG-Bench (TencentQQGYLab/ELLA; questions answered by {answered})\n\n"
+                + markdown([{"Method": row.get("method"), **{k: "–" if v is None else v for k, v in dpg.items() if k != "images"}}]))
     if row.get("warnings"):
         out += "\n\n" + row["warnings"]
     return out

@@ -32,7 +32,7 @@ def spec(tmp_path, out, **kw):
 
 def test_datasets_ship_with_counts_and_user_files(tmp_path):
     assert {name: n for name, n, _ in list_datasets()} == {"rls300": 300, "spatial": 300, "3d-spatial": 300, "non-spatial": 300, "complex": 300,
-                                                               "geneval": 553, "genai-bench": 527}
+                                                               "geneval": 553, "genai-bench": 527, "dpg-bench": 1065}
     name, prompts = load_dataset("3d_spatial")
     assert name == "3d-spatial" and prompts[0].id == "3d-spatial-000"
     (tmp_path / "p.jsonl").write_text('{"prompt": "a cat", "id": "x1"}\n\n{"prompt": "a dog"}\n')
