@@ -65,7 +65,8 @@ def test_every_import_is_declared():
                 if not dists & declared:
                     undeclared.setdefault(top, set()).add(str(path.relative_to(root.parent)))
     # imported only where the user has them, never required: the authors' code inside a user's own checkout
-    # (research_code.py), torchvision's dataset classes (weighted_mvae/data.py reads the files itself otherwise)
-    for optional in ("ldm", "torchvision"):
+    # (research_code.py), torchvision's dataset classes (weighted_mvae/data.py reads the files itself otherwise),
+    # ModelScope for DPG-Bench's reference VQA (eval/dpg_bench.py; its own stack, ELLA's requirements-for-dpg_bench.txt)
+    for optional in ("ldm", "torchvision", "modelscope"):
         undeclared.pop(optional, None)
     assert not undeclared, undeclared

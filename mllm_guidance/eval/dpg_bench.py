@@ -20,7 +20,9 @@ its question file ``dpg_bench/dpg_bench.csv`` from the same commit. What it does
 - **Table**: the mean image score x 100 ("DPG-Bench score"), and each L1 category's mean x 100.
 - **VQA model**: mPLUG-large (``damo/mplug_visual-question-answering_coco_large_en``) through
   ModelScope's pipeline, as the reference (``--dpg-vqa mplug``; needs ``pip install modelscope`` and
-  its own dependencies, which transformers does not replace). ``--dpg-vqa blip:MODEL`` answers with
+  the multi-modal stack ELLA's ``requirements-for-dpg_bench.txt`` lists: fairseq, decord, ...; the
+  reference's ``accelerate launch --mixed_precision fp16`` wraps the pipeline's module but its
+  ``vqa`` call runs outside ``forward``, so the answers come from the pipeline's own precision). ``--dpg-vqa blip:MODEL`` answers with
   BLIP VQA through transformers (greedy generation) instead: the protocol and table are the same, the
   numbers are not the leaderboard's (another VQA model), and the table says which model answered.
 """
@@ -144,7 +146,8 @@ class MplugAnswerer:
             from modelscope.pipelines import pipeline
             from modelscope.utils.constant import Tasks
         except ImportError as exc:
-            raise BackendError(f"--dpg-vqa mplug (the reference's VQA) needs ModelScope: pip install modelscope "
+            raise BackendError(f"--dpg-vqa mplug (the reference's VQA) needs ModelScope and its multi-modal stack: pip "
+                               "install modelscope and what TencentQQGYLab/ELLA's requirements-for-dpg_bench.txt lists "
                                f"({exc}); or answer with BLIP through transformers: --dpg-vqa blip") from None
         self.model = model
         self.pipe = pipeline(Tasks.visual_question_answering, model=model, device=device or "gpu")
