@@ -149,6 +149,8 @@ def knobs_of(config: Any) -> dict[str, Any]:
     for old, new in RENAMED.items():
         if old in given:
             raise ConfigError(f"configurable {old!r} is now {new!r}")
+    if given.get("seed") is not None:
+        raise ConfigError("the seed goes in the run's input ({\"prompt\": ..., \"seed\": ...}), not in configurable")
     wanted = {k: v for k, v in given.items() if k in KNOBS and v is not None}
     try:
         knobs = to_config(client_knobs()(**wanted))

@@ -58,6 +58,8 @@ def test_per_run_knobs_go_in_configurable(operator):
         make_graph({"configurable": {"max_rounds": -3}})
     with pytest.raises(ConfigError, match="'max_align_rounds' is now 'max_rounds'"):
         make_graph({"configurable": {"max_align_rounds": 2}})
+    with pytest.raises(ConfigError, match="the seed goes in the run's input"):
+        make_graph({"configurable": {"seed": 3}})
 
 
 def test_the_operator_narrows_what_clients_may_set(operator, monkeypatch):
