@@ -15,6 +15,7 @@ an answer should become anyway; a run that holds no secret is stored byte for by
 from __future__ import annotations
 
 import typing
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +64,29 @@ def serializer() -> RedactingSerializer:
     return RedactingSerializer(JsonPlusSerializer(allowed_msgpack_modules=allowed))
 
 
-async def async_sqlite_saver(path: str | Path) -> Any:
+async def async_sqlite_saver(path: str | Path, before_write: Callable[[], Awaitable[None]] | None = None) -> Any:
+    """The run's SQLite saver. ``before_write`` is awaited before anything is stored (the store's
+    ``flush``): a checkpoint that names an image file is stored only once the file is on disk.
+    LangGraph stores checkpoints while the next step runs, so this wait is off the critical path."""
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    class FilesFirstSaver(AsyncSqliteSaver):
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            if before_write is not None:
+                await before_write()
+            return await super().aput(*args, **kwargs)
+
+        async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
+            if before_write is not None:
+                await before_write()
+            return await super().aput_writes(*args, **kwargs)
 
     conn = await aiosqlite.connect(str(path))
     # the saver turns on WAL; with WAL, NORMAL syncs at checkpoints of the log instead of at every
     # commit: a crashed or killed process loses nothing, a power cut at most the last steps
     await conn.execute("PRAGMA synchronous=NORMAL")
-    return AsyncSqliteSaver(conn, serde=serializer())
+    return FilesFirstSaver(conn, serde=serializer())
 
 
 def stored_checkpoints(path: str | Path) -> int:

@@ -106,6 +106,9 @@ class GuidanceConfig(BaseModel):
                                  "(768: what OpenAI's high detail keeps and one Gemini tile; more pixels cost tokens, not detail).")
     mllm_image_format: Literal["jpeg", "png"] = Field(default="jpeg", description="How images are encoded for the MLLM "
                                                       "(JPEG: a fraction of PNG's bytes and encode time).")
+    round_format: Literal["png", "webp", "jpeg"] = Field(
+        default="png", description="How the round images are kept: png, webp (lossless, smaller) or jpeg (quality 95, "
+                                   "smallest); the final image is always PNG.")
     repair: RepairMode = Field(
         default="off", description="After align, repaint only the changed objects' boxes of the best image so far: off, "
                                    "regions (always), auto (while the mask covers less than --repair-max-share).",
@@ -206,6 +209,10 @@ class GuidanceConfig(BaseModel):
             needed.add("empty answer")
         return needed
 
+    def round_image(self, round_index: int) -> str:
+        """The file name of round ``round_index``'s image (``round_format``)."""
+        return f"round-{round_index}{ROUND_SUFFIX[self.round_format]}"
+
     def round_seed(self, base: int, round_index: int) -> int:
         return base if self.seed_policy == "same" else (base + round_index) % 2**63
 
@@ -216,6 +223,10 @@ class GuidanceConfig(BaseModel):
             data["is_good"] = f"callable:{getattr(self.is_good, '__qualname__', repr(self.is_good))}"
         data["structured_steps"] = sorted(self.structured_steps)
         return data
+
+
+#: The file extension of each ``round_format``.
+ROUND_SUFFIX = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
 
 
 def make_config(config: GuidanceConfig | dict[str, Any] | None = None, **overrides: Any) -> GuidanceConfig:

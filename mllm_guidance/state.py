@@ -46,13 +46,14 @@ def check_prompt(prompt: object) -> str:
 
 
 class ImageRef(BaseModel):
-    """A PNG file in the run directory."""
+    """An image file in the run directory (PNG; rounds may be WebP or JPEG: ``round_format``)."""
 
     path: str = Field(description="Path relative to the run directory.")
-    sha256: str
+    sha256: str | None = Field(description="SHA-256 of the file; None while the file is being written in the "
+                               "background (the step that reads the image, or finish, fills it in).")
     width: int
     height: int
-    bytes: int
+    bytes: int | None = Field(description="Size of the file; None while it is being written.")
 
 
 class Plan(BaseModel):

@@ -41,6 +41,7 @@ CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
     "layout_tolerance": ("--layout-tolerance",),
     "mllm_image_side": ("--mllm-image-side",),
     "mllm_image_format": ("--mllm-image-format",),
+    "round_format": ("--round-format",),
     "repair": ("--repair",),
     "repair_margin": ("--repair-margin",),
     "repair_max_share": ("--repair-max-share",),
@@ -53,7 +54,7 @@ CONFIG_FLAGS: dict[str, tuple[str, ...]] = {
 #: Config fields every command that asks an MLLM shares (plan, generate, bench, mcp).
 SHARED_CONFIG_FLAGS = ("parse_retries", "layout_tolerance", "mllm_image_side", "mllm_image_format")
 #: The options of the method beyond the thesis (issue 22): every command that runs the loop takes them.
-LOOP_OPTION_FLAGS = ("repair", "repair_margin", "repair_max_share", "repair_base", "candidates", "verifier",
+LOOP_OPTION_FLAGS = ("round_format", "repair", "repair_margin", "repair_max_share", "repair_base", "candidates", "verifier",
                      "verifier_model", "judge_mode")
 #: MllmOptions fields, by flag.
 MLLM_FLAGS: dict[str, tuple[str, ...]] = {
