@@ -65,13 +65,27 @@ def serializer() -> RedactingSerializer:
 
 
 async def async_sqlite_saver(path: str | Path, before_write: Callable[[], Awaitable[None]] | None = None) -> Any:
-    """The run's SQLite saver. ``before_write`` is awaited before anything is stored (the store's
-    ``flush``): a checkpoint that names an image file is stored only once the file is on disk.
-    LangGraph stores checkpoints while the next step runs, so this wait is off the critical path."""
+    """The run's SQLite saver.
+
+    ``before_write`` is awaited before anything is stored (the store's ``flush``): a checkpoint that
+    names an image file is stored only once the file is on disk. LangGraph stores checkpoints
+    while the next step runs, so this wait is off the critical path.
+
+    Channel versions are plain integers (LangGraph's default) instead of the SQLite saver's
+    52-character strings: a checkpoint lists every channel's version and what each node has seen,
+    which took two thirds of its bytes. A file written with string versions (an older run being
+    resumed) keeps them, since the two kinds cannot be compared."""
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    class FilesFirstSaver(AsyncSqliteSaver):
+    class RunSaver(AsyncSqliteSaver):
+        string_versions = False
+
+        def get_next_version(self, current: Any, channel: None = None) -> Any:
+            if self.string_versions or isinstance(current, str):
+                return super().get_next_version(current, channel)
+            return 1 if current is None else int(current) + 1
+
         async def aput(self, *args: Any, **kwargs: Any) -> Any:
             if before_write is not None:
                 await before_write()
@@ -86,7 +100,21 @@ async def async_sqlite_saver(path: str | Path, before_write: Callable[[], Awaita
     # the saver turns on WAL; with WAL, NORMAL syncs at checkpoints of the log instead of at every
     # commit: a crashed or killed process loses nothing, a power cut at most the last steps
     await conn.execute("PRAGMA synchronous=NORMAL")
-    return FilesFirstSaver(conn, serde=serializer())
+    saver = RunSaver(conn, serde=serializer())
+    saver.string_versions = await _written_with_string_versions(conn, saver.serde)
+    return saver
+
+
+async def _written_with_string_versions(conn: Any, serde: Any) -> bool:
+    try:
+        async with conn.execute("SELECT type, checkpoint FROM checkpoints ORDER BY rowid DESC LIMIT 1") as cursor:
+            row = await cursor.fetchone()
+    except Exception:  # no table yet: a new file
+        return False
+    if row is None:
+        return False
+    versions = serde.loads_typed((row[0], row[1])).get("channel_versions", {})
+    return any(isinstance(v, str) for v in versions.values())
 
 
 def stored_checkpoints(path: str | Path) -> int:

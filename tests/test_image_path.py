@@ -153,3 +153,57 @@ def test_the_bench_image_is_a_hard_link_to_the_runs_final_png(tmp_path):
                                               generator="sketch", config={"self_correct": False})))
     (record,) = records
     assert os.path.samefile(tmp_path / "out" / record["image"], tmp_path / "out" / record["run_dir"] / "final.png")
+
+
+def test_usage_is_written_once_by_finish_and_counts_what_the_steps_used(tmp_path):
+    import sqlite3
+
+    model = RecordingChatModel(replies=replies())
+    result = guide(PROMPT, mllm=model, generator=CountingGenerator(), run_dir=tmp_path / "run")
+    with sqlite3.connect(tmp_path / "run" / "checkpoints.sqlite") as db:
+        writers = db.execute("SELECT count(*) FROM writes WHERE channel = 'usage'").fetchone()[0]
+    assert writers == 2  # begin's reset of a reused thread, finish's count: no MLLM step, no render
+    u = result.usage
+    assert u.mllm_calls == len(model.calls) == 5 and u.generator_calls == 2
+    assert (u.input_tokens, u.output_tokens) == (5 * 100, 5 * 20) and u.mllm["reason"].calls == 2
+
+
+def test_a_resumed_run_counts_only_the_calls_its_committed_steps_used(tmp_path):
+    failing = replies()
+    failing["align"] = [RuntimeError("provider down")]
+    with pytest.raises(BackendError):
+        guide(PROMPT, mllm=RecordingChatModel(replies=failing), generator=CountingGenerator(), run_dir=tmp_path / "run")
+    again = RecordingChatModel(replies={"align": [ALIGNED], "reason": [score(5)]})
+    result = resume(tmp_path / "run", mllm=again, generator=CountingGenerator())
+    assert result.usage.mllm_calls == 3 + 2 and result.usage.generator_calls == 2
+
+
+def _latest_versions(db_path):
+    import sqlite3
+
+    from mllm_guidance.checkpoint import serializer
+
+    with sqlite3.connect(db_path) as db:
+        kind, blob = db.execute("SELECT type, checkpoint FROM checkpoints ORDER BY rowid DESC LIMIT 1").fetchone()
+    return list(serializer().loads_typed((kind, blob))["channel_versions"].values())
+
+
+def test_checkpoints_use_integer_versions_and_a_file_with_string_versions_resumes_with_them(tmp_path, monkeypatch):
+    import mllm_guidance.checkpoint as checkpoint
+
+    guide(PROMPT, mllm=RecordingChatModel(replies=replies((5,))), generator=CountingGenerator(), run_dir=tmp_path / "new")
+    assert all(isinstance(v, int) for v in _latest_versions(tmp_path / "new" / "checkpoints.sqlite"))
+
+    async def older_release(conn, serde):  # how runs were stored before: LangGraph's SQLite string versions
+        return True
+
+    failing = replies()
+    failing["align"] = [RuntimeError("provider down")]
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "_written_with_string_versions", older_release)
+        with pytest.raises(BackendError):
+            guide(PROMPT, mllm=RecordingChatModel(replies=failing), generator=CountingGenerator(), run_dir=tmp_path / "old")
+    assert all(isinstance(v, str) for v in _latest_versions(tmp_path / "old" / "checkpoints.sqlite"))
+    again = RecordingChatModel(replies={"align": [ALIGNED], "reason": [score(5)]})
+    result = resume(tmp_path / "old", mllm=again, generator=CountingGenerator())
+    assert result.score == 5 and all(isinstance(v, str) for v in _latest_versions(tmp_path / "old" / "checkpoints.sqlite"))

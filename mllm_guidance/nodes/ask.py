@@ -26,7 +26,7 @@ from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, Parse
 from mllm_guidance.images import ModelImage
 from mllm_guidance.prompts.parse import clean_reply, extract_reasoning
 from mllm_guidance.prompts.steps import ROUND_KEY, STEP_KEY, STEPS, Step
-from mllm_guidance.state import Failure, GuidanceState, ImageRef, Usage
+from mllm_guidance.state import Failure, GuidanceState, ImageRef
 
 
 @dataclass
@@ -54,12 +54,9 @@ class Answer:
                       reply=later.reply)
 
     def updates(self) -> dict[str, Any]:
-        """What every MLLM node adds to the state: usage, the calls it used, and the failure
-        when no usable answer came."""
-        out: dict[str, Any] = {
-            "usage": Usage().add_mllm(self.step, self.attempts, self.input_tokens, self.output_tokens, self.seconds),
-            "call_ids": list(self.call_ids),
-        }
+        """What every MLLM node adds to the state: the calls it used (their costs are in the call
+        log, counted at the end), and the failure when no usable answer came."""
+        out: dict[str, Any] = {"call_ids": list(self.call_ids)}
         if self.value is None:
             out["failures"] = [Failure(step=self.step, round=self.round, attempts=self.attempts, error=self.error or "")]
         return out

@@ -34,7 +34,7 @@ from mllm_guidance.context import Context
 from mllm_guidance.errors import BackendError, GuidanceError
 from mllm_guidance.images import check_image
 from mllm_guidance.repair import RepairInput, composite, plan_repair
-from mllm_guidance.state import Candidate, GuidanceState, Plan, RepairRecord, Round, Usage
+from mllm_guidance.state import Candidate, GuidanceState, Plan, RepairRecord, Round
 
 
 class GenerateNode:
@@ -114,10 +114,9 @@ class GenerateNode:
             repair=record,
             candidates=candidates,
             verifier=cfg.verifier if candidates else None,
+            cost_usd=sum(g.cost_usd or 0.0 for g in rendered_all) if any(g.cost_usd is not None for g in rendered_all) else None,
         )
-        cost = sum(g.cost_usd or 0.0 for g in rendered_all) if any(g.cost_usd is not None for g in rendered_all) else None
-        updates: dict[str, Any] = {"rounds": [new_round],
-                                   "usage": Usage().add_generation(seconds, renders=cfg.candidates, cost_usd=cost)}
+        updates: dict[str, Any] = {"rounds": [new_round]}
         if not cfg.aligns:
             updates["stop_reason"] = "rendered"
         elif cfg.mode == "align" and state.align_rounds >= cfg.max_align_rounds:
