@@ -76,7 +76,7 @@ def encode_for_model(image: Any, image_format: str) -> ModelImage:
 
 
 def png_file(image: Any) -> bytes:
-    """``image`` (RGB) as a PNG file, about six times faster than Pillow's fastest setting.
+    """``image`` as an RGB PNG file (``to_rgb``), about five times faster than Pillow's fastest setting.
 
     Pillow spends half of a 1024 px encode choosing a filter for each row and the other half in
     zlib. Here every row takes the Up filter (the difference to the row above: what adaptive
@@ -90,6 +90,7 @@ def png_file(image: Any) -> bytes:
     from isal import isal_zlib
     from PIL import Image, ImageChops
 
+    image = to_rgb(image)
     width, height = image.size
     above = Image.new("RGB", image.size)
     above.paste(image.crop((0, 0, width, height - 1)), (0, 1))

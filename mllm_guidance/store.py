@@ -50,13 +50,10 @@ CHECKPOINT_FILE = "checkpoints.sqlite"
 ROUND_IMAGE = re.compile(r"round-\d+(-overlay|-candidate-\d+)?\.(png|webp|jpg)")
 
 
-def png_bytes(image: Any) -> bytes:
-    return encode_file(image, ".png")
-
-
 def _writers() -> ThreadPoolExecutor:
-    """The threads that encode and write images in the background: two (PNG's zlib releases the
-    GIL, so one encode runs beside the event loop's work), shared by every store of the process."""
+    """The threads that encode and write images in the background, shared by every store of the
+    process: two, since the encoders (ISA-L's deflate, Pillow's WebP and JPEG) release the GIL and
+    so run beside the event loop's work."""
     global _WRITERS
     with _WRITERS_LOCK:
         if _WRITERS is None:
@@ -127,6 +124,13 @@ class RunStore:
         self.path(name)  # refused before anything is queued
         ref = ImageRef(path=name, sha256=None, width=image.width, height=image.height, bytes=None)
         kept = _Kept(image)
+        with self._lock:
+            earlier = self._pending.get(name)
+        if earlier is not None:  # the same name again (a step run twice): its files land in order
+            try:
+                earlier.result()
+            except Exception:  # noqa: BLE001 - the earlier write's failure was its own reader's to see
+                pass
         with self._lock:
             kept.pending = self._pending[name] = _writers().submit(self._write_image, image, ref, kept)
         _remember(self._decoded, name, kept, self.KEEP_DECODED, self._lock)
