@@ -65,6 +65,16 @@ _WRITERS: ThreadPoolExecutor | None = None
 _WRITERS_LOCK = threading.Lock()
 
 
+def _forget_writers() -> None:
+    """A forked child has none of its parent's threads: it starts its own writers when it needs them."""
+    global _WRITERS, _WRITERS_LOCK
+    _WRITERS, _WRITERS_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_writers)
+
+
 @dataclass
 class _Kept:
     """An image this store holds decoded: until its file is written (``pending``), then while the

@@ -207,3 +207,27 @@ def test_checkpoints_use_integer_versions_and_a_file_with_string_versions_resume
     again = RecordingChatModel(replies={"align": [ALIGNED], "reason": [score(5)]})
     result = resume(tmp_path / "old", mllm=again, generator=CountingGenerator())
     assert result.score == 5 and all(isinstance(v, str) for v in _latest_versions(tmp_path / "old" / "checkpoints.sqlite"))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_writes_images_with_threads_of_its_own(tmp_path):
+    RunStore(tmp_path / "parent").save_image(Image.new("RGB", (8, 8)), "a.png")  # the parent's writers exist
+    pid = os.fork()
+    if pid == 0:  # the child: a write must complete, not wait forever on the parent's threads
+        try:
+            RunStore(tmp_path / "child").save_image(Image.new("RGB", (8, 8)), "b.png")
+        finally:
+            os._exit(0)
+    import signal
+    import time
+
+    for _ in range(600):  # 60 s at most: a child stuck on its parent's threads is killed, and fails the test
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child never finished writing its image")
+    assert os.waitstatus_to_exitcode(status) == 0 and (tmp_path / "child" / "b.png").exists()
