@@ -106,10 +106,12 @@ async def async_sqlite_saver(path: str | Path, before_write: Callable[[], Awaita
 
 
 async def _written_with_string_versions(conn: Any, serde: Any) -> bool:
+    import sqlite3
+
     try:
         async with conn.execute("SELECT type, checkpoint FROM checkpoints ORDER BY rowid DESC LIMIT 1") as cursor:
             row = await cursor.fetchone()
-    except Exception:  # no table yet: a new file
+    except sqlite3.OperationalError:  # no table yet: a new file
         return False
     if row is None:
         return False

@@ -32,7 +32,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,10 +137,7 @@ class RunStore:
         with self._lock:
             earlier = self._pending.get(name)
         if earlier is not None:  # the same name again (a step run twice): its files land in order
-            try:
-                earlier.result()
-            except Exception:  # noqa: BLE001 - the earlier write's failure was its own reader's to see
-                pass
+            wait([earlier])  # its failure, if any, is for its own reader to see
         with self._lock:
             kept.pending = self._pending[name] = _writers().submit(self._write_image, image, ref, kept)
         _remember(self._decoded, name, kept, self.KEEP_DECODED, self._lock)

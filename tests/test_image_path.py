@@ -189,7 +189,7 @@ def _latest_versions(db_path):
 
 
 def test_checkpoints_use_integer_versions_and_a_file_with_string_versions_resumes_with_them(tmp_path, monkeypatch):
-    import mllm_guidance.checkpoint as checkpoint
+    from mllm_guidance import checkpoint
 
     guide(PROMPT, mllm=RecordingChatModel(replies=replies((5,))), generator=CountingGenerator(), run_dir=tmp_path / "new")
     assert all(isinstance(v, int) for v in _latest_versions(tmp_path / "new" / "checkpoints.sqlite"))
