@@ -1,8 +1,9 @@
 """The graph's own overhead: a full K=5 never-good run with zero-latency backends.
 
 Prints, per image size, the wall time of a whole run (6 renders, 17 MLLM calls), the time per
-round, what the backends themselves took (near zero by construction), and the checkpoint bytes
-per round. Everything left is the project's own work: LangGraph steps, state validation, PNG
+round, what the backends themselves took (near zero by construction), the process's CPU-seconds
+per round (all threads: what a shared machine cannot bend), and the checkpoint bytes per round.
+Everything left is the project's own work: LangGraph steps, state validation, PNG
 encoding for the store and the MLLM, the call log, checkpoints, overlays and the report.
 
     python benchmarks/overhead.py [--repeats 5]
@@ -74,20 +75,21 @@ def checkpoint_bytes(path: Path) -> int:
 
 
 def measure(size: int, repeats: int) -> dict[str, float]:
-    walls, backend, cp_bytes = [], [], []
+    walls, cpus, backend, cp_bytes = [], [], [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = guide(PROMPT, mllm=InstantMLLM(), generator=InstantGenerator(),
                            config={"width": size, "height": size, "seed": 0}, run_dir=Path(tmp) / "run")
             walls.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu)
             u = result.usage
             assert u.generator_calls == 6 and u.mllm_calls == 17, (u.generator_calls, u.mllm_calls)
             backend.append(u.generator_seconds + sum(s.seconds for s in u.mllm.values()))
             cp_bytes.append(checkpoint_bytes(Path(tmp) / "run" / "checkpoints.sqlite"))
     wall = statistics.median(walls)
     return {"wall": wall, "backend": statistics.median(backend), "per_round": (wall - statistics.median(backend)) / 6,
-            "cp_per_round": statistics.median(cp_bytes) / 6}
+            "cpu_per_round": statistics.median(cpus) / 6, "cp_per_round": statistics.median(cp_bytes) / 6}
 
 
 def tiny_gligen_seconds(steps: int = 50) -> float | None:
@@ -134,11 +136,11 @@ def main() -> None:
     args = parser.parse_args()
     measure(64, 1)  # warm-up: imports, template loading
     print("full mode, K=5, never good: 6 renders, 17 MLLM calls; zero-latency backends; median of", args.repeats)
-    print(f"{'image':>10} {'run (ms)':>10} {'backends (ms)':>14} {'overhead/round (ms)':>20} {'checkpoint/round (KiB)':>23}")
+    print(f"{'image':>10} {'run (ms)':>10} {'backends (ms)':>14} {'overhead/round (ms)':>20} {'cpu/round (ms)':>15} {'checkpoint/round (KiB)':>23}")
     results = {}
     for size in (64, 512, 1024):
         m = results[size] = measure(size, args.repeats)
-        print(f"{size:>5}x{size:<4} {m['wall'] * 1000:>10.1f} {m['backend'] * 1000:>14.1f} {m['per_round'] * 1000:>20.1f} {m['cp_per_round'] / 1024:>23.1f}")
+        print(f"{size:>5}x{size:<4} {m['wall'] * 1000:>10.1f} {m['backend'] * 1000:>14.1f} {m['per_round'] * 1000:>20.1f} {m['cpu_per_round'] * 1000:>15.1f} {m['cp_per_round'] / 1024:>23.1f}")
     gligen = tiny_gligen_seconds()
     if gligen is not None:
         ratio = results[64]["per_round"] / gligen

@@ -15,6 +15,7 @@ an answer should become anyway; a run that holds no secret is stored byte for by
 from __future__ import annotations
 
 import typing
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +64,59 @@ def serializer() -> RedactingSerializer:
     return RedactingSerializer(JsonPlusSerializer(allowed_msgpack_modules=allowed))
 
 
-async def async_sqlite_saver(path: str | Path) -> Any:
+async def async_sqlite_saver(path: str | Path, before_write: Callable[[], Awaitable[None]] | None = None) -> Any:
+    """The run's SQLite saver.
+
+    ``before_write`` is awaited before anything is stored (the store's ``flush``): a checkpoint that
+    names an image file is stored only once the file is on disk. LangGraph stores checkpoints
+    while the next step runs, so this wait is off the critical path.
+
+    Channel versions are plain integers (LangGraph's default) instead of the SQLite saver's
+    52-character strings: a checkpoint lists every channel's version and what each node has seen,
+    which took two thirds of its bytes. A file written with string versions (an older run being
+    resumed) keeps them, since the two kinds cannot be compared."""
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    class RunSaver(AsyncSqliteSaver):
+        string_versions = False
+
+        def get_next_version(self, current: Any, channel: None = None) -> Any:
+            if self.string_versions or isinstance(current, str):
+                return super().get_next_version(current, channel)
+            return 1 if current is None else int(current) + 1
+
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            if before_write is not None:
+                await before_write()
+            return await super().aput(*args, **kwargs)
+
+        async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
+            if before_write is not None:
+                await before_write()
+            return await super().aput_writes(*args, **kwargs)
 
     conn = await aiosqlite.connect(str(path))
     # the saver turns on WAL; with WAL, NORMAL syncs at checkpoints of the log instead of at every
     # commit: a crashed or killed process loses nothing, a power cut at most the last steps
     await conn.execute("PRAGMA synchronous=NORMAL")
-    return AsyncSqliteSaver(conn, serde=serializer())
+    saver = RunSaver(conn, serde=serializer())
+    saver.string_versions = await _written_with_string_versions(conn, saver.serde)
+    return saver
+
+
+async def _written_with_string_versions(conn: Any, serde: Any) -> bool:
+    import sqlite3
+
+    try:
+        async with conn.execute("SELECT type, checkpoint FROM checkpoints ORDER BY rowid DESC LIMIT 1") as cursor:
+            row = await cursor.fetchone()
+    except sqlite3.OperationalError:  # no table yet: a new file
+        return False
+    if row is None:
+        return False
+    versions = serde.loads_typed((row[0], row[1])).get("channel_versions", {})
+    return any(isinstance(v, str) for v in versions.values())
 
 
 def stored_checkpoints(path: str | Path) -> int:

@@ -219,7 +219,7 @@ class Run:
                        decision: ReviewDecision | None) -> GuidanceResult | PendingReview:
         from langgraph.types import Command
 
-        saver = await async_sqlite_saver(self.store.path(CHECKPOINT_FILE)) if checkpoint else None
+        saver = await async_sqlite_saver(self.store.path(CHECKPOINT_FILE), self.store.flush) if checkpoint else None
         try:
             graph = with_checkpointer(compiled_graph(), saver)
             run_config = self.run_config(callbacks)

@@ -2,8 +2,8 @@
 
 ``GuidanceConfig`` holds the method's knobs (what the thesis varies: mode, K, is_good, seeds, ...).
 These are the run's transport and reporting choices, which change no step of the algorithm: the
-prompt files, how images and answers travel to and from the MLLM, and the price table of the cost
-estimate. They are recorded in ``spec.json`` (``RunSpec.settings``), so ``resume`` asks the same way,
+prompt files, how images and answers travel to and from the MLLM, how round images are kept on
+disk, and the price table of the cost estimate. They are recorded in ``spec.json`` (``RunSpec.settings``), so ``resume`` asks the same way,
 and reach the nodes through ``Context.settings``.
 """
 
@@ -17,6 +17,8 @@ from mllm_guidance.errors import ConfigError
 from mllm_guidance.prompts.steps import STEP_NAMES
 
 ALL_STEPS = frozenset(STEP_NAMES)
+#: The file extension of each ``round_format``.
+ROUND_SUFFIX = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
 
 
 class RunSettings(BaseModel):
@@ -33,6 +35,9 @@ class RunSettings(BaseModel):
                                  "(768: what OpenAI's high detail keeps and one Gemini tile; more pixels cost tokens, not detail).")
     mllm_image_format: Literal["jpeg", "png"] = Field(default="jpeg", description="How images are encoded for the MLLM "
                                                       "(JPEG: a fraction of PNG's bytes and encode time).")
+    round_format: Literal["png", "webp", "jpeg"] = Field(
+        default="png", description="How the round images are kept: png, webp (lossless, smaller) or jpeg (quality 95, "
+                                   "smallest); the final image is always PNG.")
     prices: dict[str, tuple[float, float]] = Field(
         default={}, description="USD per 1M (input, output) tokens by model name, over the built-in table."
     )
@@ -49,6 +54,10 @@ class RunSettings(BaseModel):
         if unknown:
             raise ValueError(f"unknown steps {sorted(unknown)}; choose from {sorted(ALL_STEPS)}")
         return steps
+
+    def round_image(self, round_index: int) -> str:
+        """The file name of round ``round_index``'s image (``round_format``)."""
+        return f"round-{round_index}{ROUND_SUFFIX[self.round_format]}"
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe view for spec.json and run.json."""

@@ -7,9 +7,9 @@ replies live in the run directory's call log; state keeps only their ids.
 The lists that grow with the run (rounds, corrections, failures, call ids) are LangGraph delta
 channels: a node returns just the items it adds (or, for rounds, the round it adds or judges), and
 a checkpoint stores only those items, not the whole list again, so a run's checkpoint file grows
-linearly with its rounds (``benchmarks/checkpoint_size.py``). The usage counters are added with a
-reducer. ``fresh_run`` is the update that resets all of them when a new prompt starts on a thread
-that already holds a finished run.
+linearly with its rounds (``benchmarks/checkpoint_size.py``). The usage counters are written once,
+by finish (``tally_usage``), not by every step into every checkpoint. ``fresh_run`` is the update
+that resets all of them when a new prompt starts on a thread that already holds a finished run.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ def check_prompt(prompt: object) -> str:
 
 
 class ImageRef(BaseModel):
-    """A PNG file in the run directory."""
+    """An image file in the run directory (PNG; rounds may be WebP or JPEG: ``round_format``)."""
 
     path: str = Field(description="Path relative to the run directory.")
-    sha256: str
+    sha256: str | None = Field(description="SHA-256 of the file; None while the file is being written in the "
+                               "background (the step that reads the image, or finish, fills it in).")
     width: int
     height: int
-    bytes: int
+    bytes: int | None = Field(description="Size of the file; None while it is being written.")
 
 
 class Plan(BaseModel):
@@ -113,6 +114,7 @@ class Round(BaseModel):
     candidates: list[Candidate] = Field(default=[], description="Every candidate image and its verifier score (N > 1).")
     verifier: str | None = Field(default=None, description="The verifier that picked among the candidates.")
     comparison: str | None = Field(default=None, description="Pairwise judging: the MLLM's comparison with the best so far.")
+    cost_usd: float | None = Field(default=None, description="What a hosted generator billed for this round's renders.")
 
 
 class Failure(BaseModel):
@@ -188,6 +190,19 @@ class Usage(BaseModel):
         return Usage.model_validate(other) + self
 
 
+def tally_usage(calls: Sequence[dict[str, Any]], rounds: Sequence[Round]) -> Usage:
+    """What a run used, counted once at its end: its MLLM calls (records of the call log) and its
+    renders (the rounds, each with its candidates). Nodes do not write usage into state: it would
+    be stored again in every checkpoint."""
+    usage = Usage()
+    for call in calls:
+        usage = usage.add_mllm(str(call.get("step")), 1, int(call.get("input_tokens") or 0),
+                               int(call.get("output_tokens") or 0), float(call.get("seconds") or 0.0))
+    for r in rounds:
+        usage = usage.add_generation(r.seconds, renders=max(1, len(r.candidates)), cost_usd=r.cost_usd)
+    return usage
+
+
 ReviewStage = Literal["plan", "align"]
 
 
@@ -245,7 +260,8 @@ class GuidanceState(BaseModel):
     final_image: ImageRef | None = Field(default=None, description="The output image (a copy of the best round's).")
     run_dir: str | None = Field(default=None, description="The run directory the image paths are relative to (set at the end).")
     failures: Annotated[list[Failure], DeltaChannel(extend)] = Field(default=[], description="Steps whose answers stayed unreadable.")
-    usage: Annotated[Usage, operator.add] = Field(default=Usage(), description="MLLM and generator calls, tokens, time.")
+    usage: Annotated[Usage, operator.add] = Field(default=Usage(), description="MLLM and generator calls, tokens, time "
+                                                  "(counted by finish from the call log and the rounds: ``tally_usage``).")
     reviews: Annotated[list[Review], DeltaChannel(extend)] = Field(
         default=[], description="Human review decisions, in order."
     )

@@ -4,11 +4,12 @@ Layout of a run directory::
 
     spec.json          what the run was asked to do: the RunSpec (prompt, config, models, versions, thread id)
     calls.jsonl        every MLLM call as it happened: request text, raw reply, parse result
-    round-K.png        the image of round K
-    final.png          the best image
+    round-K.png        the image of round K (round-K.webp / round-K.jpg with ``round_format``)
+    final.png          the best image: a hard link to its round's PNG (a copy across file systems)
     checkpoints.sqlite LangGraph checkpoints (when enabled): resume after a crash
     run.json           the finished run in one file; report.html its visual view
 
+Images are encoded and written by background threads while the MLLM looks at them (``start_image``).
 Every write is atomic (temporary file + rename), so a crash never leaves half a file, and every
 text write (JSON, the call log, report.html) passes through ``redact``, so keys never land on disk.
 A write the disk refuses (full, read-only, a file where a directory should be) is one
@@ -20,6 +21,7 @@ stopping the run.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import io
@@ -30,11 +32,13 @@ import shutil
 import tempfile
 import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mllm_guidance.errors import InputError, StorageError
-from mllm_guidance.images import ModelImage, encode_for_model, to_rgb
+from mllm_guidance.images import FILE_FORMATS, ModelImage, downscale_for_model, encode_file, encode_for_model, to_rgb
 from mllm_guidance.redact import redact, redact_text
 from mllm_guidance.state import ImageRef
 
@@ -42,30 +46,66 @@ CALLS_FILE = "calls.jsonl"
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoints.sqlite"
-#: zlib level for PNG files: level 1 encodes a 1024x1024 image about 5x faster than the default 6
-#: (60 ms instead of 290 ms on noise) for files at most a few percent larger on photographs.
-PNG_COMPRESS_LEVEL = 1
+#: The file names round images may have (``round_format``), and what they are stored as.
+ROUND_IMAGE = re.compile(r"round-\d+(-overlay|-candidate-\d+)?\.(png|webp|jpg)")
 
 
-def png_bytes(image: Any) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
+def _writers() -> ThreadPoolExecutor:
+    """The threads that encode and write images in the background, shared by every store of the
+    process: two, since the encoders (ISA-L's deflate, Pillow's WebP and JPEG) release the GIL and
+    so run beside the event loop's work."""
+    global _WRITERS
+    with _WRITERS_LOCK:
+        if _WRITERS is None:
+            _WRITERS = ThreadPoolExecutor(2, thread_name_prefix="image-writer")
+        return _WRITERS
+
+
+_WRITERS: ThreadPoolExecutor | None = None
+_WRITERS_LOCK = threading.Lock()
+
+
+def _forget_writers() -> None:
+    """A forked child has none of its parent's threads: it starts its own writers when it needs them."""
+    global _WRITERS, _WRITERS_LOCK
+    _WRITERS, _WRITERS_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_writers)
+
+
+@dataclass
+class _Kept:
+    """An image this store holds decoded: until its file is written (``pending``), then while the
+    file is still the one written (``stamp``: size, mtime)."""
+
+    image: Any
+    pending: Future[ImageRef] | None = None
+    stamp: Any = None
 
 
 class RunStore:
-    """One run directory; safe to share between the nodes of a run (appends are locked)."""
+    """One run directory; safe to share between the nodes of a run (appends are locked).
+
+    Images leave the critical path: ``start_image`` returns at once with a reference whose hash is
+    not known yet (``sha256`` None) and hands encoding and writing to a background thread; the
+    nodes that read the image (reason, align) get it from memory, and ``finish_image`` waits for
+    the file and completes the reference. Every image file appears whole or not at all
+    (temporary name, then rename)."""
 
     #: Images this store keeps decoded (the newest) and encoded for the MLLM: reason and align look
-    #: at the image generate just wrote, so neither decodes the PNG again nor encodes it twice.
+    #: at the image generate just made, so neither decodes the file nor encodes it twice.
     KEEP_DECODED, KEEP_ENCODED = 2, 4
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         make_dirs(self.root)
         self._lock = threading.Lock()
-        self._decoded: dict[str, tuple[Any, Any]] = {}  # sha -> (image, the file's stamp when written)
-        self._encoded: dict[tuple[str, int, str], tuple[ModelImage, Any]] = {}
+        self._decoded: dict[str, _Kept] = {}  # by file name
+        self._encoded: dict[tuple[str, int, str], tuple[ModelImage, _Kept]] = {}
+        self._pending: dict[str, Future[ImageRef]] = {}
+        self._held: tuple[str, Any] | None = None  # the best round's render (``hold``)
 
     def path(self, name: str) -> Path:
         """A file of this run directory; a name that would lead outside it (absolute, ``..``, a
@@ -79,76 +119,155 @@ class RunStore:
     # -- images -------------------------------------------------------------------------------
 
     def save_image(self, image: Any, name: str) -> ImageRef:
-        """Write a PIL image as an RGB PNG and return its reference. Any mode is converted
-        (transparency onto white); an empty image or a non-image is a ``BackendError``."""
+        """Write a PIL image (PNG, or by ``name``'s extension lossless WebP or JPEG) and return
+        its complete reference. Any mode is converted (transparency onto white); an empty image or
+        a non-image is a ``BackendError``."""
+        return self.finish_image(self.start_image(image, name))
+
+    def start_image(self, image: Any, name: str) -> ImageRef:
+        """Like ``save_image``, but the file is encoded and written in the background: the
+        reference returned at once has ``sha256`` and ``bytes`` None until ``finish_image``."""
         image = to_rgb(image)
-        data = png_bytes(image)
-        self.write_bytes(name, data)
-        ref = ImageRef(
-            path=name,
-            sha256=hashlib.sha256(data).hexdigest(),
-            width=image.width,
-            height=image.height,
-            bytes=len(data),
-        )
-        _remember(self._decoded, ref.sha256, (image, self._stamp(ref)), self.KEEP_DECODED, self._lock)
+        suffix = Path(name).suffix.lower()
+        if suffix not in FILE_FORMATS:
+            raise InputError(f"{name!r}: images are stored as {', '.join(FILE_FORMATS)}")
+        self.path(name)  # refused before anything is queued
+        ref = ImageRef(path=name, sha256=None, width=image.width, height=image.height, bytes=None)
+        kept = _Kept(image)
+        with self._lock:
+            earlier = self._pending.get(name)
+        if earlier is not None:  # the same name again (a step run twice): its files land in order
+            wait([earlier])  # its failure, if any, is for its own reader to see
+        with self._lock:
+            kept.pending = self._pending[name] = _writers().submit(self._write_image, image, ref, kept)
+        _remember(self._decoded, name, kept, self.KEEP_DECODED, self._lock)
         return ref
 
-    def _stamp(self, ref: ImageRef) -> Any:
-        """What says the file behind ``ref`` is still the one this store wrote (size, mtime)."""
+    def _write_image(self, image: Any, ref: ImageRef, kept: _Kept) -> ImageRef:
+        data = encode_file(image, Path(ref.path).suffix.lower())
+        self.write_bytes(ref.path, data)
+        kept.stamp = self._stamp(ref.path)
+        return ref.model_copy(update={"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+
+    def finish_image(self, ref: ImageRef) -> ImageRef:
+        """``ref`` complete: waits for its file when this store is writing it; a reference whose
+        writer is gone (a resumed run) is completed from the file as found."""
+        if ref.sha256 is not None:
+            return ref
+        with self._lock:
+            pending = self._pending.get(ref.path)
+        if pending is not None:
+            done = pending.result()
+            with self._lock:
+                if self._pending.get(ref.path) is pending:
+                    del self._pending[ref.path]
+            return done
+        data = self.image_bytes(ref)
+        return ref.model_copy(update={"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+
+    async def finished(self, ref: ImageRef) -> ImageRef:
+        """``finish_image`` without blocking the event loop."""
+        if ref.sha256 is not None:
+            return ref
+        return await asyncio.to_thread(self.finish_image, ref)
+
+    async def flush(self) -> None:
+        """Wait until every image started so far is on disk (a checkpoint that names an image is
+        stored only after its file: a resumed run never looks for a file that was never written)."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for future in pending:
+            await asyncio.wrap_future(future)
+
+    def hold(self, ref: ImageRef) -> None:
+        """Keep ``ref``'s render in memory until another is held: the best round so far, whose
+        PNG ``final_image`` makes from the render itself when rounds are stored as JPEG."""
+        kept = self._kept(ref.path)
+        if kept is not None:
+            self._held = (ref.path, kept.image)
+
+    def _stamp(self, name: str) -> Any:
+        """What says the file ``name`` is still the one this store wrote (size, mtime)."""
         try:
-            st = self.path(ref.path).stat()
+            st = self.path(name).stat()
         except OSError:
             return None
         return (st.st_size, st.st_mtime_ns)
 
-    def copy_image(self, ref: ImageRef, name: str) -> ImageRef:
-        """The same image under another name, without decoding it."""
-        self.write_bytes(name, self.image_bytes(ref))
+    def _valid(self, kept: _Kept, name: str) -> bool:
+        if kept.pending is not None and not kept.pending.done():
+            return True
+        return kept.stamp is not None and kept.stamp == self._stamp(name)
+
+    def _kept(self, name: str) -> _Kept | None:
+        with self._lock:
+            kept = self._decoded.get(name)
+        return kept if kept is not None and self._valid(kept, name) else None
+
+    def link_image(self, ref: ImageRef, name: str) -> ImageRef:
+        """The same file under another name: a hard link (a copy only where links cannot be made,
+        e.g. across file systems), written when ``ref``'s own file is."""
+        ref = self.finish_image(ref)
+        link_or_copy(self.path(ref.path), self.path(name))
+        with self._lock:
+            kept = self._decoded.get(ref.path)
+        if kept is not None and self._valid(kept, ref.path):
+            _remember(self._decoded, name, _Kept(kept.image, stamp=self._stamp(name)), self.KEEP_DECODED, self._lock)
         return ref.model_copy(update={"path": name})
 
+    def final_image(self, ref: ImageRef, name: str = "final.png") -> ImageRef:
+        """The output image as PNG: a link to the round's PNG; a round stored as WebP or JPEG is
+        encoded as PNG, from the render itself when this store still holds it (``hold``)."""
+        ref = self.finish_image(ref)
+        if Path(ref.path).suffix.lower() == ".png":
+            return self.link_image(ref, name)
+        held = self._held[1] if self._held is not None and self._held[0] == ref.path else None
+        return self.save_image(held if held is not None else self.load_image(ref), name)
+
     def image_bytes(self, ref: ImageRef) -> bytes:
-        """The PNG bytes behind a reference; refuses a file that is missing or was changed."""
+        """The file bytes behind a reference (its file written first when this store is writing
+        it); refuses a file that is missing or was changed."""
+        if ref.sha256 is None:
+            with self._lock:
+                pending = self._pending.get(ref.path)
+            if pending is not None:
+                ref = pending.result()
         path = self.path(ref.path)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise InputError(f"image {path} is missing from the run directory") from None
-        if hashlib.sha256(data).hexdigest() != ref.sha256:
+        if ref.sha256 is not None and hashlib.sha256(data).hexdigest() != ref.sha256:
             raise InputError(f"image {path} was changed after the run wrote it (hash differs)")
         return data
 
     def load_image(self, ref: ImageRef) -> Any:
         """The PIL image behind a reference (checked as ``image_bytes`` checks it; an image this
-        store wrote moments ago, whose file is untouched since, is returned as it was written)."""
+        store made moments ago, whose file is untouched since, is returned from memory)."""
         from PIL import Image
 
-        with self._lock:
-            kept = self._decoded.get(ref.sha256)
-        if kept is not None and kept[1] is not None and kept[1] == self._stamp(ref):
-            return kept[0].copy()
+        kept = self._kept(ref.path)
+        if kept is not None:
+            return kept.image.copy()
         image = Image.open(io.BytesIO(self.image_bytes(ref)))
         image.load()
-        return image
+        return to_rgb(image)
 
     def image_for_model(self, ref: ImageRef, max_side: int, image_format: str = "jpeg") -> ModelImage:
         """The image as the MLLM gets it: downscaled so that its longest side is at most
-        ``max_side``, as JPEG (or PNG: the stored file itself when it is small enough). Encoded
-        once per image and setting: reason and align send the same picture."""
-        key = (ref.sha256, max_side, image_format)
+        ``max_side`` (``images.downscale_for_model``), as JPEG (or PNG). Encoded once per image
+        and setting, from memory when this store made the image: reason and align send the same
+        picture, and neither waits for the file."""
+        key = (ref.path, max_side, image_format)
         with self._lock:
-            kept = self._encoded.get(key)
-        if kept is not None and kept[1] is not None and kept[1] == self._stamp(ref):
-            return kept[0]
-        if image_format == "png" and max(ref.width, ref.height) <= max_side:
-            sent = ModelImage(self.image_bytes(ref), "image/png")
-        else:
-            image = self.load_image(ref)
-            if max(image.size) > max_side:
-                scale = max_side / max(image.size)
-                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-            sent = encode_for_model(image, image_format)
-        _remember(self._encoded, key, (sent, self._stamp(ref)), self.KEEP_ENCODED, self._lock)
+            cached = self._encoded.get(key)
+        if cached is not None and self._valid(cached[1], ref.path):
+            return cached[0]
+        kept = self._kept(ref.path)
+        if kept is None:
+            kept = _Kept(self.load_image(ref), stamp=self._stamp(ref.path))
+        sent = encode_for_model(downscale_for_model(kept.image, max_side), image_format)
+        _remember(self._encoded, key, (sent, kept), self.KEEP_ENCODED, self._lock)
         return sent
 
     # -- files --------------------------------------------------------------------------------
@@ -193,8 +312,8 @@ class RunStore:
         names = [CALLS_FILE, "final.png", "report.html"] + [CHECKPOINT_FILE + s for s in ("", "-wal", "-shm", "-journal")]
         for name in names:
             self.path(name).unlink(missing_ok=True)
-        for image in self.root.glob("round-*.png"):
-            if image.is_file() and re.fullmatch(r"round-\d+(-overlay)?\.png", image.name):
+        for image in self.root.glob("round-*"):
+            if image.is_file() and ROUND_IMAGE.fullmatch(image.name):
                 image.unlink()
 
     def calls(self) -> list[dict[str, Any]]:
@@ -240,6 +359,29 @@ def make_dirs(path: Path) -> None:
         raise storage_error(exc, path / ".", 0) from None
     if not path.is_dir():
         raise StorageError(f"{path} is not a directory; choose another output directory")
+
+
+def link_or_copy(source: Path, target: Path) -> Path:
+    """``target`` as a hard link to ``source`` (replacing what was there, atomically); a copy where
+    the file system refuses links (another file system, or one without links)."""
+    make_dirs(target.parent)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        os.link(source, tmp)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EOPNOTSUPP):
+            raise storage_error(exc, target, None) from None
+        try:
+            data = source.read_bytes()
+        except OSError as read_exc:
+            raise InputError(f"cannot read {source}: {read_exc.strerror or read_exc}") from None
+        return write_atomic(target, data)
+    try:
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(exc, target, None) from None
+    return target
 
 
 def write_atomic(target: Path, data: bytes) -> Path:

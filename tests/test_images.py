@@ -42,3 +42,29 @@ def test_overlays_and_captions_draw_on_any_mode(mode):
     image = Image.new(mode, (64, 48))
     assert draw_layout(image, LAYOUT).mode == "RGB"
     assert draw_caption(image, "a cat 漢字").size == (64, 48)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (64, 1), (1, 64), (97, 131)])
+def test_the_stores_png_is_a_valid_png_with_the_exact_pixels(size):
+    import io
+    import struct
+    import zlib
+
+    from mllm_guidance.images import png_file
+
+    image = Image.effect_noise(size, 60).convert("RGB")
+    image = Image.merge("RGB", (image.getchannel(0), image.getchannel(0).transpose(Image.Transpose.ROTATE_180)
+                                if size[0] == size[1] else image.getchannel(0), Image.new("L", size, 200)))
+    data = png_file(image)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    at, kinds = 8, []
+    while at < len(data):  # every chunk's CRC checked, IHDR as written
+        (length,) = struct.unpack(">I", data[at:at + 4])
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        assert struct.unpack(">I", data[at + 8 + length:at + 12 + length])[0] == zlib.crc32(kind + body)
+        kinds.append(kind)
+        at += 12 + length
+    assert kinds == [b"IHDR", b"IDAT", b"IEND"]
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.format == "PNG" and decoded.mode == "RGB" and decoded.size == size
+    assert decoded.tobytes() == image.tobytes()

@@ -73,7 +73,7 @@ def test_images_for_the_model_and_copies(tmp_path):
         image = Image.open(io.BytesIO(sent.data))
         assert sent.mime_type == mime and image.format == kind and image.size == (50, 25)
     assert Image.open(io.BytesIO(store.image_for_model(small, 64).data)).format == "JPEG"  # the default
-    final = store.copy_image(big, "final.png")
+    final = store.link_image(big, "final.png")
     assert final.path == "final.png" and final.sha256 == big.sha256 and store.load_image(final).size == (200, 100)
 
 

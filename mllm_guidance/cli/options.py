@@ -56,6 +56,7 @@ SHARED_CONFIG_FLAGS = ("parse_retries", "layout_tolerance")
 RUN_FLAGS: dict[str, tuple[str, ...]] = {
     "mllm_image_side": ("--mllm-image-side",),
     "mllm_image_format": ("--mllm-image-format",),
+    "round_format": ("--round-format",),
 }
 #: The options of the method beyond the thesis (issue 22): every command that runs the loop takes them.
 LOOP_OPTION_FLAGS = ("repair", "repair_margin", "repair_max_share", "repair_base", "candidates", "verifier",

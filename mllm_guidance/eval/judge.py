@@ -297,10 +297,9 @@ class ReasonJudge(_Judge):
         return f"Your answer could not be used: {error}. Answer again in the format of the examples."
 
     async def _opening(self, item: ScoreItem) -> tuple[list[Any], int]:
-        from mllm_guidance.images import ModelImage
-        from mllm_guidance.store import png_bytes
+        from mllm_guidance.images import ModelImage, png_file
 
-        return self.templates.messages("reason", item.prompt, image=ModelImage(png_bytes(item.image), "image/png")), 0
+        return self.templates.messages("reason", item.prompt, image=ModelImage(png_file(item.image), "image/png")), 0
 
     async def _call(self, messages: list[Any], step: str) -> str:
         return await super()._call(messages, "reason")
@@ -310,6 +309,6 @@ def _image_block(image: Any) -> dict[str, Any]:
     """A standard LangChain image content block (PNG, base64)."""
     import base64
 
-    from mllm_guidance.store import png_bytes
+    from mllm_guidance.images import png_file
 
-    return {"type": "image", "base64": base64.b64encode(png_bytes(image)).decode("ascii"), "mime_type": "image/png"}
+    return {"type": "image", "base64": base64.b64encode(png_file(image)).decode("ascii"), "mime_type": "image/png"}

@@ -55,7 +55,7 @@ from mllm_guidance.prompts.templates import load_templates
 from mllm_guidance.redact import redact
 from mllm_guidance.run import Run
 from mllm_guidance.spec import Backends, ModelSetting, build_backends
-from mllm_guidance.store import RunStore, append_line, storage_error
+from mllm_guidance.store import RunStore, append_line, link_or_copy, storage_error
 
 RESULTS = "results.jsonl"
 #: The file that marks a run directory as made by this runner: only those are ever removed.
@@ -249,7 +249,8 @@ async def _run_items(spec: BenchSpec, out: Path, dataset: str, pending: list[Ite
                 run = await asyncio.to_thread(prepare, item, run_dir)  # file work off the event loop
                 result = await run.execute(checkpoint=False)
                 image = f"images/{item.key}.png"
-                await asyncio.to_thread(lambda: RunStore(out).write_bytes(image, result.image_path.read_bytes()))
+                # a hard link to the run's final.png (a copy only across file systems)
+                await asyncio.to_thread(link_or_copy, result.image_path, RunStore(out).path(image))
                 u = result.usage
                 record.update({
                     "status": "ok", "image": image, "run_dir": f"runs/{item.key}",

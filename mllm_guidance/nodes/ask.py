@@ -26,7 +26,7 @@ from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, Parse
 from mllm_guidance.images import ModelImage
 from mllm_guidance.prompts.parse import clean_reply, extract_reasoning
 from mllm_guidance.prompts.steps import ROUND_KEY, STEP_KEY, STEPS, Step
-from mllm_guidance.state import Failure, GuidanceState, ImageRef, Usage
+from mllm_guidance.state import Failure, GuidanceState, ImageRef
 
 
 @dataclass
@@ -54,12 +54,9 @@ class Answer:
                       reply=later.reply)
 
     def updates(self) -> dict[str, Any]:
-        """What every MLLM node adds to the state: usage, the calls it used, and the failure
-        when no usable answer came."""
-        out: dict[str, Any] = {
-            "usage": Usage().add_mllm(self.step, self.attempts, self.input_tokens, self.output_tokens, self.seconds),
-            "call_ids": list(self.call_ids),
-        }
+        """What every MLLM node adds to the state: the calls it used (their costs are in the call
+        log, counted at the end), and the failure when no usable answer came."""
+        out: dict[str, Any] = {"call_ids": list(self.call_ids)}
         if self.value is None:
             out["failures"] = [Failure(step=self.step, round=self.round, attempts=self.attempts, error=self.error or "")]
         return out
@@ -91,6 +88,7 @@ class ModelNode:
             answer = answer.then(await ask(ctx, ctx.config, self.step, again, emit=runtime.stream_writer))
         updates = answer.updates()
         updates.update(self.decide(state, answer, ctx.config))
+        await complete_round(ctx, state, updates, request)
         runtime.stream_writer({"event": "step", "step": self.step.name, "round": request.round,
                                **self.event(updates, answer)})
         return updates
@@ -111,6 +109,26 @@ class ModelNode:
     def image_message(self, ctx: Context, image: ImageRef) -> ModelImage:
         """The image as the MLLM gets it (``mllm_image_side``, ``mllm_image_format``)."""
         return ctx.store.image_for_model(image, ctx.settings.mllm_image_side, ctx.settings.mllm_image_format)
+
+
+async def complete_round(ctx: Context, state: GuidanceState, updates: dict[str, Any], request: Request) -> None:
+    """The round is done when its image file is too: wait for the image the request showed (written
+    in the background since generate) and put its complete reference in the round this step
+    returns, or returns now. The best round's render is held in memory (its PNG, at the end, is
+    made from it when rounds are stored lossy)."""
+    for shown in ([request.image] if request.image is not None else []) + request.images:
+        if shown.sha256 is not None:
+            continue
+        done = await ctx.store.finished(shown)
+        rounds = updates.setdefault("rounds", [])
+        mine = [i for i, r in enumerate(rounds) if r.image.path == shown.path]
+        if mine:
+            rounds[mine[0]] = rounds[mine[0]].model_copy(update={"image": done})
+        else:
+            rounds.extend(r.model_copy(update={"image": done}) for r in state.rounds if r.image.path == shown.path)
+    best = updates.get("best")
+    if best is not None:
+        ctx.store.hold(state.rounds[best].image)
 
 
 async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request, *, emit: Any = None) -> Answer:

@@ -1,6 +1,8 @@
 """Generate: the frozen layout-to-image model renders the current plan, I_k = grounded_t2i(C, O_k).
 
-The image goes to the run directory; state keeps its reference. The seed of round k comes from
+The image goes to the run directory, encoded and written in the background while the MLLM judges
+it (``RunStore.start_image``: the reference's hash is filled in by the node that reads the image,
+or by finish); state keeps its reference. The seed of round k comes from
 the config's seed policy: by default the same seed every round, so that only the layout changes.
 The render runs in a worker thread (the event loop stays free for other runs' MLLM calls) and
 holds its device for its whole duration (``backends.generator.render``).
@@ -31,7 +33,7 @@ from mllm_guidance.context import Context
 from mllm_guidance.errors import BackendError, GuidanceError
 from mllm_guidance.images import check_image
 from mllm_guidance.repair import RepairInput, composite, plan_repair
-from mllm_guidance.state import Candidate, GuidanceState, Plan, RepairRecord, Round, Usage
+from mllm_guidance.state import Candidate, GuidanceState, Plan, RepairRecord, Round
 
 
 class GenerateNode:
@@ -74,15 +76,16 @@ class GenerateNode:
                 generated.notes.extend(check_image(generated.image, (r.width, r.height)))
             seconds = time.perf_counter() - started
             if len(rendered) == 1:
-                return rendered[0], ctx.store.save_image(rendered[0].image, f"round-{k}.png"), [], seconds
+                # written in the background while the MLLM looks at it (reason completes the round)
+                return rendered[0], ctx.store.start_image(rendered[0].image, ctx.settings.round_image(k)), [], seconds
             scores = self.verify(ctx, state.prompt, plan, [g.image for g in rendered])
             best = max(range(len(rendered)), key=lambda j: (scores[j], -j))  # ties: the lower seed
             candidates = [
-                Candidate(seed=r.seed, image=ctx.store.save_image(g.image, f"round-{k}-candidate-{j}.png"),
+                Candidate(seed=r.seed, image=ctx.store.save_image(g.image, ctx.settings.round_image(k).replace(".", f"-candidate-{j}.")),
                           score=round(scores[j], 6), chosen=j == best)
                 for j, (r, g) in enumerate(zip(requests, rendered, strict=True))
             ]
-            ref = ctx.store.copy_image(candidates[best].image, f"round-{k}.png")
+            ref = ctx.store.link_image(candidates[best].image, ctx.settings.round_image(k))
             return rendered[best], ref, candidates, seconds
 
         try:
@@ -108,15 +111,15 @@ class GenerateNode:
             repair=record,
             candidates=candidates,
             verifier=cfg.verifier if candidates else None,
+            cost_usd=sum(g.cost_usd or 0.0 for g in rendered_all) if any(g.cost_usd is not None for g in rendered_all) else None,
         )
-        cost = sum(g.cost_usd or 0.0 for g in rendered_all) if any(g.cost_usd is not None for g in rendered_all) else None
-        updates: dict[str, Any] = {"rounds": [new_round],
-                                   "usage": Usage().add_generation(seconds, renders=cfg.candidates, cost_usd=cost)}
+        updates: dict[str, Any] = {"rounds": [new_round]}
         if not cfg.aligns:
             updates["stop_reason"] = "rendered"
         elif cfg.mode == "align" and state.align_rounds >= cfg.max_align_rounds:
             updates["stop_reason"] = "max_rounds"
-        runtime.stream_writer({"event": "step", "step": "generate", "round": k, "seconds": round(seconds, 3)})
+        runtime.stream_writer({"event": "step", "step": "generate", "round": k, "seconds": round(seconds, 3),
+                               "image": ref.path})
         return updates
 
     def repair_record(self, state: GuidanceState, ctx: Context, plan: Plan) -> RepairRecord | None:

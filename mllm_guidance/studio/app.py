@@ -193,12 +193,13 @@ def build_studio(*, runs_dir: str | Path = "runs/studio", bench_dir: str | Path 
                     k = item.get("round")
                     if item.get("event") == "step" and item.get("step") == "generate":
                         shown[k] = len(gallery)
-                        gallery.append((str(run_path / f"round-{k}.png"), f"round {k}: judging…"))
+                        gallery.append((str(run_path / item.get("image", f"round-{k}.png")), f"round {k}: judging…"))
                     elif item.get("event") == "step" and item.get("step") == "reason" and k in shown:
                         gallery[shown[k]] = (gallery[shown[k]][0], f"round {k}: {item.get('score')}/5")
                     if line:
                         log.append(line)
-                    yield gallery, "\n".join(log), None, ""
+                    # a round's file is written while the MLLM judges it: shown once it is there
+                    yield [g for g in gallery if Path(g[0]).exists()], "\n".join(log), None, ""
                 elif kind == "error":
                     raise user_error(item) if isinstance(item, GuidanceError) else gr.Error(str(item))
                 else:

@@ -168,7 +168,7 @@ def test_a_run_stopped_by_a_full_disk_before_its_first_checkpoint_starts_again_i
     args = ["generate", "A man is sitting under a tree while a bird is in the tree.", "--mllm",
             "replay:examples/recordings/man-under-tree.json", "--generator", "sketch", "--quiet", "--out", str(run_dir)]
 
-    async def full(path):
+    async def full(path, before_write=None):
         raise sqlite3.OperationalError("database or disk is full")
 
     for again in (args, ["generate", "--resume", str(run_dir), "--quiet"]):

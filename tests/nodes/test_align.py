@@ -71,7 +71,7 @@ def test_an_empty_answer_against_a_bad_score_is_asked_again(tmp_path, prompt):
     assert follow_up[-2].content.startswith("Reasoning: it matches.")
     assert "empty" in follow_up[-1].content and "scored it 3 out of 5" in follow_up[-1].content
     assert out["plan"].source == "align" and "stop_reason" not in out
-    assert out["usage"].mllm["align"].calls == 2 and len(out["call_ids"]) == 2
+    assert len(out["call_ids"]) == 2
 
     ctx = make_context(tmp_path / "b", {"align": [empty, empty]})
     out = AlignNode(make_config())(judged(ctx, prompt), make_runtime(ctx))

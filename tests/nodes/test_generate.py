@@ -18,7 +18,7 @@ def test_renders_the_plan_and_stores_a_reference(tmp_path, prompt):
     assert r.image.path == "round-0.png" and (tmp_path / "run" / "round-0.png").exists()
     assert (r.image.width, r.image.height) == (96, 64) and r.layout_reasoning == "r"
     assert any("smaller than 0.1" in w for w in r.layout_warnings)
-    assert out["usage"].generator_calls == 1 and "stop_reason" not in out
+    assert "usage" not in out and r.cost_usd is None and "stop_reason" not in out  # usage is counted by finish
 
 
 def test_seed_policy_and_default_size(tmp_path, prompt):
