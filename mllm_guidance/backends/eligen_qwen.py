@@ -13,7 +13,7 @@ Native box format: normalized corners ``[x1, y1, x2, y2]`` with a phrase each, t
 DiffSynth-Studio takes one mask image per entity, and a box is drawn as one (``entity_token_masks``
 says how it reaches the 16 x 16-pixel transformer tokens; a box missing every token centre covers no
 token, as in theirs). At most 16 entities (the largest are kept; the project's cap, DiffSynth sets
-none: each adds its phrase's tokens to every attention). The recipe is ``dit/eligen_qwen_pipeline.py``.
+none: each adds its phrase's tokens to every attention). The recipe is ``layout_pipelines/eligen_qwen_pipeline.py``.
 
 Defaults are DiffSynth-Studio's for EliGen-V2 (``QwenImagePipeline.__call__`` and the EliGen
 examples): 1328 x 1328, 30 steps, true classifier-free guidance 4.0 against the empty negative prompt
