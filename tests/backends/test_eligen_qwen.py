@@ -10,12 +10,8 @@ import torch  # noqa: E402
 
 from mllm_guidance.backends.eligen_qwen import ELIGEN_LORA, EliGenQwenGenerator, qwen_image_license  # noqa: E402
 from mllm_guidance.backends.generator import GenerationRequest  # noqa: E402
-from mllm_guidance.backends.layout_pipelines.eligen_qwen_pipeline import (  # noqa: E402
-    EliGenQwenImagePipeline,
-    eligen_attention_mask,
-    entity_token_masks,
-    fuse_lora,
-)
+from mllm_guidance.backends.layout_pipelines.eligen import eligen_attention_mask, entity_token_masks, fuse_lora  # noqa: E402
+from mllm_guidance.backends.layout_pipelines.eligen_qwen_pipeline import EliGenQwenImagePipeline  # noqa: E402
 from mllm_guidance.backends.registry import create_generator  # noqa: E402
 from mllm_guidance.cli import main  # noqa: E402
 from mllm_guidance.errors import BackendError  # noqa: E402
