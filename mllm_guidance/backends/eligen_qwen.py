@@ -1,8 +1,9 @@
 """``eligen-qwen``: EliGen entity control on Qwen-Image, with this project's own pipeline.
 
 Models: ``Qwen/Qwen-Image`` (default; a 20B MMDiT with a Qwen2.5-VL-7B text encoder) and the LoRA
-``DiffSynth-Studio/Qwen-Image-EliGen-V2`` (file ``model.safetensors``), fused into the transformer on
-load. Both are under Apache-2.0, so unlike the FLUX.1-dev and SD3 backends this one may be deployed
+``DiffSynth-Studio/Qwen-Image-EliGen-V2`` (file ``model.safetensors``; published on ModelScope, where
+DiffSynth's examples fetch it: a hub id is looked up on the Hugging Face hub, so without a copy there
+pass the downloaded file or its folder as ``lora``), fused into the transformer on load. Both are under Apache-2.0, so unlike the FLUX.1-dev and SD3 backends this one may be deployed
 commercially. ``lora="auto"`` (the default) fuses EliGen-V2 when the transformer has Qwen-Image's
 shape (60 blocks, 3072 wide) and nothing otherwise (a toy or other-sized model); a path, folder or
 hub id names another LoRA, ``None`` renders without one (the regional attention still applies, but
