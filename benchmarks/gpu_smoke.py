@@ -1,6 +1,6 @@
 """CUDA smoke test of every diffusers generator backend with tiny random-weight pipelines.
 
-For gligen, gligen-xl, text2image, regional-flux and creatilayout (SD3 and FLUX): load in half
+For gligen, gligen-xl, text2image, regional-flux, creatilayout (SD3 and FLUX) and eligen-qwen: load in half
 precision on the GPU, render 64 x 64 images (with and without boxes), check the weights sit on the
 device in the requested dtype, and print seconds per image and peak GPU memory. Without CUDA it says
 so and exits 0; ``--cpu`` runs the same renders on the CPU in fp32 (no memory column), to check the
@@ -42,6 +42,7 @@ def main() -> int:
     device, dtype = ("cuda", args.dtype) if cuda else ("cpu", "float32")
 
     from mllm_guidance.backends.creatilayout import CreatiLayoutGenerator
+    from mllm_guidance.backends.eligen_qwen import EliGenQwenGenerator
     from mllm_guidance.backends.gligen import GligenGenerator
     from mllm_guidance.backends.gligen_xl import GligenXLGenerator
     from mllm_guidance.backends.regional_flux import RegionalFluxGenerator
@@ -49,6 +50,7 @@ def main() -> int:
     from mllm_guidance.layout import Layout
     from tests.backends.tiny_diffusion import build_tiny_gligen, build_tiny_gligen_xl
     from tests.backends.tiny_dit import build_tiny_creatilayout_flux, build_tiny_creatilayout_sd3, build_tiny_flux
+    from tests.backends.tiny_qwen_image import build_tiny_qwen_image
 
     layout = Layout.from_pairs([("a cat", [0.1, 0.1, 0.5, 0.5]), ("a dog", [0.5, 0.5, 0.9, 0.9])])
     name_of = torch.cuda.get_device_name(0) if cuda else "cpu"
@@ -63,6 +65,7 @@ def main() -> int:
         "regional-flux": (RegionalFluxGenerator, lambda d: build_tiny_flux(d, dev=True), {**steps, "mask_share": 1.0}),
         "creatilayout-sd3": (CreatiLayoutGenerator, build_tiny_creatilayout_sd3, {**steps, "grounding_share": 1.0}),
         "creatilayout-flux": (CreatiLayoutGenerator, build_tiny_creatilayout_flux, {**steps, "grounding_share": 1.0}),
+        "eligen-qwen": (EliGenQwenGenerator, build_tiny_qwen_image, steps),
     }
     wanted = args.only.split(",") if args.only else list(builds)
     speed, repairs, failed = [], [], []

@@ -24,6 +24,9 @@ published, and keeps only their final latents.
   requirements pin nothing, so it runs in the project's own environment (``--creatilayout-site`` to
   use another).
 
+The EliGen goldens (``eligen-qwen*``) come from ``scripts/compare_eligen_diffsynth.py``: their authors'
+code is a PyPI package (``diffsynth``), run in this process beside the project's pipeline.
+
 Usage::
 
     python scripts/record_goldens.py --regional-flux ~/src/Regional-Prompting-FLUX --regional-flux-site SITE \\

@@ -7,8 +7,9 @@ does it for 4-channel UNets. The noise is the render's own initial noise (drawn 
 request's generator and handed to the pipeline as ``latents``), so a repair is as deterministic as
 a render and a batch of repairs equals its lone repairs. Works with any pipeline that takes
 ``latents`` and ``callback_on_step_end`` and whose scheduler has ``add_noise`` (DDIM, PNDM, Euler,
-DPM-Solver: the SD and SDXL pipelines). ``mllm_guidance.repair.composite`` then restores the
-original's exact pixels outside the mask.
+DPM-Solver: the SD and SDXL pipelines); ``FlowBlend`` is its flow-matching twin (FLUX,
+SD3, Qwen-Image). ``mllm_guidance.repair.composite`` then restores the original's exact pixels
+outside the mask.
 """
 
 from __future__ import annotations
@@ -134,3 +135,24 @@ def prepare_sd3_repair(pipe: Any, image: Any, boxes: Sequence[Sequence[float]], 
     with torch.no_grad():
         image_latents = encode_image(pipe, image, width, height, device)
     return noise, FlowBlend(image_latents, latent_mask(boxes, width, height, scale), noise)
+
+
+def prepare_qwen_repair(pipe: Any, image: Any, boxes: Sequence[Sequence[float]], noise: torch.Tensor,
+                        width: int, height: int) -> FlowBlend:
+    """The blend for a Qwen-Image pipeline whose packed initial noise is ``noise`` (batch, tokens, 64):
+    the image's latents (its video VAE on one frame, normalized by the VAE's per-channel mean and std
+    as the pipeline un-normalizes them to decode), packed like the noise, and the mask on the token
+    grid (16 x 16-pixel cells)."""
+    device = pipe._execution_device
+    vae = pipe.vae
+    with torch.no_grad():
+        pixels = pipe.image_processor.preprocess(image.convert("RGB"), height=height, width=width).to(device, vae.dtype)
+        latents = vae.encode(pixels[:, :, None]).latent_dist.mean[:, :, 0]
+    channels = latents.shape[1]
+    mean = torch.tensor(vae.config.latents_mean).view(1, channels, 1, 1).to(latents.device, latents.dtype)
+    std = torch.tensor(vae.config.latents_std).view(1, channels, 1, 1).to(latents.device, latents.dtype)
+    latents = (latents - mean) / std
+    _, _, h, w = latents.shape
+    packed = pipe._pack_latents(latents, 1, channels, h, w)
+    mask = latent_mask(boxes, width, height, pipe.vae_scale_factor * 2).flatten(2).transpose(1, 2)  # (1, tokens, 1)
+    return FlowBlend(packed, mask, noise.clone())

@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "rich-context": "mllm_guidance.backends.rich_context:RichContextGenerator",
     "regional-flux": "mllm_guidance.backends.regional_flux:RegionalFluxGenerator",
     "creatilayout": "mllm_guidance.backends.creatilayout:CreatiLayoutGenerator",
+    "eligen-qwen": "mllm_guidance.backends.eligen_qwen:EliGenQwenGenerator",
     "serve": "mllm_guidance.backends.serve_client:ServeGenerator",  # serve:http://HOST:PORT/NAME, a Ray Serve pool
     "comfyui": "mllm_guidance.backends.comfyui:ComfyUIGenerator",
     "bfl": "mllm_guidance.backends.bfl:BflGenerator",

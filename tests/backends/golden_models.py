@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.backends.tiny_diffusion import build_tiny_gligen_xl
 from tests.backends.tiny_dit import build_tiny_creatilayout_sd3, build_tiny_flux
+from tests.backends.tiny_qwen_image import build_tiny_qwen_image
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -36,3 +37,8 @@ def fingerprint_folder(folder: Path) -> str:
             digest.update(f"{path.parent.name}/{name}{tuple(tensors[name].shape)}".encode())
             digest.update(tensors[name].to(torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def tiny_qwen_image(target: Path) -> Path:
+    """Two blocks, so entity text updated under the mask feeds the next block."""
+    return build_tiny_qwen_image(target, layers=2)

@@ -31,13 +31,18 @@ def build(name, root):
         return Text2ImageGenerator(str(build_tiny_gligen(root, gated=False)))
     if name == "regional-flux":
         return RegionalFluxGenerator(str(build_tiny_flux(root)), steps=2, mask_share=0.5, **DIT)
+    if name == "eligen-qwen":
+        from mllm_guidance.backends.eligen_qwen import EliGenQwenGenerator
+        from tests.backends.tiny_qwen_image import build_tiny_qwen_image
+
+        return EliGenQwenGenerator(str(build_tiny_qwen_image(root)), steps=2)
     if name == "creatilayout-sd3":
         return CreatiLayoutGenerator(str(build_tiny_creatilayout_sd3(root)), steps=2, grounding_share=0.5, **DIT)
     return CreatiLayoutGenerator(str(build_tiny_creatilayout_flux(root)), steps=2, grounding_share=0.5, **DIT)
 
 
 @pytest.fixture(scope="module", params=["gligen", "gligen-xl", "text2image", "regional-flux", "creatilayout-sd3",
-                                        "creatilayout-flux"])
+                                        "creatilayout-flux", "eligen-qwen"])
 def generator(request, tmp_path_factory):
     return build(request.param, tmp_path_factory.mktemp(request.param))
 

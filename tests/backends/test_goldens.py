@@ -119,3 +119,28 @@ def test_regional_flux_generator_refuses_an_unknown_overlap_rule():
 
     with pytest.raises(BackendError, match="overlap must be 'union'"):
         RegionalFluxGenerator("/nonexistent", overlap="max")
+
+
+@pytest.mark.parametrize("case", ["eligen-qwen", "eligen-qwen-negative"])
+def test_eligen_qwen_matches_diffsynth(tmp_path, case):
+    """DiffSynth-Studio's EliGen on the tiny Qwen-Image (``scripts/compare_eligen_diffsynth.py``: its
+    activation set to the tanh GELU of diffusers' transformer, so that EliGen alone is compared)."""
+    from mllm_guidance.backends.layout_pipelines.eligen_qwen_pipeline import EliGenQwenImagePipeline
+
+    expected, meta = golden(case)
+    folder = golden_models.tiny_qwen_image(tmp_path / "qwen-image")
+    check_model(folder, meta)
+    c = meta["case"]
+    pipe = EliGenQwenImagePipeline.from_pretrained(folder)
+    packed = pipe(c["prompt"], [tuple(e) for e in c["entities"]], negative_prompt=c["negative"], true_cfg_scale=c["cfg"],
+                  cfg_normalize=False, eligen_on_negative=c["on_negative"], height=c["size"], width=c["size"],
+                  num_inference_steps=c["steps"], generator=torch.Generator("cpu").manual_seed(c["seed"]),
+                  output_type="latent").images
+    got = pipe._unpack_latents(packed, c["size"], c["size"], pipe.vae_scale_factor)[:, :, 0]
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= TOLERANCE
+    if not c["on_negative"]:  # the mask matters: dropping the entities moves the latents far past the tolerance
+        plain = pipe(c["prompt"], negative_prompt=c["negative"], true_cfg_scale=c["cfg"], cfg_normalize=False,
+                     height=c["size"], width=c["size"], num_inference_steps=c["steps"],
+                     generator=torch.Generator("cpu").manual_seed(c["seed"]), output_type="latent").images
+        assert (pipe._unpack_latents(plain, c["size"], c["size"], pipe.vae_scale_factor)[:, :, 0] - expected).abs().max() > 1e-2

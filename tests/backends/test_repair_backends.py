@@ -1,4 +1,4 @@
-"""Region repair on tiny random GLIGEN, GLIGEN-XL, regional FLUX, CreatiLayout (SD3, FLUX) and SD pipelines:
+"""Region repair on tiny random GLIGEN, GLIGEN-XL, regional FLUX, CreatiLayout (SD3, FLUX), EliGen Qwen-Image and SD pipelines:
 the masked path of each backend."""
 
 import numpy as np
@@ -17,8 +17,14 @@ OLD = Layout.from_pairs([("a cat", [0.05, 0.05, 0.4, 0.4]), ("a dog", [0.55, 0.5
 NEW = Layout.from_pairs([("a cat", [0.05, 0.55, 0.4, 0.95]), ("a dog", [0.55, 0.55, 0.95, 0.95])])  # the cat moved down
 
 
-@pytest.fixture(scope="module", params=["gligen", "gligen-xl", "regional-flux", "creatilayout-sd3", "creatilayout-flux"])
+@pytest.fixture(scope="module", params=["gligen", "gligen-xl", "regional-flux", "creatilayout-sd3", "creatilayout-flux",
+                                        "eligen-qwen"])
 def backend(request, tmp_path_factory):
+    if request.param == "eligen-qwen":
+        from mllm_guidance.backends.eligen_qwen import EliGenQwenGenerator
+        from tests.backends.tiny_qwen_image import build_tiny_qwen_image
+
+        return EliGenQwenGenerator(str(build_tiny_qwen_image(tmp_path_factory.mktemp("eq"))), steps=4)
     if request.param.startswith("creatilayout"):
         from mllm_guidance.backends.creatilayout import CreatiLayoutGenerator
         from tests.backends.tiny_dit import build_tiny_creatilayout_flux, build_tiny_creatilayout_sd3
