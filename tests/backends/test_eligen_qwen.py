@@ -198,7 +198,7 @@ def test_licenses_and_registry(qwen_dir, tmp_path):
 
 
 def test_cli_generate_with_the_saved_tiny_qwen_image(qwen_dir, tmp_path, capsys):
-    from tests.test_cli import PROMPT, RECORDING
+    from tests.cli.test_cli import PROMPT, RECORDING
 
     code = main(["generate", PROMPT, "--mllm", f"replay:{RECORDING}", "--generator", "eligen-qwen", "--model-path", str(qwen_dir),
                  "--size", "64", "--steps", "2", "--out", str(tmp_path / "run")])
