@@ -2,6 +2,8 @@
 deprecated ``StableDiffusionGLIGENPipeline`` on one tiny seeded model, for as long as diffusers ships that
 class (skipped once it is gone: the goldens in ``test_goldens.py`` keep checking then), and its own inputs."""
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -104,7 +106,7 @@ def test_a_layout_per_prompt_is_each_prompts_lone_render_in_diffusers(ours, thei
     batch = latents(ours, prompts, [p for p, _ in layouts], [b for _, b in layouts], seed=[0, 5])
     for i, (prompt, (phrases, boxes)) in enumerate(zip(prompts, layouts, strict=True)):
         alone = latents(theirs, prompt, phrases, boxes, seed=i * 5)[0]
-        assert (batch[i] - alone).abs().max().item() <= 1e-5
+        assert (batch[i] - alone).abs().max().item() <= 1e-4  # 0 with diffusers 0.42.1; 2.3e-5 with 0.35.0
 
 
 def test_the_fusers_are_on_again_after_a_call_and_inputs_are_checked(ours):
@@ -118,3 +120,25 @@ def test_the_fusers_are_on_again_after_a_call_and_inputs_are_checked(ours):
         latents(ours, ["a", "b"], [PHRASES, []], [BOXES, []])
     with pytest.raises(ValueError, match="repair_image needs repair_boxes"):
         latents(ours, repair_image=object())
+
+
+def test_the_gligen_backend_never_imports_diffusers_deprecated_namespace(folder):
+    """What lets diffusers go unpinned: a fresh process loads and renders through ``gligen`` (boxes,
+    no boxes, a repair) without ``diffusers.pipelines.deprecated`` being imported."""
+    code = f"""
+import sys
+from mllm_guidance.backends.generator import GenerationRequest
+from mllm_guidance.backends.gligen import GligenGenerator
+from mllm_guidance.layout import Layout
+from mllm_guidance.repair import RepairInput
+gen = GligenGenerator({str(folder)!r}, steps=1)
+cat = Layout.from_pairs([("a cat", [0.1, 0.1, 0.5, 0.5])])
+image = gen.generate(GenerationRequest(prompt="a cat", layout=cat, seed=0, width=64, height=64)).image
+gen.generate(GenerationRequest(prompt="a cat", layout=Layout(), seed=0, width=64, height=64))
+gen.generate(GenerationRequest(prompt="a cat", layout=cat, seed=0, width=64, height=64,
+                               repair=RepairInput(image=image, boxes=((0.0, 0.0, 0.5, 0.5),), key="k")))
+print(sorted(m for m in sys.modules if m.startswith("diffusers.pipelines.deprecated")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -55,9 +55,11 @@ def grounding_rows(rows: list[Sample], encode: Callable[[list[str]], Any], width
     return embeds, box_t, masks
 
 
-def with_unconditional(embeds: Any, box_t: Any, masks: Any) -> dict[str, Any]:
-    """The position net's inputs for classifier-free guidance: the unconditional half (first, as the
-    SD and SDXL pipelines stack it) is not grounded."""
+def position_inputs(embeds: Any, box_t: Any, masks: Any, guided: bool) -> dict[str, Any]:
+    """The position net's inputs (``cross_attention_kwargs["gligen"]``); with classifier-free guidance
+    the unconditional half (first, as the SD and SDXL pipelines stack it) is not grounded."""
+    if not guided:
+        return {"boxes": box_t, "positive_embeddings": embeds, "masks": masks}
     return {"boxes": torch.cat([box_t] * 2), "positive_embeddings": torch.cat([embeds] * 2),
             "masks": torch.cat([torch.zeros_like(masks), masks])}
 

@@ -46,8 +46,8 @@ from mllm_guidance.backends.layout_pipelines.gligen_grounding import (
     fusers_off_after,
     grounding_rows,
     per_sample,
+    position_inputs,
     set_fusers,
-    with_unconditional,
 )
 
 
@@ -100,8 +100,7 @@ class StableDiffusionGLIGENPipeline(StableDiffusionPipeline):
         rows = [sample for sample in samples for _ in range(num_images_per_prompt)]  # SD's sample order
         embeds, box_t, masks = grounding_rows(rows, lambda phrases: self.encode_phrases(phrases, device),
                                               self.unet.config.cross_attention_dim, device, dtype)
-        grounding = (with_unconditional(embeds, box_t, masks) if guidance_scale > 1.0
-                     else {"boxes": box_t, "positive_embeddings": embeds, "masks": masks})
+        grounding = position_inputs(embeds, box_t, masks, guided=guidance_scale > 1.0)
         # grounded steps: the first beta of the timesteps, as many as this call's loop will run
         timesteps, _ = retrieve_timesteps(self.scheduler, num_inference_steps, device, kwargs.get("timesteps"),
                                           kwargs.get("sigmas"))

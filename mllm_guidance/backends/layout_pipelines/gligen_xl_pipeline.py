@@ -36,8 +36,8 @@ from mllm_guidance.backends.layout_pipelines.gligen_grounding import (
     fusers_off_after,
     grounding_rows,
     per_sample,
+    position_inputs,
     set_fusers,
-    with_unconditional,
 )
 
 
@@ -89,8 +89,7 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
         rows = [sample for sample in samples for _ in range(num_images_per_prompt)]  # SDXL's sample order
         embeds, box_t, masks = grounding_rows(rows, lambda phrases: self.encode_phrases(phrases, device),
                                               self.unet.config.cross_attention_dim, device, self.unet.dtype)
-        grounding = (with_unconditional(embeds, box_t, masks) if guidance_scale > 1.0
-                     else {"boxes": box_t, "positive_embeddings": embeds, "masks": masks})
+        grounding = position_inputs(embeds, box_t, masks, guided=guidance_scale > 1.0)
         grounded = int(gligen_scheduled_sampling_beta * num_inference_steps)
         attention_kwargs = {**(common.pop("cross_attention_kwargs", None) or {}), "gligen": grounding}
         common["callback_on_step_end"] = chain(fusers_off_after(self.unet, grounded), common.get("callback_on_step_end"), blend)
