@@ -60,7 +60,8 @@ class StableDiffusionGLIGENPipeline(StableDiffusionPipeline):
 
     @torch.no_grad()
     def encode_phrases(self, phrases: list[str], device: Any) -> Any:
-        """Each phrase's pooled text embedding, as GLIGEN was trained (padded to the longest phrase)."""
+        """Each phrase's pooled text embedding, as diffusers' GLIGEN pipeline embeds it (padded to the longest
+        phrase, which keeps the numbers bit-identical to it; cut at the tokenizer's limit, where it raises)."""
         tokens = self.tokenizer(phrases, padding=True, truncation=True, max_length=self.tokenizer.model_max_length,
                                 return_tensors="pt").to(device)
         return self.text_encoder(**tokens).pooler_output
