@@ -19,6 +19,11 @@ published, and keeps only their final latents.
   author Hoe Jiun Tian in cgturhan/igligen-xl at commit f39d0f8827a9ff070484f17ca474510fbb1e8c01; the
   same pipeline ``jiuntian/gligen-xl-1024`` loads with ``trust_remote_code``), in the project's environment
   (its README says "tested with diffusers==0.30.1"; ``--gligen-xl-site`` to use another).
+* sd-gligen, sd-gligen-pndm: diffusers' own ``StableDiffusionGLIGENPipeline``, the one the project's
+  ``gligen`` backend used before it owned the pipeline: ``src/diffusers/pipelines/deprecated/
+  stable_diffusion_gligen/pipeline_stable_diffusion_gligen.py`` of huggingface/diffusers, recorded with
+  the PyPI release diffusers==0.42.1 (tag v0.42.1; the golden keeps the file's sha256), in the project's
+  environment (``--sd-gligen-site`` to use another diffusers that still ships the class).
 * creatilayout: HuiZhang0812/CreatiLayout at commit 860d8bdd7928b1f7632d532f6ea2f8b39a61d16d,
   ``src/pipeline/pipeline_sd3_CreatiLayout.py`` and ``src/models/transformer_sd3_SiamLayout.py``; their
   requirements pin nothing, so it runs in the project's own environment (``--creatilayout-site`` to
@@ -30,7 +35,7 @@ code is a PyPI package (``diffsynth``), run in this process beside the project's
 Usage::
 
     python scripts/record_goldens.py --regional-flux ~/src/Regional-Prompting-FLUX --regional-flux-site SITE \\
-        --creatilayout ~/src/CreatiLayout --gligen-xl ~/src/igligen-xl
+        --creatilayout ~/src/CreatiLayout --gligen-xl ~/src/igligen-xl --sd-gligen
 
 Each golden is a safetensors file with the latents and, as metadata, the inputs, the authors' repository
 and commit, the versions it ran with and a fingerprint of the tiny model's weights (the test tells a
@@ -52,6 +57,8 @@ GOLDEN = ROOT / "tests" / "backends" / "golden"
 REGIONAL_FLUX = ("instantX-research/Regional-Prompting-FLUX", "60111799b14643a0df8ff3fd0d4defecdd8c55f0")
 CREATILAYOUT = ("HuiZhang0812/CreatiLayout", "860d8bdd7928b1f7632d532f6ea2f8b39a61d16d")
 GLIGEN_XL = ("cgturhan/igligen-xl", "f39d0f8827a9ff070484f17ca474510fbb1e8c01")
+SD_GLIGEN = ("huggingface/diffusers", "v0.42.1")  # the child records the version it really ran
+SD_GLIGEN_FILE = "src/diffusers/pipelines/deprecated/stable_diffusion_gligen/pipeline_stable_diffusion_gligen.py"
 
 #: The cases, shared with the test (which reads them back from each golden's metadata).
 CASES: dict[str, dict] = {
@@ -61,6 +68,13 @@ CASES: dict[str, dict] = {
                                   size=64, steps=4, mask_inject_steps=2, guidance=3.5, base_ratio=0.2, seed=0),
     "gligen-xl": dict(prompt="a cat and a dog", regions=[["a cat", [0.1, 0.2, 0.5, 0.9]], ["a dog", [0.5, 0.4, 0.95, 0.95]]],
                       size=64, steps=4, guidance=5.0, beta=0.5, seed=0),
+    # DDIM (the tiny model's own scheduler), classifier-free guidance, half the steps grounded
+    "sd-gligen": dict(prompt="a cat and a dog", regions=[["a cat", [0.1, 0.2, 0.5, 0.9]], ["a dog", [0.5, 0.4, 0.95, 0.95]]],
+                      size=64, steps=4, guidance=7.5, beta=0.5, seed=0, scheduler="ddim", negative=None, per_prompt=1),
+    # PNDM as SD 1.x checkpoints ship it (5 timesteps for 4 steps: beta counts timesteps), a negative
+    # prompt, two images per prompt
+    "sd-gligen-pndm": dict(prompt="a red ball on a table", regions=[["a red ball", [0.3, 0.2, 0.7, 0.5]], ["a table", [0.0, 0.5, 1.0, 1.0]]],
+                           size=64, steps=4, guidance=5.0, beta=0.6, seed=1, scheduler="pndm", negative="blurry", per_prompt=2),
     "creatilayout-sd3": dict(prompt="a cat on a sofa", regions=[["a grey cat", [0.1, 0.2, 0.6, 0.9]], ["a sofa", [0.0, 0.5, 1.0, 1.0]]],
                              size=64, steps=4, guidance=7.5, seed=0),
 }
@@ -74,6 +88,8 @@ def main() -> None:
     parser.add_argument("--creatilayout-site", type=Path, help="site folder to run CreatiLayout with (default: this environment)")
     parser.add_argument("--gligen-xl", type=Path, help="a folder holding IGLIGEN-XL's pipeline_gligen_sdxl.py (commit above)")
     parser.add_argument("--gligen-xl-site", type=Path, help="site folder to run it with (default: this environment)")
+    parser.add_argument("--sd-gligen", action="store_true", help="record diffusers' StableDiffusionGLIGENPipeline")
+    parser.add_argument("--sd-gligen-site", type=Path, help="site folder with a diffusers that has it (default: this environment)")
     args = parser.parse_args()
     GOLDEN.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
@@ -95,6 +111,10 @@ def main() -> None:
             model = golden_models.tiny_gligen_xl(Path(tmp) / "gligen-xl")
             _child("gligen_xl", args.gligen_xl, args.gligen_xl_site, model, "gligen-xl", GLIGEN_XL,
                    golden_models.fingerprint_folder(model))
+        if args.sd_gligen:  # diffusers itself: no checkout
+            model = golden_models.tiny_sd_gligen(Path(tmp) / "sd-gligen")
+            for name in ("sd-gligen", "sd-gligen-pndm"):
+                _child("sd_gligen", None, args.sd_gligen_site, model, name, SD_GLIGEN, golden_models.fingerprint_folder(model))
 
 
 def _check_commit(repo: Path, commit: str) -> None:
@@ -103,12 +123,12 @@ def _check_commit(repo: Path, commit: str) -> None:
         sys.exit(f"{repo} is at {head or 'no git commit'}; check out {commit} first")
 
 
-def _child(kind: str, repo: Path, site: Path | None, model: Path, case: str, source: tuple[str, str], fingerprint: str) -> None:
+def _child(kind: str, repo: Path | None, site: Path | None, model: Path, case: str, source: tuple[str, str], fingerprint: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (site, repo) if p)  # not this repository
     out = GOLDEN / f"{case}.safetensors"
     meta = {"case": json.dumps(CASES[case]), "authors_repo": source[0], "authors_commit": source[1], "fingerprint": fingerprint}
-    subprocess.run([sys.executable, __file__, "--child", kind, str(repo), str(model), str(out), json.dumps(meta)],
+    subprocess.run([sys.executable, __file__, "--child", kind, str(repo or ""), str(model), str(out), json.dumps(meta)],
                    env=env, check=True, cwd=tempfile.gettempdir())
     print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
 
@@ -242,6 +262,32 @@ def child_gligen_xl(repo: str, model: str, out: str, meta: dict) -> None:
     latents = pipe(case["prompt"], height=size, width=size, num_inference_steps=case["steps"], guidance_scale=case["guidance"],
                    gligen_scheduled_sampling_beta=case["beta"], gligen_phrases=[p for p, _ in case["regions"]],
                    gligen_boxes=[b for _, b in case["regions"]], generator=torch.Generator("cpu").manual_seed(case["seed"]),
+                   output_type="latent").images
+    _save(latents, out, meta)
+
+
+def child_sd_gligen(repo: str, model: str, out: str, meta: dict) -> None:
+    import hashlib
+    import inspect
+
+    import diffusers
+    import torch
+    from diffusers import PNDMScheduler, StableDiffusionGLIGENPipeline  # diffusers' deprecated class
+
+    case = json.loads(meta["case"])
+    source = Path(inspect.getfile(StableDiffusionGLIGENPipeline))
+    if not source.as_posix().endswith(SD_GLIGEN_FILE.removeprefix("src/")):
+        raise SystemExit(f"diffusers' StableDiffusionGLIGENPipeline is in {source}, not {SD_GLIGEN_FILE}: update this script")
+    meta = {**meta, "authors_commit": f"v{diffusers.__version__}", "authors_file": SD_GLIGEN_FILE,
+            "authors_file_sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    pipe = StableDiffusionGLIGENPipeline.from_pretrained(model)
+    if case["scheduler"] == "pndm":
+        pipe.scheduler = PNDMScheduler.from_config(pipe.scheduler.config, skip_prk_steps=True)
+    size = case["size"]
+    latents = pipe(case["prompt"], height=size, width=size, num_inference_steps=case["steps"], guidance_scale=case["guidance"],
+                   gligen_scheduled_sampling_beta=case["beta"], gligen_phrases=[p for p, _ in case["regions"]],
+                   gligen_boxes=[b for _, b in case["regions"]], negative_prompt=case["negative"],
+                   num_images_per_prompt=case["per_prompt"], generator=torch.Generator("cpu").manual_seed(case["seed"]),
                    output_type="latent").images
     _save(latents, out, meta)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.backends.tiny_diffusion import build_tiny_gligen_xl
+from tests.backends.tiny_diffusion import build_tiny_gligen, build_tiny_gligen_xl
 from tests.backends.tiny_dit import build_tiny_creatilayout_sd3, build_tiny_flux
 from tests.backends.tiny_qwen_image import build_tiny_qwen_image
 
@@ -23,6 +23,10 @@ def tiny_creatilayout_sd3(target: Path) -> Path:
 
 def tiny_gligen_xl(target: Path) -> Path:
     return build_tiny_gligen_xl(target)
+
+
+def tiny_sd_gligen(target: Path) -> Path:
+    return build_tiny_gligen(target)
 
 
 def fingerprint_folder(folder: Path) -> str:

@@ -79,8 +79,10 @@ def test_odd_sizes_are_rounded_to_multiples_of_8(backend):
     assert out.image.size == (64, 64) and "size 70x66 rounded to 64x64" in out.notes[0]
 
 
-def test_gligen_xl_beta_zero_is_the_ungrounded_render(gligen_xl_dir):
-    gen = GligenXLGenerator(str(gligen_xl_dir), steps=3, beta=0.0)
+@pytest.mark.parametrize("name", ["gligen", "gligen-xl"])
+def test_beta_zero_is_the_ungrounded_render(name, gligen_dir, gligen_xl_dir):
+    cls, path = {"gligen": (GligenGenerator, gligen_dir), "gligen-xl": (GligenXLGenerator, gligen_xl_dir)}[name]
+    gen = cls(str(path), steps=3, beta=0.0)
     off = gen.generate(req())
     plain = gen.generate(req(layout=Layout()))
     gen.beta = 1.0
@@ -103,6 +105,8 @@ def test_a_non_gligen_unet_is_refused(tmp_path):
     plain = build_tiny_gligen(tmp_path / "sd", gated=False)
     with pytest.raises(BackendError, match="cannot load the gligen-xl model"):
         GligenXLGenerator(str(plain))
+    with pytest.raises(BackendError, match="cannot load the gligen model .*not a GLIGEN UNet"):
+        GligenGenerator(str(plain))
 
 
 def test_missing_weights_say_what_to_do(tmp_path):

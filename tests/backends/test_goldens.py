@@ -1,6 +1,7 @@
 """The project's reimplemented pipelines against golden outputs of the authors' code on the same tiny
 seeded models (recorded by hand with ``scripts/record_goldens.py``; each golden names the authors'
-repository and commit). A diffusers upgrade that moves a pipeline away from the authors' fails here."""
+repository and commit; for SD GLIGEN, diffusers' deprecated pipeline, its version and file). A diffusers
+upgrade that moves a pipeline away from the authors' fails here."""
 
 from __future__ import annotations
 
@@ -93,6 +94,31 @@ def test_gligen_xl_is_bit_identical_to_the_authors(tmp_path):
                gligen_phrases=[p for p, _ in case["regions"]], gligen_boxes=[b for _, b in case["regions"]],
                generator=torch.Generator("cpu").manual_seed(case["seed"]), output_type="latent").images
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("case_name", ["sd-gligen", "sd-gligen-pndm"])
+def test_sd_gligen_is_bit_identical_to_diffusers_deprecated_pipeline(case_name, tmp_path):
+    from diffusers import PNDMScheduler
+
+    from mllm_guidance.backends.gligen import load_gligen
+
+    expected, meta = golden(case_name)
+    assert meta["authors_repo"] == "huggingface/diffusers" and meta["authors_file"].endswith("pipeline_stable_diffusion_gligen.py")
+    folder = golden_models.tiny_sd_gligen(tmp_path / "sd-gligen")
+    check_model(folder, meta)
+    case = meta["case"]
+    pipe = load_gligen(str(folder))
+    if case["scheduler"] == "pndm":
+        pipe.scheduler = PNDMScheduler.from_config(pipe.scheduler.config, skip_prk_steps=True)
+    got = pipe(case["prompt"], height=case["size"], width=case["size"], num_inference_steps=case["steps"],
+               guidance_scale=case["guidance"], gligen_scheduled_sampling_beta=case["beta"],
+               gligen_phrases=[p for p, _ in case["regions"]], gligen_boxes=[b for _, b in case["regions"]],
+               negative_prompt=case["negative"], num_images_per_prompt=case["per_prompt"],
+               generator=torch.Generator("cpu").manual_seed(case["seed"]), output_type="latent").images
+    assert got.shape == expected.shape
+    assert torch.equal(got, expected), (got - expected).abs().max().item()
+    if case["scheduler"] == "pndm":  # 5 timesteps for 4 steps: beta 0.6 grounds 3 of them (of steps: 2)
+        assert len(pipe.scheduler.timesteps) == case["steps"] + 1
 
 
 def test_the_two_overlap_rules_on_token_masks():

@@ -53,9 +53,11 @@ def _open_gates(unet) -> None:
 
 
 def build_tiny_gligen(target: Path, gated: bool = True) -> Path:
-    """StableDiffusionGLIGENPipeline (or, ungated, a StableDiffusionPipeline) with 32-channel blocks."""
+    """The project's SD GLIGEN pipeline (or, ungated, a StableDiffusionPipeline) with 32-channel blocks."""
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionGLIGENPipeline, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    from mllm_guidance.backends.layout_pipelines.gligen_sd_pipeline import StableDiffusionGLIGENPipeline
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(

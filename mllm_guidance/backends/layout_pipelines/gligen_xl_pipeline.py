@@ -31,8 +31,14 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 from transformers import CLIPTextModel
 
-from mllm_guidance.backends.grounding import GLIGEN_MAX_OBJECTS
 from mllm_guidance.backends.latent_blend import chain, prepare_repair
+from mllm_guidance.backends.layout_pipelines.gligen_grounding import (
+    fusers_off_after,
+    grounding_rows,
+    per_sample,
+    position_inputs,
+    set_fusers,
+)
 
 
 class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
@@ -52,9 +58,7 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
         return torch.cat(parts, dim=-1)
 
     def set_fusers(self, enabled: bool) -> None:
-        for module in self.unet.modules():
-            if type(module).__name__ == "GatedSelfAttentionDense":
-                module.enabled = enabled
+        set_fusers(self.unet, enabled)
 
     @torch.no_grad()
     def __call__(self, prompt: Any = None, *, gligen_phrases: list[str] | list[list[str]] | None = None,
@@ -74,7 +78,7 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
                 self.text_encoder_2.dtype if self.text_encoder_2 is not None else self.unet.dtype)
         common = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                       num_images_per_prompt=num_images_per_prompt, **kwargs)
-        samples = _per_sample(gligen_phrases, gligen_boxes, prompts)
+        samples = per_sample(gligen_phrases, gligen_boxes, prompts)
         if not any(phrases for phrases, _ in samples):
             if blend is not None:
                 common["callback_on_step_end"] = chain(common.get("callback_on_step_end"), blend)
@@ -83,57 +87,14 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
             raise ValueError("some prompts have boxes and some have none: render those separately")
         device = self._execution_device
         rows = [sample for sample in samples for _ in range(num_images_per_prompt)]  # SDXL's sample order
-        embeds, box_t, masks = self.grounding_rows(rows, device, self.unet.dtype)
-        if guidance_scale > 1.0:  # the unconditional half (first, as SDXL stacks it) is not grounded
-            embeds, box_t = torch.cat([embeds] * 2), torch.cat([box_t] * 2)
-            masks = torch.cat([torch.zeros_like(masks), masks])
+        embeds, box_t, masks = grounding_rows(rows, lambda phrases: self.encode_phrases(phrases, device),
+                                              self.unet.config.cross_attention_dim, device, self.unet.dtype)
+        grounding = position_inputs(embeds, box_t, masks, guided=guidance_scale > 1.0)
         grounded = int(gligen_scheduled_sampling_beta * num_inference_steps)
-
-        def after_step(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if step + 1 == grounded:
-                self.set_fusers(False)
-            return tensors
-
-        attention_kwargs = dict(kwargs.pop("cross_attention_kwargs", None) or {})
-        attention_kwargs["gligen"] = {"boxes": box_t, "positive_embeddings": embeds, "masks": masks}
-        common.pop("cross_attention_kwargs", None)
+        attention_kwargs = {**(common.pop("cross_attention_kwargs", None) or {}), "gligen": grounding}
+        common["callback_on_step_end"] = chain(fusers_off_after(self.unet, grounded), common.get("callback_on_step_end"), blend)
         self.set_fusers(grounded > 0)
         try:
-            common["callback_on_step_end"] = chain(after_step, common.get("callback_on_step_end"), blend)
             return super().__call__(prompt, cross_attention_kwargs=attention_kwargs, **common)
         finally:
             self.set_fusers(True)
-
-    def grounding_rows(self, rows: list[tuple[list[str], list[list[float]]]], device: Any, dtype: Any) -> tuple[Any, Any, Any]:
-        """Phrase embeddings, boxes and masks in GLIGEN's 30 slots, one row per sample (a layout
-        shared by several rows is embedded once)."""
-        width = self.unet.config.cross_attention_dim
-        embeds = torch.zeros(len(rows), GLIGEN_MAX_OBJECTS, width, device=device, dtype=dtype)
-        box_t = torch.zeros(len(rows), GLIGEN_MAX_OBJECTS, 4, device=device, dtype=dtype)
-        masks = torch.zeros(len(rows), GLIGEN_MAX_OBJECTS, device=device, dtype=dtype)
-        encoded: dict[tuple[str, ...], Any] = {}
-        for i, (phrases, boxes) in enumerate(rows):
-            phrases, boxes = phrases[:GLIGEN_MAX_OBJECTS], boxes[:GLIGEN_MAX_OBJECTS]
-            if tuple(phrases) not in encoded:
-                encoded[tuple(phrases)] = self.encode_phrases(phrases, device).to(dtype)
-            n = len(phrases)
-            embeds[i, :n] = encoded[tuple(phrases)]
-            box_t[i, :n] = torch.tensor(boxes, device=device, dtype=dtype)
-            masks[i, :n] = 1
-        return embeds, box_t, masks
-
-
-def _per_sample(phrases: Any, boxes: Any, prompts: int) -> list[tuple[list[str], list[list[float]]]]:
-    """One (phrases, boxes) per prompt: a flat list grounds every prompt on the same layout, a list
-    of lists gives each prompt its own."""
-    phrases, boxes = list(phrases or []), list(boxes or [])
-    if phrases and isinstance(phrases[0], (list, tuple)):
-        if len(phrases) != prompts or len(boxes) != prompts:
-            raise ValueError(f"{prompts} prompts but {len(phrases)} phrase lists and {len(boxes)} box lists: give one per prompt")
-        samples = [(list(p), list(b)) for p, b in zip(phrases, boxes, strict=True)]
-    else:
-        samples = [(phrases, boxes)] * prompts
-    for p, b in samples:
-        if len(p) != len(b):
-            raise ValueError(f"{len(p)} phrases for {len(b)} boxes: give one phrase per box")
-    return samples
