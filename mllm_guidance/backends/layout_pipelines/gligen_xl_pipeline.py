@@ -32,7 +32,7 @@ from diffusers import StableDiffusionXLPipeline
 from transformers import CLIPTextModel
 
 from mllm_guidance.backends.grounding import GLIGEN_MAX_OBJECTS
-from mllm_guidance.backends.latent_blend import chain, prepare_repair
+from mllm_guidance.backends.latent_blend import chain, prepare_repair, wants_repair
 
 
 class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
@@ -52,6 +52,7 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
         return torch.cat(parts, dim=-1)
 
     def set_fusers(self, enabled: bool) -> None:
+        """Switch GLIGEN's gated self-attention layers on or off (scheduled sampling)."""
         for module in self.unet.modules():
             if type(module).__name__ == "GatedSelfAttentionDense":
                 module.enabled = enabled
@@ -64,9 +65,7 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
                  **kwargs: Any) -> Any:
         prompts = 1 if isinstance(prompt, str) or prompt is None else len(prompt)
         blend = None
-        if repair_image is not None:
-            if not repair_boxes:
-                raise ValueError("repair_image needs repair_boxes: the region to repaint")
+        if wants_repair(repair_image, repair_boxes):
             size = self.default_sample_size * self.vae_scale_factor
             height, width = kwargs.get("height") or size, kwargs.get("width") or size
             kwargs["latents"], blend = prepare_repair(
