@@ -181,6 +181,7 @@ class GligenGenerator:
             set_fusers(self.pipe.unet, True)
 
 
+# Copied from mllm_guidance.backends.layout_pipelines.gligen_xl_pipeline.StableDiffusionXLGLIGENPipeline.set_fusers with self.unet->unet
 def set_fusers(unet: Any, enabled: bool) -> None:
     """Switch GLIGEN's gated self-attention layers on or off (scheduled sampling)."""
     for module in unet.modules():
