@@ -42,12 +42,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.batching import in_groups
-from mllm_guidance.backends.diffusers_base import load_pipeline, quiet, read_model_json
-from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
+from mllm_guidance.backends.diffusers_base import GroupRenderer, load_pipeline, read_model_json, render_regions
+from mllm_guidance.backends.generator import Generated, GenerationRequest
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
-from mllm_guidance.backends.torch_device import seeded_generator
-from mllm_guidance.errors import BackendError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-3-medium-diffusers"
 LAYOUT_WEIGHTS = "HuiZhang0812/CreatiLayout"
@@ -99,10 +96,11 @@ def creatilayout_license(model: str, family: str) -> str:
     return f"unknown: see the license of {model}"
 
 
-class CreatiLayoutGenerator:
+class CreatiLayoutGenerator(GroupRenderer):
     name = "creatilayout"
     #: repairs through the pipelines' ``repair_image`` / ``repair_boxes`` (flow-matching blended latents)
     supports_repair = True
+    shares = {"negative": "text", "grounding": True}
 
     def __init__(self, model: str = DEFAULT_MODEL, *, layout_weights: str = LAYOUT_WEIGHTS, device: str | None = None,
                  dtype: str | None = None, cpu_offload: bool = False, attention_slicing: bool = False,
@@ -125,18 +123,8 @@ class CreatiLayoutGenerator:
         self.weights_license = creatilayout_license(model, self.family)
         self.attention_slicing_ignored = attention_slicing
 
-    def generate(self, request: GenerationRequest) -> Generated:
-        return self._render_group([request])[0]
-
-    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
-        return shared_settings(request, negative="text", grounding=True)
-
-    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
-        """One pipeline call for requests that share ``batch_key``: each prompt on its own boxes."""
-        return in_groups(requests, self.batch_key, self._render_group)
-
     def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
-        first, single = requests[0], len(requests) == 1
+        first = requests[0]
         width, height, size_notes = fit_size(first.width, first.height, 16)
         if self.family == "sd3":
             tokenizers, limit, specials = [self.pipe.tokenizer, self.pipe.tokenizer_2], None, 2
@@ -150,7 +138,6 @@ class CreatiLayoutGenerator:
         kwargs: dict[str, Any] = dict(
             height=height, width=width, num_inference_steps=first.steps or self.steps,
             guidance_scale=first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
-            generator=seeded_generator(first.seed) if single else [seeded_generator(r.seed) for r in requests],
             grounding_share=self.grounding_share,
             max_sequence_length=self.max_sequence_length,
         )
@@ -161,13 +148,4 @@ class CreatiLayoutGenerator:
             kwargs.update(true_cfg_scale=self.true_cfg_scale, negative_prompt=first.negative_prompt or "")
         elif first.negative_prompt:
             kwargs["negative_prompt"] = first.negative_prompt
-        regions = [list(zip(phrases, boxes, strict=True)) for phrases, boxes, _ in inputs]
-        if first.repair is not None:
-            kwargs.update(repair_image=first.repair.image, repair_boxes=[list(b) for b in first.repair.boxes])
-        try:
-            with quiet():
-                images = self.pipe(first.prompt if single else [r.prompt for r in requests],
-                                   regions[0] if single else regions, **kwargs).images
-        except ValueError as exc:
-            raise BackendError(f"creatilayout could not render: {exc}") from exc
-        return [Generated(image=image, notes=size_notes + notes + after) for image, (_, _, notes) in zip(images, inputs, strict=True)]
+        return render_regions(self.name, self.pipe, requests, inputs, size_notes, after, **kwargs)

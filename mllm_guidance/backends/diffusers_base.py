@@ -1,5 +1,7 @@
 """What every diffusers-based generator shares: loading once with clear errors, device placement,
-memory options, seeded generation, and keeping deprecation chatter out of the user's face."""
+memory options, seeded generation, keeping deprecation chatter out of the user's face, and the
+single / batched render of a pipeline that grounds each prompt of a batch on its own layout
+(``GroupRenderer``, ``render_regions``)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import json
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from mllm_guidance.backends.torch_device import pick_device, torch_dtype
+from mllm_guidance.backends.batching import in_groups
+from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
+from mllm_guidance.backends.torch_device import pick_device, seeded_generator, torch_dtype
 from mllm_guidance.errors import BackendError
 from mllm_guidance.redact import redact_text
 
@@ -152,3 +156,50 @@ def negative_prompts(requests: list[Any]) -> list[str] | None:
     if all(r.negative_prompt is None for r in requests):
         return None
     return [r.negative_prompt or "" for r in requests]
+
+
+def repair_inputs(request: GenerationRequest) -> dict[str, Any]:
+    """The project's pipelines' repair arguments for a request (none when it is a plain render)."""
+    if request.repair is None:
+        return {}
+    return {"repair_image": request.repair.image, "repair_boxes": [list(b) for b in request.repair.boxes]}
+
+
+class GroupRenderer:
+    """``generate``, ``batch_key`` and ``generate_batch`` of a generator whose pipeline renders a group
+    of requests in one call (``_render_group``): a lone render is a group of one, and a batch is split
+    into groups of equal ``batch_key`` (``shares``: what a group has in common, in the keywords of
+    ``generator.shared_settings``)."""
+
+    shares: ClassVar[dict[str, Any]] = {}
+
+    def generate(self, request: GenerationRequest) -> Generated:
+        return self._render_group([request])[0]
+
+    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
+        return shared_settings(request, **self.shares)
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
+        """One pipeline call per group of requests that share ``batch_key``, each on its own layout."""
+        return in_groups(requests, self.batch_key, self._render_group)
+
+    def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
+        raise NotImplementedError
+
+
+def render_regions(name: str, pipe: Any, requests: list[GenerationRequest], inputs: list[tuple[Any, Any, list[str]]],
+                   before: list[str], after: list[str], **kwargs: Any) -> list[Generated]:
+    """One call of a pipeline that takes ``(prompt, regions)`` (``regional_flux_pipeline``, the
+    CreatiLayout pipelines) over a group: each request's prompt, its ``grounding_inputs`` as
+    (phrase, box) regions and its seeded generator (a lone request passes them unbatched), the first
+    request's repair. Each image's notes are ``before``, its own grounding notes, then ``after``."""
+    first, single = requests[0], len(requests) == 1
+    regions = [list(zip(phrases, boxes, strict=True)) for phrases, boxes, _ in inputs]
+    try:
+        with quiet():
+            images = pipe(first.prompt if single else [r.prompt for r in requests], regions[0] if single else regions,
+                          generator=seeded_generator(first.seed) if single else [seeded_generator(r.seed) for r in requests],
+                          **repair_inputs(first), **kwargs).images
+    except ValueError as exc:
+        raise BackendError(f"{name} could not render: {exc}") from exc
+    return [Generated(image=image, notes=before + notes + after) for image, (_, _, notes) in zip(images, inputs, strict=True)]

@@ -37,7 +37,7 @@ from typing import Any
 from mllm_guidance.backends.batching import in_groups
 from mllm_guidance.backends.diffusers_base import load_pipeline, negative_prompts, quiet
 from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
-from mllm_guidance.backends.gligen_xl import repair_inputs
+from mllm_guidance.backends.diffusers_base import repair_inputs
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.batching import in_groups
-from mllm_guidance.backends.diffusers_base import first_image, load_pipeline, negative_prompts, quiet, read_model_json
-from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
+from mllm_guidance.backends.diffusers_base import (GroupRenderer, first_image, load_pipeline, negative_prompts, quiet,
+                                                   read_model_json, repair_inputs)
+from mllm_guidance.backends.generator import Generated, GenerationRequest
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
 from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError
@@ -70,10 +70,11 @@ def load_gligen_xl(path: str, torch_dtype: Any = None) -> Any:
     )
 
 
-class GligenXLGenerator:
+class GligenXLGenerator(GroupRenderer):
     name = "gligen-xl"
     default_size = (1024, 1024)
     supports_repair = True
+    shares = {"grounding": True}
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
                  cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
@@ -103,12 +104,6 @@ class GligenXLGenerator:
             raise BackendError(f"gligen-xl could not render: {exc}") from exc
         return Generated(image=image, notes=notes)
 
-    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
-        return shared_settings(request, grounding=True)
-
-    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
-        return in_groups(requests, self.batch_key, self._render_group)
-
     def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
         if len(requests) == 1:
             return [self.generate(requests[0])]
@@ -129,9 +124,3 @@ class GligenXLGenerator:
             raise BackendError(f"gligen-xl could not render: {exc}") from exc
         return [Generated(image=image, notes=size_notes + notes) for image, (_, _, notes) in zip(images, inputs, strict=True)]
 
-
-def repair_inputs(request: GenerationRequest) -> dict[str, Any]:
-    """The pipeline's repair arguments for a request (none when it is a plain render)."""
-    if request.repair is None:
-        return {}
-    return {"repair_image": request.repair.image, "repair_boxes": [list(b) for b in request.repair.boxes]}

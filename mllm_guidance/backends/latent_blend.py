@@ -58,19 +58,35 @@ class LatentBlend:
         return tensors
 
 
+def wants_repair(repair_image: Any, repair_boxes: Sequence[Sequence[float]] | None) -> bool:
+    """Whether a pipeline call asks for a repair; an image without the boxes to repaint is an error."""
+    if repair_image is None:
+        return False
+    if not repair_boxes:
+        raise ValueError("repair_image needs repair_boxes: the region to repaint")
+    return True
+
+
 def prepare_repair(pipe: Any, image: Any, boxes: Sequence[Sequence[float]], generator: Any, samples: int,
                    width: int, height: int, dtype: Any) -> tuple[torch.Tensor, LatentBlend]:
     """(initial noise to pass as ``latents``, the blending callback) for ``samples`` repairs of
     ``image`` inside ``boxes``. The noise is what the pipeline itself would draw from ``generator``."""
+    noise, image_latents = _noise_and_image(pipe, pipe.unet, image, generator, samples, width, height, dtype)
+    return noise, LatentBlend(image_latents, latent_mask(boxes, width, height, pipe.vae_scale_factor), noise)
+
+
+def _noise_and_image(pipe: Any, denoiser: Any, image: Any, generator: Any, samples: int, width: int, height: int,
+                     dtype: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the initial noise on the latent grid, as the pipeline would draw it from ``generator``; the
+    image's latents)."""
     from diffusers.utils.torch_utils import randn_tensor
 
     device = pipe._execution_device
     scale = pipe.vae_scale_factor
-    shape = (samples, pipe.unet.config.in_channels, height // scale, width // scale)
+    shape = (samples, denoiser.config.in_channels, height // scale, width // scale)
     noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
     with torch.no_grad():
-        image_latents = encode_image(pipe, image, width, height, device)
-    return noise, LatentBlend(image_latents, latent_mask(boxes, width, height, scale), noise)
+        return noise, encode_image(pipe, image, width, height, device)
 
 
 def chain(*callbacks: Callable[..., dict[str, Any]] | None) -> Callable[..., dict[str, Any]] | None:
@@ -126,15 +142,8 @@ def prepare_sd3_repair(pipe: Any, image: Any, boxes: Sequence[Sequence[float]], 
                        width: int, height: int, dtype: Any) -> tuple[torch.Tensor, FlowBlend]:
     """(initial noise to pass as ``latents``, the blending callback) for an SD3 pipeline: the noise
     is what the pipeline would draw from ``generator``; the mask is on the latent grid."""
-    from diffusers.utils.torch_utils import randn_tensor
-
-    device = pipe._execution_device
-    scale = pipe.vae_scale_factor
-    shape = (samples, pipe.transformer.config.in_channels, height // scale, width // scale)
-    noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-    with torch.no_grad():
-        image_latents = encode_image(pipe, image, width, height, device)
-    return noise, FlowBlend(image_latents, latent_mask(boxes, width, height, scale), noise)
+    noise, image_latents = _noise_and_image(pipe, pipe.transformer, image, generator, samples, width, height, dtype)
+    return noise, FlowBlend(image_latents, latent_mask(boxes, width, height, pipe.vae_scale_factor), noise)
 
 
 def prepare_qwen_repair(pipe: Any, image: Any, boxes: Sequence[Sequence[float]], noise: torch.Tensor,

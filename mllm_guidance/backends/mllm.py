@@ -31,8 +31,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from mllm_guidance.backends.mllm_options import MllmOptions
-from mllm_guidance.backends.retry import RetryingChatModel, unwrap
-from mllm_guidance.errors import BackendError
+from mllm_guidance.backends.retry import RetryingChatModel
+from mllm_guidance.errors import BackendError, model_name_of, provider_model
 from mllm_guidance.redact import redact_text
 
 _PACKAGES = {"openai": ("langchain-openai", "openai"), "google_genai": ("langchain-google-genai", "gemini"),
@@ -145,8 +145,7 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 def describe_mllm(model: BaseChatModel) -> str:
     """A short, key-free name for run.json: class and model name."""
-    model = unwrap(model)
-    name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
+    model, name = provider_model(model), model_name_of(model)
     if model.__class__.__name__ == "ReplayChatModel":
         name = getattr(model, "path", None)
     return f"{model.__class__.__name__}({name})" if name else model.__class__.__name__
@@ -154,8 +153,7 @@ def describe_mllm(model: BaseChatModel) -> str:
 
 def model_name(model: BaseChatModel) -> str | None:
     """The provider's model name (``gpt-4o``), used to look up prices."""
-    model = unwrap(model)
-    name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
+    name = model_name_of(model)
     return str(name).removeprefix("models/") if name else None
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mllm_guidance.errors import BackendError
+from mllm_guidance.errors import BackendError, causes
 
 #: Tokens one image costs, for the estimate before the provider counts: GPT-4o's high-detail 1024 px
 #: image (85 + 4 tiles x 170); Gemini counts 258 per image, so this errs on the safe side.
@@ -277,10 +277,7 @@ def shared_budget(fingerprint: str, rpm: int | None, tpm: int | None) -> MllmBud
 def retry_after(exc: BaseException) -> float | None:
     """Seconds a provider asked to wait (``Retry-After`` / ``retry-after-ms``), from the error or its
     causes, at most ``MAX_RETRY_AFTER``."""
-    current: BaseException | None = exc
-    for _ in range(10):
-        if current is None:
-            break
+    for current in causes(exc):
         headers = getattr(getattr(current, "response", None), "headers", None)
         if headers is not None:
             try:
@@ -290,7 +287,6 @@ def retry_after(exc: BaseException) -> float | None:
                     return min(MAX_RETRY_AFTER, max(0.0, float(headers["retry-after"])))
             except (TypeError, ValueError):  # an HTTP date: not worth parsing, the backoff applies
                 return None
-        current = current.__cause__ or current.__context__
     return None
 
 

@@ -46,11 +46,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.batching import in_groups
-from mllm_guidance.backends.diffusers_base import load_pipeline, quiet
-from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
+from mllm_guidance.backends.diffusers_base import GroupRenderer, load_pipeline, render_regions
+from mllm_guidance.backends.generator import Generated, GenerationRequest
 from mllm_guidance.backends.grounding import fit_size, grounding_inputs
-from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.1-schnell"
@@ -69,10 +67,11 @@ def flux_license(model: str) -> str:
     return f"unknown: see the license of {model}"
 
 
-class RegionalFluxGenerator:
+class RegionalFluxGenerator(GroupRenderer):
     name = "regional-flux"
     default_size = (1024, 1024)
     supports_repair = True
+    shares = {"negative": "text", "grounding": True}
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
                  cpu_offload: bool = False, attention_slicing: bool = False, scheduler: str | None = None,
@@ -101,18 +100,8 @@ class RegionalFluxGenerator:
         self.weights_license = flux_license(model)
         self.attention_slicing_ignored = attention_slicing
 
-    def generate(self, request: GenerationRequest) -> Generated:
-        return self._render_group([request])[0]
-
-    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
-        return shared_settings(request, negative="text", grounding=True)
-
-    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
-        """One pipeline call for requests that share ``batch_key``: each prompt on its own regions."""
-        return in_groups(requests, self.batch_key, self._render_group)
-
     def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
-        first, single = requests[0], len(requests) == 1
+        first = requests[0]
         width, height, size_notes = fit_size(first.width, first.height, 16)
         inputs = [grounding_inputs(r.layout, [self.pipe.tokenizer_2], max_objects=self.max_regions,
                                    token_limit=self.max_sequence_length, specials=1) for r in requests]
@@ -121,24 +110,12 @@ class RegionalFluxGenerator:
             after.append("regional-flux ignores the negative prompt (FLUX is guidance-distilled)")
         if self.attention_slicing_ignored:
             after.append("attention slicing does not apply to FLUX; use --cpu-offload to save memory")
-        regions = [list(zip(phrases, boxes, strict=True)) for phrases, boxes, _ in inputs]
         steps = first.steps or self.steps
-        share = self.mask_share
-        try:
-            with quiet():
-                images = self.pipe(
-                    first.prompt if single else [r.prompt for r in requests], regions[0] if single else regions,
-                    height=height, width=width, num_inference_steps=steps,
-                    guidance_scale=first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
-                    generator=seeded_generator(first.seed) if single else [seeded_generator(r.seed) for r in requests],
-                    max_sequence_length=self.max_sequence_length,
-                    mask_inject_steps=round(share * steps),
-                    base_ratio=self.base_ratio,
-                    double_inject_interval=self.double_interval, single_inject_interval=self.single_interval,
-                    background_prompt=self.background_prompt, overlap=self.overlap,
-                    **({"repair_image": first.repair.image, "repair_boxes": [list(b) for b in first.repair.boxes]}
-                       if first.repair is not None else {}),
-                ).images
-        except ValueError as exc:
-            raise BackendError(f"regional-flux could not render: {exc}") from exc
-        return [Generated(image=image, notes=size_notes + notes + after) for image, (_, _, notes) in zip(images, inputs, strict=True)]
+        return render_regions(
+            self.name, self.pipe, requests, inputs, size_notes, after, height=height, width=width,
+            num_inference_steps=steps,
+            guidance_scale=first.guidance_scale if first.guidance_scale is not None else self.guidance_scale,
+            max_sequence_length=self.max_sequence_length, mask_inject_steps=round(self.mask_share * steps),
+            base_ratio=self.base_ratio, double_inject_interval=self.double_interval,
+            single_inject_interval=self.single_interval, background_prompt=self.background_prompt, overlap=self.overlap,
+        )

@@ -3,7 +3,8 @@
 A render on someone else's server fails the way an MLLM call does: rate limits, 5xx, timeouts and
 dropped connections are worth another try, a refused request or a bad key is not. So these calls go
 through ``retry.RetryPolicy`` (same classification, backoff and budget as ``RetryingChatModel``), and
-a call that fails for good becomes one ``BackendError`` line that never carries a key.
+a call that fails for good becomes one ``BackendError`` line (``errors.explain``, as for the MLLM)
+that never carries a key.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mllm_guidance.backends.retry import RetryPolicy, classify, status_of
-from mllm_guidance.errors import BackendError
+from mllm_guidance.backends.retry import RetryPolicy
+from mllm_guidance.errors import Advice, BackendError, explain
 from mllm_guidance.redact import redact_text
+
+_ADVICE = Advice(timeout="raise the generator's timeout or try later")
 
 
 class RemoteHTTP:
@@ -53,23 +56,8 @@ class RemoteHTTP:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(self.explain(exc, path)) from None
-
-    def explain(self, exc: BaseException, path: str) -> str:
-        kind, status = classify(exc), status_of(exc)
-        tries = getattr(exc, "mllm_guidance_tries", 1)
-        code = f" ({status})" if status else ""
-        detail = redact_text((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
-        where = redact_text(f"{self.who} at {self.base_url}")
-        if kind == "auth":
-            return f"{where} rejected the credentials{code}: check {self.key_env or 'the API key'}"
-        if kind == "unreachable":
-            return f"cannot reach {where} after {tries} tries: {detail}; is the server running and the URL right?"
-        if kind == "timeout":
-            return f"{where} did not answer {path} in time after {tries} tries; raise the generator's timeout or try later"
-        if kind in ("rate_limit", "server"):
-            return f"{where} kept failing after {tries} tries{code}: {detail}; try again later"
-        return f"{where} refused {path}{code}: {detail}"
+            where = redact_text(f"{self.who} at {self.base_url}")
+            raise BackendError(explain(exc, where, key_env=self.key_env, call=path, advice=_ADVICE)) from None
 
     def close(self) -> None:
         self.client.close()

@@ -1,11 +1,10 @@
-"""Retrying MLLM calls that may succeed later, and explaining the ones that will not.
+"""Retrying MLLM calls that may succeed later.
 
-Providers raise different exception classes (openai, google-genai, httpx, ollama), so failures are
-classified by what they carry: an HTTP status, or the class name of a timeout / connection error,
-following ``__cause__`` chains that LangChain adds. Rate limits (429), server errors (5xx),
-timeouts and dropped connections are retried with exponential backoff and jitter (longer where the
-provider's ``Retry-After`` asks for it); authentication,
-bad requests and unknown models are not, because the same call would fail the same way.
+Failures are classified by ``errors.classify`` (which also words the ones that will not succeed,
+``errors.explain``). Rate limits (429), server errors (5xx), timeouts and dropped connections are
+retried with exponential backoff and jitter (longer where the provider's ``Retry-After`` asks for
+it); authentication, bad requests and unknown models are not, because the same call would fail the
+same way.
 
 The retry lives on the model: ``resolve_mllm`` wraps every provider model in a
 ``RetryingChatModel`` (client-level retries switched off, so this one policy is the only one and
@@ -32,53 +31,9 @@ from langchain_core.runnables import RunnableBinding
 from pydantic import Field
 
 from mllm_guidance.backends.rate_limit import MllmBudget, retry_after, tokens_of
-from mllm_guidance.redact import redact_text
+from mllm_guidance.errors import RETRYABLE, classify
 
 T = TypeVar("T")
-RETRYABLE = frozenset({"rate_limit", "server", "timeout", "unreachable"})
-_UNREACHABLE_NAMES = ("Connect", "Connection", "RemoteProtocol", "ReadError", "NetworkError", "WriteError")
-
-
-def status_of(exc: BaseException) -> int | None:
-    for attr in ("status_code", "code", "status"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int) and 100 <= value < 600:
-            return value
-    response = getattr(exc, "response", None)
-    value = getattr(response, "status_code", None)
-    return value if isinstance(value, int) else None
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen and len(seen) < 10:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
-def classify(exc: BaseException) -> str:
-    """One of rate_limit, server, timeout, unreachable, auth, not_found, bad_request, other."""
-    for e in _chain(exc):
-        status = status_of(e)
-        if status is not None:
-            if status == 429:
-                return "rate_limit"
-            if status >= 500 or status in (408, 409, 425):
-                return "server"
-            if status in (401, 403):
-                return "auth"
-            if status == 404:
-                return "not_found"
-            if 400 <= status < 500:
-                return "bad_request"
-        name = type(e).__name__
-        if "Timeout" in name or isinstance(e, TimeoutError):
-            return "timeout"
-        if any(part in name for part in _UNREACHABLE_NAMES) or isinstance(e, ConnectionError):
-            return "unreachable"
-    return "other"
 
 
 @dataclass
@@ -125,52 +80,6 @@ class RetryPolicy:
             raise exc
         if on_retry is not None:
             on_retry(attempt + 1, kind, exc)
-
-
-_KEY_ENV = {"ChatOpenAI": "OPENAI_API_KEY", "ChatGoogleGenerativeAI": "GOOGLE_API_KEY (or GEMINI_API_KEY)"}
-
-
-def key_env_for(model: Any) -> str | None:
-    """The environment variable that holds this model's key, for error messages."""
-    return _KEY_ENV.get(type(unwrap(model)).__name__)
-
-
-def explain(exc: BaseException, model: Any) -> str:
-    """One actionable line for a call to ``model`` that failed for good."""
-    who, key_env = describe_target(model), key_env_for(model)
-    kind = classify(exc)
-    tries = getattr(exc, "mllm_guidance_tries", 1)
-    status = next((s for s in (status_of(e) for e in _chain(exc)) if s is not None), None)
-    detail = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:300]
-    code = f" ({status})" if status else ""
-    if kind == "auth":
-        fix = f"check {key_env}" if key_env else "check the API key"
-        return f"{who} rejected the credentials{code}: {fix}"
-    if kind == "not_found":
-        return f"{who}: model or endpoint not found{code}; check the model name given to --mllm (and --mllm-base-url)"
-    if kind == "bad_request":
-        return f"{who} refused the request{code}: {detail}"
-    if kind == "unreachable":
-        return f"cannot reach {who} after {tries} tries: {detail}; is the server running and the URL right?"
-    if kind == "timeout":
-        return f"{who} did not answer in time after {tries} tries; raise --mllm-timeout or try later"
-    if kind in ("rate_limit", "server"):
-        return f"{who} kept failing after {tries} tries{code}: {detail}; try again later or raise --mllm-retries"
-    return f"{who} failed: {type(exc).__name__}: {detail}"
-
-
-def describe_target(model: Any) -> str:
-    """``ChatOpenAI(gpt-4o) at http://...`` for messages: what failed, and where."""
-    model = unwrap(model)
-    name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
-    base = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
-    text = f"{type(model).__name__}({name})" if name else type(model).__name__
-    return redact_text(f"{text} at {base}" if base else text)  # a URL may carry user:password or ?key=
-
-
-def unwrap(model: Any) -> Any:
-    """The provider model inside a ``RetryingChatModel`` (any other object as it is)."""
-    return model.wrapped if isinstance(model, RetryingChatModel) else model
 
 
 class RetryingChatModel(BaseChatModel):

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from mllm_guidance.backends.batching import in_groups
-from mllm_guidance.backends.diffusers_base import load_pipeline, negative_prompts, quiet
-from mllm_guidance.backends.generator import Generated, GenerationRequest, shared_settings
+from mllm_guidance.backends.diffusers_base import GroupRenderer, load_pipeline, negative_prompts, quiet
+from mllm_guidance.backends.generator import Generated, GenerationRequest
 from mllm_guidance.backends.grounding import fit_size
 from mllm_guidance.backends.latent_blend import prepare_repair
 from mllm_guidance.backends.torch_device import seeded_generator
 from mllm_guidance.errors import BackendError
 
 
-class Text2ImageGenerator:
+class Text2ImageGenerator(GroupRenderer):
     name = "text2image"
 
     def __init__(self, model: str | None = None, *, device: str | None = None, dtype: str | None = None,
@@ -52,15 +51,6 @@ class Text2ImageGenerator:
         side = sample * scale if isinstance(sample, int) else 1024
         self.default_size = (side, side)
         self.supports_repair = getattr(self.pipe, "unet", None) is not None and hasattr(self.pipe.scheduler, "add_noise")
-
-    def generate(self, request: GenerationRequest) -> Generated:
-        return self._render_group([request])[0]
-
-    def batch_key(self, request: GenerationRequest) -> tuple[Any, ...]:
-        return shared_settings(request)
-
-    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generated]:
-        return in_groups(requests, self.batch_key, self._render_group)
 
     def _render_group(self, requests: list[GenerationRequest]) -> list[Generated]:
         first, single = requests[0], len(requests) == 1

@@ -5,7 +5,8 @@ used, asks again with the parse error fed back (``parse_retries`` times); every 
 the run's call log. A bad answer is not an exception for the run: the step ends with no value and
 its error, and the node decides how the run goes on (the failure is recorded). Failures of the
 model itself (network, auth, quota) were already retried by the model (``backends.retry``) and
-stop the run as a ``BackendError``; the run can then be resumed from its checkpoint.
+stop the run as a ``BackendError`` worded by ``errors.explain_mllm``; the run can then be resumed
+from its checkpoint.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from mllm_guidance.backends.retry import explain
 from mllm_guidance.config import GuidanceConfig
 from mllm_guidance.context import Context
-from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, ParseError
+from mllm_guidance.errors import BackendError, ConfigError, GuidanceError, ParseError, explain_mllm
 from mllm_guidance.images import ModelImage
 from mllm_guidance.prompts.parse import clean_reply, extract_reasoning
 from mllm_guidance.prompts.steps import ROUND_KEY, STEP_KEY, STEPS, Step
@@ -162,7 +162,7 @@ async def ask(ctx: Context, config: GuidanceConfig, step: Step, request: Request
         except GuidanceError:
             raise
         except Exception as exc:
-            raise BackendError(f"{step.name} (round {request.round}): {explain(exc, ctx.mllm)}") from exc
+            raise BackendError(f"{step.name} (round {request.round}): {explain_mllm(exc, ctx.mllm)}") from exc
         seconds = time.perf_counter() - started
         raw: AIMessage = out["raw"] if structured else out
         text = message_text(raw)

@@ -46,8 +46,10 @@ class Step:
     name: StepName
     #: ``$fields`` its request template must use.
     request_fields: frozenset[str]
-    #: fields every few-shot example of this step must have.
-    example_fields: tuple[str, ...]
+    #: how a few-shot example reads after its ``User prompt:`` line: ``(label, field)`` in order; a
+    #: layout field is a ``label:`` line with the objects below it (none for an empty layout where
+    #: an empty answer is valid). Its fields are the ones every example of this step must have.
+    example_lines: tuple[tuple[str, str], ...]
     #: whether the current image is attached to the request.
     sees_image: bool
     #: the structured-output schema (``--structured``).
@@ -60,6 +62,10 @@ class Step:
     describe: Callable[[dict[str, Any]], str]
     #: optional request blocks (``=== NAME ===`` in its template) and the fields each may use.
     optional_blocks: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def example_fields(self) -> tuple[str, ...]:
+        return tuple(name for _, name in self.example_lines)
 
     @property
     def reads_layout(self) -> bool:
@@ -89,20 +95,19 @@ class Step:
     def render_example(self, example: Any) -> str:
         """A few-shot example as the model should answer it (see ``templates.Example``)."""
         lines = [f"User prompt: {example.prompt}"]
-        if self.name == "place":
-            lines += ["Objects:", _objects_text(example.objects)]
-        elif self.name == "self_correct":
-            lines += ["Current objects:", _objects_text(example.current)]
-            lines += [f"Reasoning: {example.reasoning}", "Updated objects:", _objects_text(example.objects)]
-        elif self.name == "reason":
-            lines += [f"Reasoning: {example.reasoning}", f"Score: {example.score}"]
-        elif self.name == "compare":
-            lines += [f"Reasoning: {example.reasoning}", f"Better: {example.better}"]
-        else:
-            lines += [f"Reasoning: {example.reasoning}", "Updated objects:"]
-            if example.objects:
-                lines.append(_objects_text(example.objects))
+        for label, name in self.example_lines:
+            value = getattr(example, name)
+            if name not in _LAYOUT_FIELDS:
+                lines.append(f"{label}: {value}")
+                continue
+            lines.append(f"{label}:")
+            if value or not self.allow_empty:
+                lines.append(_objects_text(value))
         return "\n".join(lines)
+
+
+#: the fields of ``templates.Example`` that hold a layout (a list of objects with boxes).
+_LAYOUT_FIELDS = frozenset({"objects", "current"})
 
 
 def _objects_text(objects: Any) -> str:
@@ -122,22 +127,25 @@ def _align_line(event: dict[str, Any]) -> str:
 
 STEPS: dict[str, Step] = {
     "place": Step(
-        name="place", request_fields=frozenset({"prompt"}), example_fields=("objects",), sees_image=False,
+        name="place", request_fields=frozenset({"prompt"}), sees_image=False,
+        example_lines=(("Objects", "objects"),),
         schema=LayoutAnswer, error=LayoutParseError, allow_empty=False,
         describe=lambda e: f"{e.get('objects')} objects",
     ),
     "self_correct": Step(
-        name="self_correct", request_fields=frozenset({"prompt", "objects"}),
-        example_fields=("current", "reasoning", "objects"), sees_image=False,
+        name="self_correct", request_fields=frozenset({"prompt", "objects"}), sees_image=False,
+        example_lines=(("Current objects", "current"), ("Reasoning", "reasoning"), ("Updated objects", "objects")),
         schema=LayoutAnswer, error=LayoutParseError, allow_empty=False,
         describe=lambda e: "changed" if e.get("changed") else "unchanged: layout settled",
     ),
     "reason": Step(
-        name="reason", request_fields=frozenset({"prompt"}), example_fields=("reasoning", "score"), sees_image=True,
+        name="reason", request_fields=frozenset({"prompt"}), sees_image=True,
+        example_lines=(("Reasoning", "reasoning"), ("Score", "score")),
         schema=ScoreAnswer, error=ScoreParseError, allow_empty=False, describe=_score_line,
     ),
     "align": Step(
-        name="align", request_fields=frozenset({"prompt"}), example_fields=("reasoning", "objects"), sees_image=True,
+        name="align", request_fields=frozenset({"prompt"}), sees_image=True,
+        example_lines=(("Reasoning", "reasoning"), ("Updated objects", "objects")),
         schema=LayoutAnswer, error=LayoutParseError, allow_empty=True, describe=_align_line,
         optional_blocks={
             "evaluation": frozenset({"score", "reasoning"}),  # align_context: reasoning
@@ -146,7 +154,8 @@ STEPS: dict[str, Step] = {
         },
     ),
     "compare": Step(
-        name="compare", request_fields=frozenset({"prompt"}), example_fields=("reasoning", "better"), sees_image=True,
+        name="compare", request_fields=frozenset({"prompt"}), sees_image=True,
+        example_lines=(("Reasoning", "reasoning"), ("Better", "better")),
         schema=CompareAnswer, error=CompareParseError, allow_empty=False,
         describe=lambda e: f"better: {e.get('better') or '?'}" + (" (the new image)" if e.get("better") == "B" else ""),
     ),

@@ -1,10 +1,9 @@
 import pytest
 
-from mllm_guidance.backends.retry import RetryingChatModel, unwrap
-
 from mllm_guidance.backends import mllm
 from mllm_guidance.backends.mllm import default_mllm_spec, describe_mllm, model_name, resolve_mllm, split_spec
-from mllm_guidance.errors import BackendError
+from mllm_guidance.backends.retry import RetryingChatModel
+from mllm_guidance.errors import BackendError, provider_model
 from tests.fakes import RecordingChatModel
 
 
@@ -74,7 +73,7 @@ def test_provider_models_are_built_without_client_retries():
     local = resolve_mllm("openai:qwen2.5-vl", base_url="http://127.0.0.1:9/v1", environ={})
     assert local.openai_api_base == "http://127.0.0.1:9/v1"
     g = resolve_mllm("gemini-2.5-flash", environ={"GEMINI_API_KEY": "k"})
-    assert type(unwrap(g)).__name__ == "ChatGoogleGenerativeAI" and g.max_retries == 0
+    assert type(provider_model(g)).__name__ == "ChatGoogleGenerativeAI" and g.max_retries == 0
     # the one retry policy travels with the model instead
     assert isinstance(m, RetryingChatModel) and (m.retries, m.timeout) == (4, 7)
     o = resolve_mllm("ollama:gemma3:27b", environ={"OLLAMA_HOST": "http://127.0.0.1:9"})

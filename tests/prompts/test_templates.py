@@ -125,3 +125,42 @@ def test_optional_blocks_are_checked_and_required_before_a_run(tmp_path):
         guide("a cat on a sofa", mllm=model, generator="sketch", settings={"templates_dir": str(tmp_path)},
               run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists() and model.calls == []
+
+
+# sha256 (first 16 hex) of the built-in instructions, examples rendered, per step (and per mode where a
+# mode has its own examples): moving how a step renders its examples must not change a byte of them.
+RENDERED = {
+    "place": "2edd16916ea85c54", "self_correct": "72754539e19608ed", "reason": "30ce85089632cd33",
+    "align": "1b1f83a820ac92ae", ("align", "align"): "b49297fff0a4d17c", "compare": "f66c14d6f6d5914d",
+}
+
+
+def test_rendered_instructions_are_byte_identical_for_every_step_and_mode():
+    import hashlib
+
+    templates = load_templates()
+    assert set(templates.steps) == set(STEPS)
+    for step, template in templates.steps.items():
+        for mode in ("plain", "place", "place+correct", "align", "full", *template.by_mode):
+            digest = hashlib.sha256(template.instructions_for(mode).encode()).hexdigest()[:16]
+            assert digest == RENDERED.get((step, mode), RENDERED[step]), (step, mode)
+
+
+def test_each_step_renders_its_example_fields_in_its_own_order():
+    from mllm_guidance.prompts.templates import Example
+
+    cat, dog = [{"name": "a cat", "box": [0.1, 0.2, 0.5, 0.6]}], [{"name": "a dog", "box": [0, 0, 1, 1]}]
+    example = Example(prompt="p", objects=cat, current=dog, reasoning="r", score=3, better="B")
+    rendered = {step: STEPS[step].render_example(example) for step in STEPS}
+    assert rendered == {
+        "place": "User prompt: p\nObjects:\n- a cat [0.1, 0.2, 0.5, 0.6]",
+        "self_correct": "User prompt: p\nCurrent objects:\n- a dog [0, 0, 1, 1]\nReasoning: r\n"
+                        "Updated objects:\n- a cat [0.1, 0.2, 0.5, 0.6]",
+        "reason": "User prompt: p\nReasoning: r\nScore: 3",
+        "align": "User prompt: p\nReasoning: r\nUpdated objects:\n- a cat [0.1, 0.2, 0.5, 0.6]",
+        "compare": "User prompt: p\nReasoning: r\nBetter: B",
+    }
+    # an empty layout is no lines where the step may answer with one (align: "the image matches")
+    assert STEPS["align"].render_example(Example(prompt="p", objects=[], reasoning="r")) == \
+        "User prompt: p\nReasoning: r\nUpdated objects:"
+    assert STEPS["place"].render_example(Example(prompt="p", objects=[])) == "User prompt: p\nObjects:\n"

@@ -31,7 +31,7 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 from transformers import CLIPTextModel
 
-from mllm_guidance.backends.latent_blend import chain, prepare_repair
+from mllm_guidance.backends.latent_blend import chain, prepare_repair, wants_repair
 from mllm_guidance.backends.layout_pipelines.gligen_grounding import (
     fusers_off_after,
     grounding_rows,
@@ -68,9 +68,7 @@ class StableDiffusionXLGLIGENPipeline(StableDiffusionXLPipeline):
                  **kwargs: Any) -> Any:
         prompts = 1 if isinstance(prompt, str) or prompt is None else len(prompt)
         blend = None
-        if repair_image is not None:
-            if not repair_boxes:
-                raise ValueError("repair_image needs repair_boxes: the region to repaint")
+        if wants_repair(repair_image, repair_boxes):
             size = self.default_sample_size * self.vae_scale_factor
             height, width = kwargs.get("height") or size, kwargs.get("width") or size
             kwargs["latents"], blend = prepare_repair(

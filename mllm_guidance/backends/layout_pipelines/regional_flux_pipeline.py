@@ -30,17 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import FluxPipeline
 from diffusers.models.embeddings import apply_rotary_emb
-from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
-from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
-from mllm_guidance.backends.latent_blend import prepare_flux_repair
 
-#: (phrase, normalized [x1, y1, x2, y2]) for one region.
-Region = tuple[str, Sequence[float]]
+from mllm_guidance.backends.layout_pipelines import flux_loop
+from mllm_guidance.backends.layout_pipelines.regions import Region, per_prompt
 
 
 def region_token_masks(boxes: Sequence[Sequence[float]], height: int, width: int, cell: int,
@@ -217,36 +213,17 @@ class RegionalFluxPipeline(FluxPipeline):
                  single_inject_interval: int = 1, base_ratio: float = 0.2, background_prompt: str = "a photo",
                  overlap: str = "union", output_type: str = "pil", return_dict: bool = True, repair_image: Any = None,
                  repair_boxes: Sequence[Sequence[float]] | None = None) -> Any:
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        samples = [list(regions)] if isinstance(prompt, str) else [list(r) for r in regions] if regions else [[] for _ in prompts]
-        if len(samples) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(samples)} region lists: give one list per prompt")
-        if any(samples) and not all(samples):
-            raise ValueError("some prompts have regions and some have none: render those separately")
-        height = height or self.default_sample_size * self.vae_scale_factor
-        width = width or self.default_sample_size * self.vae_scale_factor
-        cell = self.vae_scale_factor * 2
-        if height % cell or width % cell:
-            raise ValueError(f"height and width must be multiples of {cell}, got {width}x{height}")
+        prompts, samples = per_prompt(prompt, regions)
+        height, width, cell = flux_loop.image_size(self, height, width)
         if overlap not in ("union", "authors"):
             raise ValueError(f"overlap must be 'union' or 'authors', got {overlap!r}")
         if min(double_inject_interval, single_inject_interval) < 1:
             raise ValueError("the inject intervals must be at least 1")
         install_regional_processors(self.transformer)
-        self._guidance_scale = guidance_scale
-        self._joint_attention_kwargs = {}
-        self._interrupt = False
-        device = self._execution_device
-        prompt_embeds, pooled, text_ids = self.encode_prompt(prompt=prompts, prompt_2=None, device=device,
-                                                             max_sequence_length=max_sequence_length)
-        batch = len(prompts)
-        latents, image_ids = self.prepare_latents(batch, self.transformer.config.in_channels // 4, height, width,
-                                                  prompt_embeds.dtype, device, generator, latents)
-        blend = None
-        if repair_image is not None:  # repaint only inside repair_boxes (backends.latent_blend)
-            if not repair_boxes:
-                raise ValueError("repair_image needs repair_boxes: the region to repaint")
-            blend = prepare_flux_repair(self, repair_image, repair_boxes, latents, width, height)
+        device, batch = self._execution_device, len(prompts)
+        prompt_embeds, pooled, text_ids, latents, image_ids = flux_loop.start(
+            self, prompts, height, width, guidance_scale, generator, latents, max_sequence_length)
+        blend = flux_loop.repair_blend(self, repair_image, repair_boxes, latents, width, height)
         context = None
         if samples[0] and mask_inject_steps > 0:
             region_embeds, mask = self._encode_regions(samples, height, width, cell, background_prompt, device,
@@ -254,16 +231,7 @@ class RegionalFluxPipeline(FluxPipeline):
             context = RegionalContext(mask=mask.to(device), region_len=region_embeds.shape[1],
                                       base_len=prompt_embeds.shape[1], image_len=latents.shape[1], base_ratio=base_ratio,
                                       double_interval=double_inject_interval, single_interval=single_inject_interval)
-        sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
-        mu = calculate_shift(latents.shape[1], self.scheduler.config.get("base_image_seq_len", 256),
-                             self.scheduler.config.get("max_image_seq_len", 4096),
-                             self.scheduler.config.get("base_shift", 0.5), self.scheduler.config.get("max_shift", 1.15))
-        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, sigmas=sigmas, mu=mu)
-        self._num_timesteps = len(timesteps)
-        guidance = None
-        if self.transformer.config.guidance_embeds:
-            guidance = torch.full([1], guidance_scale, device=device, dtype=torch.float32).expand(batch)
-        self.scheduler.set_begin_index(0)
+        timesteps, guidance = flux_loop.schedule(self, num_inference_steps, latents, guidance_scale)
         for i, t in enumerate(timesteps):
             self._current_timestep = t
             timestep = t.expand(batch).to(latents.dtype) / 1000
@@ -277,16 +245,7 @@ class RegionalFluxPipeline(FluxPipeline):
             latents = self.scheduler.step(noise, t, latents, return_dict=False)[0]
             if blend is not None:
                 latents = blend(self, i, t, {"latents": latents})["latents"]
-        self._current_timestep = None
-        if output_type == "latent":
-            image = latents
-        else:
-            latents = self._unpack_latents(latents, height, width, self.vae_scale_factor)
-            latents = latents / self.vae.config.scaling_factor + self.vae.config.shift_factor
-            image = self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
-            image = self.image_processor.postprocess(image, output_type=output_type)
-        self.maybe_free_model_hooks()
-        return FluxPipelineOutput(images=image) if return_dict else (image,)
+        return flux_loop.finish(self, latents, height, width, output_type, return_dict)
 
     def _regional_prediction(self, latents: torch.Tensor, image_ids: torch.Tensor, timestep: torch.Tensor,
                              guidance: torch.Tensor | None, pooled: torch.Tensor, prompt_embeds: torch.Tensor,

@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import FluxPipeline, FluxTransformer2DModel
 from diffusers.configuration_utils import register_to_config
@@ -46,13 +45,12 @@ from diffusers.models.transformers.transformer_flux import (
     FluxSingleTransformerBlock,
     FluxTransformerBlock,
 )
-from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
-from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
 from torch import nn
 
-from mllm_guidance.backends.latent_blend import prepare_flux_repair
+from mllm_guidance.backends.layout_pipelines import flux_loop
 from mllm_guidance.backends.layout_pipelines.box_tokens import BoxLayout, BoxTokenProjection, LayoutCarry
-from mllm_guidance.backends.layout_pipelines.siamlayout_sd3 import box_slots, per_prompt
+from mllm_guidance.backends.layout_pipelines.regions import per_prompt
+from mllm_guidance.backends.layout_pipelines.siamlayout_sd3 import box_slots
 
 
 def _split_carry(joint_attention_kwargs: dict[str, Any] | None) -> tuple[dict[str, Any], LayoutCarry | None]:
@@ -249,43 +247,21 @@ class CreatiLayoutFluxPipeline(FluxPipeline):
                  output_type: str = "pil", return_dict: bool = True, repair_image: Any = None,
                  repair_boxes: Sequence[Sequence[float]] | None = None) -> Any:
         prompts, samples = per_prompt(prompt, regions)
-        height = height or self.default_sample_size * self.vae_scale_factor
-        width = width or self.default_sample_size * self.vae_scale_factor
-        cell = self.vae_scale_factor * 2
-        if height % cell or width % cell:
-            raise ValueError(f"height and width must be multiples of {cell}, got {width}x{height}")
-        self._guidance_scale = guidance_scale
-        self._joint_attention_kwargs = {}
-        self._interrupt = False
+        height, width, _ = flux_loop.image_size(self, height, width)
         device, batch = self._execution_device, len(prompts)
-        prompt_embeds, pooled, text_ids = self.encode_prompt(prompt=prompts, prompt_2=None, device=device,
-                                                             max_sequence_length=max_sequence_length)
+        prompt_embeds, pooled, text_ids, latents, image_ids = flux_loop.start(
+            self, prompts, height, width, guidance_scale, generator, latents, max_sequence_length)
         true_cfg = true_cfg_scale > 1
         if true_cfg:
             negative_embeds, negative_pooled, _ = self.encode_prompt(prompt=[negative_prompt] * batch, prompt_2=None,
                                                                      device=device, max_sequence_length=max_sequence_length)
-        latents, image_ids = self.prepare_latents(batch, self.transformer.config.in_channels // 4, height, width,
-                                                  prompt_embeds.dtype, device, generator, latents)
-        blend = None
-        if repair_image is not None:  # repaint only inside repair_boxes (backends.latent_blend)
-            if not repair_boxes:
-                raise ValueError("repair_image needs repair_boxes: the region to repaint")
-            blend = prepare_flux_repair(self, repair_image, repair_boxes, latents, width, height)
+        blend = flux_loop.repair_blend(self, repair_image, repair_boxes, latents, width, height)
         layout = negative_layout = None
         if samples[0]:
             layout = self._layout(samples, device, latents.dtype)
             negative_layout = BoxLayout(boxes=layout.boxes, masks=torch.zeros_like(layout.masks), phrases=layout.phrases)
-        sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
-        mu = calculate_shift(latents.shape[1], self.scheduler.config.get("base_image_seq_len", 256),
-                             self.scheduler.config.get("max_image_seq_len", 4096),
-                             self.scheduler.config.get("base_shift", 0.5), self.scheduler.config.get("max_shift", 1.15))
-        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, sigmas=sigmas, mu=mu)
-        self._num_timesteps = len(timesteps)
-        guidance = None
-        if self.transformer.config.guidance_embeds:
-            guidance = torch.full([1], guidance_scale, device=device, dtype=torch.float32).expand(batch)
-        grounded = int(grounding_share * num_inference_steps)
-        self.scheduler.set_begin_index(0)
+        timesteps, guidance = flux_loop.schedule(self, num_inference_steps, latents, guidance_scale)
+        grounded = int(grounding_share * len(timesteps))
         for i, t in enumerate(timesteps):
             self._current_timestep = t
             timestep = t.expand(batch).to(latents.dtype) / 1000
@@ -301,16 +277,7 @@ class CreatiLayoutFluxPipeline(FluxPipeline):
             latents = self.scheduler.step(noise, t, latents, return_dict=False)[0]
             if blend is not None:
                 latents = blend(self, i, t, {"latents": latents})["latents"]
-        self._current_timestep = None
-        if output_type == "latent":
-            image = latents
-        else:
-            latents = self._unpack_latents(latents, height, width, self.vae_scale_factor)
-            latents = latents / self.vae.config.scaling_factor + self.vae.config.shift_factor
-            image = self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
-            image = self.image_processor.postprocess(image, output_type=output_type)
-        self.maybe_free_model_hooks()
-        return FluxPipelineOutput(images=image) if return_dict else (image,)
+        return flux_loop.finish(self, latents, height, width, output_type, return_dict)
 
     def _layout(self, samples: list[list[Any]], device: Any, dtype: Any) -> BoxLayout:
         """Boxes, masks and each phrase's T5 embedding (77 tokens, as the authors encode them) in 10 slots."""

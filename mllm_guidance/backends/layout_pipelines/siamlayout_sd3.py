@@ -35,11 +35,9 @@ from diffusers.models.attention_processor import Attention, JointAttnProcessor2_
 from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
 from torch import nn
 
-from mllm_guidance.backends.latent_blend import chain, prepare_sd3_repair
+from mllm_guidance.backends.latent_blend import chain, prepare_sd3_repair, wants_repair
 from mllm_guidance.backends.layout_pipelines.box_tokens import BoxLayout, BoxTokenProjection, LayoutCarry
-
-#: (phrase, normalized [x1, y1, x2, y2]) for one box.
-Region = tuple[str, Sequence[float]]
+from mllm_guidance.backends.layout_pipelines.regions import Region, per_prompt
 
 
 class SiamLayoutJointTransformerBlock(JointTransformerBlock):
@@ -144,19 +142,6 @@ class SiamLayoutSD3Transformer2DModel(SD3Transformer2DModel):
                                joint_attention_kwargs=kwargs or None, return_dict=return_dict, skip_layers=skip_layers)
 
 
-def per_prompt(prompt: Any, regions: Sequence[Any]) -> tuple[list[str], list[list[Region]]]:
-    """Prompts as a list, with one list of regions per prompt (a single prompt takes one list)."""
-    if isinstance(prompt, str):
-        return [prompt], [list(regions)]
-    prompts = list(prompt)
-    samples = [list(r) for r in regions] if regions else [[] for _ in prompts]
-    if len(samples) != len(prompts):
-        raise ValueError(f"{len(prompts)} prompts but {len(samples)} region lists: give one list per prompt")
-    if any(samples) and not all(samples):
-        raise ValueError("some prompts have regions and some have none: render those separately")
-    return prompts, samples
-
-
 def box_slots(samples: list[list[Region]], slots: int, device: Any, dtype: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(boxes (B, slots, 4), masks (B, slots)): each sample's boxes, then empty slots."""
     boxes = torch.zeros(len(samples), slots, 4, device=device, dtype=dtype)
@@ -187,9 +172,7 @@ class CreatiLayoutSD3Pipeline(StableDiffusion3Pipeline):
                  repair_boxes: Sequence[Sequence[float]] | None = None, **kwargs: Any) -> Any:
         prompts, samples = per_prompt(prompt, regions)
         blend = None
-        if repair_image is not None:  # repaint only inside repair_boxes (backends.latent_blend)
-            if not repair_boxes:
-                raise ValueError("repair_image needs repair_boxes: the region to repaint")
+        if wants_repair(repair_image, repair_boxes):  # repaint only inside repair_boxes (backends.latent_blend)
             size = self.default_sample_size * self.vae_scale_factor
             kwargs["latents"], blend = prepare_sd3_repair(
                 self, repair_image, repair_boxes, kwargs.get("generator"), len(prompts) * num_images_per_prompt,
