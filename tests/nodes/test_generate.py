@@ -15,7 +15,8 @@ def test_renders_the_plan_and_stores_a_reference(tmp_path, prompt):
     assert (req.prompt, req.layout, req.seed, req.width, req.height, req.steps, req.guidance_scale, req.negative_prompt) == (
         prompt, LAYOUT, 42, 96, 64, 3, 5.0, "blurry")
     [r] = out["rounds"]
-    assert r.image.path == "round-0.png" and (tmp_path / "run" / "round-0.png").exists()
+    done = ctx.store.finish_image(r.image)  # written in the background: the reading step completes it
+    assert r.image.path == "round-0.png" and done.sha256 and (tmp_path / "run" / "round-0.png").exists()
     assert (r.image.width, r.image.height) == (96, 64) and r.layout_reasoning == "r"
     assert any("smaller than 0.1" in w for w in r.layout_warnings)
     assert "usage" not in out and r.cost_usd is None and "stop_reason" not in out  # usage is counted by finish
