@@ -38,7 +38,7 @@ from diffusers.models.transformers.transformer_qwenimage import apply_rotary_emb
 from diffusers.pipelines.qwenimage.pipeline_output import QwenImagePipelineOutput
 from diffusers.pipelines.qwenimage.pipeline_qwenimage import calculate_shift, retrieve_timesteps
 
-from mllm_guidance.backends.latent_blend import prepare_qwen_repair
+from mllm_guidance.backends.latent_blend import prepare_qwen_repair, wants_repair
 from mllm_guidance.backends.layout_pipelines.eligen import eligen_attention_mask, entity_token_masks, fuse_lora
 
 #: (phrase, normalized [x1, y1, x2, y2]) for one entity.
@@ -161,9 +161,7 @@ class EliGenQwenImagePipeline(QwenImagePipeline):
         latents = self.prepare_latents(batch, self.transformer.config.in_channels // 4, height, width, embeds.dtype, device,
                                        generator, latents)
         blend = None
-        if repair_image is not None:
-            if not repair_boxes:
-                raise ValueError("repair_image needs repair_boxes: the region to repaint")
+        if wants_repair(repair_image, repair_boxes):
             blend = prepare_qwen_repair(self, repair_image, repair_boxes, latents, width, height)
         img_shapes = [[(1, height // cell, width // cell)]] * batch
         positive = (embeds, embeds_mask, None)

@@ -41,7 +41,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
 
-from mllm_guidance.backends.latent_blend import chain, prepare_repair
+from mllm_guidance.backends.latent_blend import chain, prepare_repair, wants_repair
 from mllm_guidance.backends.layout_pipelines.gligen_grounding import (
     fusers_off_after,
     grounding_rows,
@@ -81,9 +81,7 @@ class StableDiffusionGLIGENPipeline(StableDiffusionPipeline):
             prompts = 1 if isinstance(prompt, str) or prompt is None else len(prompt)
         dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
         blend = None
-        if repair_image is not None:
-            if not repair_boxes:
-                raise ValueError("repair_image needs repair_boxes: the region to repaint")
+        if wants_repair(repair_image, repair_boxes):
             size = self.unet.config.sample_size * self.vae_scale_factor
             height, width = kwargs.get("height") or size, kwargs.get("width") or size
             kwargs["latents"], blend = prepare_repair(self, repair_image, repair_boxes, kwargs.get("generator"),
