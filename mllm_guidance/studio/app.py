@@ -75,9 +75,10 @@ def knob_controls(knobs: type[BaseModel], base: GuidanceConfig, names: list[str]
     """One control per client knob named (``knobs.py``): its bounds, choices and help from the
     shared knob model, its starting value from the studio's config. Made inside the page's layout."""
     controls: dict[str, Any] = {}
+    properties = knobs.model_json_schema()["properties"]
     for name in names:
         field = knobs.model_fields[name]
-        low, high, choices = schema_bounds(knobs.model_json_schema()["properties"][name])
+        low, high, choices = schema_bounds(properties[name])
         value = getattr(base, KNOBS[name])
         label = LABELS.get(name, name.replace("_", " "))
         if choices is not None:
